@@ -1,0 +1,31 @@
+"""resdsl: a language and compiler for residual networks.
+
+Write a network as a short ``.res`` (or YAML) spec; resdsl checks it completely
+before any tensor exists, holds it as a networkx graph, and builds a PyTorch
+module whose names and numbers match hand-written references.
+
+>>> import resdsl
+>>> net = resdsl.loads('''
+... network tiny(classes: int = 10):
+...     input x: [3, 32, 32]
+...     conv1: conv 3x3, 16
+...     residual:
+...         conv2: conv 3x3, 16
+...         relu
+...     avgpool: adaptive_avgpool 1
+...     flatten
+...     fc: linear classes
+... ''')
+>>> net.output_shape
+(10,)
+>>> net.num_params
+5258
+"""
+
+from .api import Net, compile, load, loads
+from .elaborate import Limits
+from .errors import Diagnostic, Span, SpecError
+
+__version__ = "0.1.0"
+
+__all__ = ["Net", "SpecError", "Diagnostic", "Span", "Limits", "load", "loads", "compile", "__version__"]

@@ -1,0 +1,1 @@
+"""Back ends: graph -> something runnable or readable. Each imports torch only itself."""

@@ -1,0 +1,749 @@
+"""Elaboration: IR -> flat graph with shapes.
+
+Parameters and ``-D`` overrides are evaluated, ``defaults`` applied, blocks and
+stages instantiated, residual shortcuts chosen from shapes, long skips resolved,
+and every op's arguments and output shape checked before any tensor exists.
+Problems are collected (one run reports every independent error) and raised
+together as one :class:`~resdsl.errors.SpecError`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from math import prod
+from typing import Any, Iterable, Mapping
+
+import networkx as nx
+
+from . import ir
+from .errors import ErrorList, Problem, Span, did_you_mean
+from .expr import Value, describe, evaluate, type_name
+from .graph import Container, ResidualUnit, Shape, format_shape, new_graph
+from .ops import REGISTRY, OpError, bind, user_ops
+from .ops.merge import merge_shape
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounds on the work one spec can ask for; each hit is a located error."""
+
+    max_nodes: int = 1_000_000
+    max_depth: int = 64  # nested block calls / residuals
+    max_repeat: int = 100_000  # stage x N
+    max_tensor_elements: int = 2**34  # per sample, any activation
+    max_weight_elements: int = 2**32  # any single op's parameters
+    max_file_bytes: int = 1_000_000  # spec source size
+
+
+SHORTCUT_POLICIES = ("auto", "A", "B", "C", "identity", "none")
+
+
+@dataclass
+class Tensor:
+    node: int
+    shape: Shape | None  # None after an error upstream: checks that need it are skipped
+    origin: Span
+
+
+@dataclass
+class Scope:
+    """A namespace for labels and submodule names: the network, a block instance,
+    a labelled residual, or a shortcut path."""
+
+    path: str  # module path prefix ("" at the root)
+    container: str
+    env: dict[str, Value]
+    labels: dict[str, Tensor]
+    reserved: set[str]
+    used: dict[str, Span] = field(default_factory=dict)
+    counters: dict[str, int] = field(default_factory=dict)
+    sequential: bool = False  # shortcut paths name unlabelled statements 0, 1, 2 like nn.Sequential
+    position: int = 0
+    depth: int = 0
+    notes: tuple[str, ...] = ()
+    block_stack: tuple[str, ...] = ()
+
+    def module_path(self, name: str) -> str:
+        return f"{self.path}.{name}" if self.path else name
+
+
+def _declared_labels(stmts: Iterable[ir.Stmt]) -> set[str]:
+    """Labels in a namespace: its own statements and those of unlabelled residual bodies."""
+    labels: set[str] = set()
+    for stmt in stmts:
+        if getattr(stmt, "label", None):
+            labels.add(stmt.label)
+        if isinstance(stmt, ir.Residual) and stmt.label is None:
+            labels |= _declared_labels(stmt.body)
+    return labels
+
+
+class Elaborator:
+    def __init__(
+        self,
+        network: ir.Network,
+        blocks: Mapping[str, ir.Block],
+        errors: ErrorList,
+        overrides: Mapping[str, Any] | None = None,
+        plain: bool = False,
+        limits: Limits = Limits(),
+    ):
+        self.network = network
+        self.blocks = dict(blocks)
+        self.errors = errors
+        self.overrides = dict(overrides or {})
+        self.plain = plain
+        self.limits = limits
+        self.graph = new_graph(network.name)
+        self.nodes = 0
+        self.ops = user_ops()
+
+    # ---- entry point -----------------------------------------------------------
+    def run(self) -> nx.DiGraph:
+        net = self.network
+        env = self.network_params()
+        self.graph.graph["params"] = dict(env)
+        in_shape = self.input_shape(net.input, env)
+        root = Scope(path="", container="", env=env, labels={},
+                     reserved=_declared_labels(net.body))
+        self.graph.graph["containers"][""] = Container("", "network", net.span)
+        x = self.add_node("input", {}, [], [], in_shape, root, net.input.span, module=None,
+                          label=net.input.name)
+        root.labels[net.input.name] = x
+        if net.input.name != "input":
+            root.labels["input"] = x
+        self.graph.graph["input"] = x.node
+        self.check_block_names()
+        out = self.body(net.body, root, x, {})
+        self.graph.graph["output"] = out.node
+        self.graph.graph["containers"][""].input = x.node
+        self.graph.graph["containers"][""].output = out.node
+        return self.graph
+
+    # ---- parameters ---------------------------------------------------------------
+    def network_params(self) -> dict[str, Value]:
+        net = self.network
+        declared = {p.name: p for p in net.params}
+        for name in self.overrides:
+            if name not in declared:
+                hint = did_you_mean(name, declared) or (
+                    f"network '{net.name}' has no parameters" if not declared else None
+                )
+                self.errors.add(net.span, f"unknown parameter '{name}' for network '{net.name}'",
+                                hint=hint)
+        env: dict[str, Value] = {}
+        for param in net.params:
+            if param.name in self.overrides:
+                value = self.coerce_override(param, self.overrides[param.name])
+            elif param.default is not None:
+                value = self.eval_param_default(param, env)
+            else:
+                self.errors.add(param.span, f"network parameter '{param.name}' has no default and no value",
+                                hint=f"give it a default, or pass -D {param.name}=VALUE")
+                value = None
+            if value is not None:
+                env[param.name] = value
+        return env
+
+    def coerce_override(self, param: ir.Param, value: Any) -> Value | None:
+        text = value
+        if isinstance(value, str):
+            value = _parse_literal(value)
+        converted = _convert(value, param.type)
+        if converted is None:
+            self.errors.add(
+                param.span,
+                f"override {param.name}={text!s} is not a valid {param.type}",
+                hint=f"'{param.name}' is declared as {param.type}",
+            )
+        return converted
+
+    def eval_param_default(self, param: ir.Param, env: dict[str, Value]) -> Value | None:
+        try:
+            value = evaluate(param.default, env)
+        except Problem as problem:
+            self.report(problem)
+            return None
+        converted = _convert(value, param.type)
+        if converted is None:
+            self.errors.add(param.default.span,
+                            f"default of '{param.name}' is {describe(value)}, not a {param.type}",
+                            hint=f"give '{param.name}' a {param.type} default")
+        return converted
+
+    def input_shape(self, decl: ir.Input, env: Mapping[str, Value]) -> Shape | None:
+        dims = []
+        for expr in decl.shape:
+            try:
+                value = evaluate(expr, env)
+            except Problem as problem:
+                self.report(problem)
+                return None
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                self.errors.add(expr.span, f"input size must be a positive integer, not {describe(value)}",
+                                hint="write the shape without the batch dimension, e.g. [3, 224, 224]")
+                return None
+            dims.append(value)
+        if not 1 <= len(dims) <= 4:
+            self.errors.add(decl.span, f"input rank must be 1 to 4 ([C], [C, L], [C, H, W] or [C, D, H, W]), "
+                            f"got {len(dims)}", hint="give the shape without the batch dimension")
+            return None
+        return self.checked_size(tuple(dims), decl.span)
+
+    def checked_size(self, shape: Shape | None, span: Span) -> Shape | None:
+        if shape is not None and prod(shape) > self.limits.max_tensor_elements:
+            self.errors.add(span, f"tensor {format_shape(shape)} has {prod(shape):,} elements per sample, "
+                            f"over the limit of {self.limits.max_tensor_elements:,}",
+                            hint="use smaller sizes")
+            return None
+        return shape
+
+    def check_block_names(self) -> None:
+        for name, block in self.blocks.items():
+            if name in self.ops or name in ("residual", "shortcut", "stage", "add", "mul", "concat", "from"):
+                self.errors.add(block.span, f"block '{name}' has the name of a built-in op",
+                                hint=f"rename the block, e.g. '{name}_block'")
+
+    # ---- graph construction -------------------------------------------------------
+    def add_node(
+        self,
+        op: str,
+        args: dict,
+        inputs: list[Tensor],
+        edge_kinds: list[str],
+        shape: Shape | None,
+        scope: Scope,
+        span: Span,
+        module: str | None,
+        label: str | None = None,
+        params: int = 0,
+        shortcut: bool = False,
+        container: str | None = None,
+    ) -> Tensor:
+        if self.nodes >= self.limits.max_nodes:
+            raise Problem(span, f"the network has more than {self.limits.max_nodes:,} ops",
+                          hint="reduce the depth, or raise the limit (Limits.max_nodes)")
+        node = self.nodes
+        self.nodes += 1
+        self.graph.add_node(
+            node, op=op, args=args, inputs=tuple(t.node for t in inputs),
+            in_shapes=tuple(t.shape for t in inputs), shape=shape, module=module,
+            container=scope.container if container is None else container,
+            span=span, label=label, params=params, shortcut=shortcut,
+        )
+        for port, (tensor, kind) in enumerate(zip(inputs, edge_kinds)):
+            if self.graph.has_edge(tensor.node, node):
+                self.graph.edges[tensor.node, node]["ports"] += (port,)
+            else:
+                self.graph.add_edge(tensor.node, node, kind=kind, shape=tensor.shape, ports=(port,))
+        return Tensor(node, shape, span)
+
+    def module_name(self, scope: Scope, label: str | None, base: str, span: Span) -> str:
+        """The submodule name of a statement: its label, or a deterministic automatic name."""
+        if label is not None:
+            name = label
+        elif scope.sequential:
+            name = str(scope.position)
+        else:
+            index = scope.counters.get(base, 0)
+            while f"{base}_{index}" in scope.reserved or f"{base}_{index}" in scope.used:
+                index += 1
+            scope.counters[base] = index + 1
+            name = f"{base}_{index}"
+        if name in scope.used:
+            first = scope.used[name]
+            raise Problem(span, f"'{name}' is already used as a name in this scope (line {first.line})",
+                          hint="labels must be unique within a block instance")
+        scope.used[name] = span
+        return name
+
+    def set_label(self, scope: Scope, label: str | None, tensor: Tensor, span: Span) -> None:
+        if label is not None:
+            scope.labels[label] = tensor
+
+    def report(self, problem: Problem, scope: Scope | None = None) -> None:
+        notes = tuple(problem.notes) + (scope.notes if scope is not None else ())
+        self.errors.add(problem.span, problem.message, problem.hint, notes)
+
+    # ---- statements -----------------------------------------------------------------
+    def body(self, stmts: Iterable[ir.Stmt], scope: Scope, x: Tensor, defaults: dict) -> Tensor:
+        current = x
+        for stmt in stmts:
+            if isinstance(stmt, ir.Defaults):
+                defaults = self.defaults(stmt, scope, defaults)
+                continue
+            try:
+                current = self.statement(stmt, scope, current, defaults)
+            except Problem as problem:
+                self.report(problem, scope)
+                current = Tensor(current.node, None, stmt.span)
+                if getattr(stmt, "label", None):
+                    scope.labels[stmt.label] = current
+            scope.position += 1
+        return current
+
+    def statement(self, stmt: ir.Stmt, scope: Scope, x: Tensor, defaults: dict) -> Tensor:
+        if isinstance(stmt, ir.Apply):
+            if stmt.name in self.ops:
+                return self.apply_op(stmt, scope, x, defaults)
+            if stmt.name in self.blocks:
+                return self.apply_block(stmt.name, stmt.args, stmt.label, stmt, scope, x, defaults)
+            raise Problem(stmt.name_span, f"unknown op or block '{stmt.name}'",
+                          hint=did_you_mean(stmt.name, [*self.ops, *self.blocks]))
+        if isinstance(stmt, ir.Stage):
+            return self.stage(stmt, scope, x, defaults)
+        if isinstance(stmt, ir.Residual):
+            return self.residual(stmt, scope, x, defaults)
+        if isinstance(stmt, ir.Ref):
+            return self.ref(stmt, scope, x)
+        raise Problem(stmt.span, f"unsupported statement {type(stmt).__name__}")  # pragma: no cover
+
+    def defaults(self, stmt: ir.Defaults, scope: Scope, defaults: dict) -> dict:
+        op = self.ops.get(stmt.op)
+        if op is None:
+            self.errors.add(stmt.name_span, f"defaults for unknown op '{stmt.op}'",
+                            hint=did_you_mean(stmt.op, self.ops))
+            return defaults
+        values = dict(defaults.get(stmt.op, {}))
+        for arg in stmt.args:
+            if arg.name is None:
+                self.errors.add(arg.span, "defaults take keyword arguments only",
+                                hint=f"write e.g. defaults {stmt.op}(name=value)")
+                continue
+            if op.arg(arg.name) is None:
+                self.errors.add(arg.span, f"{stmt.op} has no argument '{arg.name}'",
+                                hint=did_you_mean(arg.name, [a.name for a in op.args]))
+                continue
+            try:
+                values[arg.name] = evaluate(arg.value, scope.env)
+            except Problem as problem:
+                self.report(problem, scope)
+        return {**defaults, stmt.op: values}
+
+    def eval_args(self, args: Iterable[ir.Arg], env: Mapping[str, Value]):
+        positional: list[Value] = []
+        keywords: dict[str, Value] = {}
+        spans: dict[str, Span] = {}
+        for arg in args:
+            value = evaluate(arg.value, env)
+            if arg.name is None:
+                spans[f"#{len(positional)}"] = arg.span
+                positional.append(value)
+            else:
+                spans[arg.name] = arg.span
+                keywords[arg.name] = value
+        return positional, keywords, spans
+
+    def apply_op(self, stmt: ir.Apply, scope: Scope, x: Tensor, defaults: dict) -> Tensor:
+        op = self.ops[stmt.name]
+        positional, keywords, spans = self.eval_args(stmt.args, scope.env)
+        name = self.module_name(scope, stmt.label, stmt.name, stmt.span)
+        shape = params = None
+        args: dict = {}
+        if x.shape is not None:
+            if len(x.shape) < op.min_rank:
+                raise Problem(stmt.name_span,
+                              f"{op.name} needs a spatial input ([C, L], [C, H, W] or [C, D, H, W]), "
+                              f"but its input is {format_shape(x.shape)}",
+                              hint="spatial ops cannot follow flatten or a flat input")
+            try:
+                args = bind(op, positional, keywords, defaults.get(op.name, {}), x.shape)
+                shape = op.infer(x.shape, args)
+                params = op.params(x.shape, args)
+            except OpError as err:
+                span = spans.get(err.arg or "", stmt.span)
+                raise Problem(span, f"{op.name}: {err.message}", hint=err.hint,
+                              notes=(f"its input is {format_shape(x.shape)}",)) from None
+            if params > self.limits.max_weight_elements:
+                raise Problem(stmt.span, f"{op.name} would have {params:,} parameters, over the limit "
+                              f"of {self.limits.max_weight_elements:,}", hint="use smaller sizes")
+            shape = self.checked_size(shape, stmt.span)
+        out = self.add_node(op.name, args, [x], ["data"], shape, scope, stmt.span,
+                            module=scope.module_path(name), label=stmt.label, params=params or 0)
+        self.set_label(scope, stmt.label, out, stmt.span)
+        return out
+
+    # ---- blocks and stages ------------------------------------------------------------
+    def bind_block(self, block: ir.Block, args: Iterable[ir.Arg], env: Mapping[str, Value],
+                   span: Span, extra: Mapping[str, Value] | None = None) -> dict[str, Value]:
+        positional, keywords, spans = self.eval_args(args, env)
+        keywords = {**keywords, **(extra or {})}
+        params = block.params
+        if len(positional) > len(params):
+            raise Problem(spans.get(f"#{len(params)}", span),
+                          f"block '{block.name}' takes {len(params)} argument{'s' * (len(params) != 1)}, "
+                          f"got {len(positional)}", hint=_block_usage(block))
+        bound: dict[str, Value] = {}
+        for param, value in zip(params, positional):
+            bound[param.name] = value
+        names = {p.name: p for p in params}
+        for key, value in keywords.items():
+            if key not in names:
+                raise Problem(spans.get(key, span), f"block '{block.name}' has no parameter '{key}'",
+                              hint=did_you_mean(key, names) or _block_usage(block))
+            if key in bound:
+                raise Problem(spans.get(key, span), f"'{key}' is given twice",
+                              hint=_block_usage(block))
+            bound[key] = value
+        result: dict[str, Value] = {}
+        inner_env = dict(self.graph.graph["params"])
+        for index, param in enumerate(params):
+            where = spans.get(param.name) or spans.get(f"#{index}") or span
+            if param.name in bound:
+                value = bound[param.name]
+            elif param.default is not None:
+                value = evaluate(param.default, {**inner_env, **result})
+            else:
+                raise Problem(span, f"block '{block.name}' needs a value for '{param.name}'",
+                              hint=_block_usage(block))
+            converted = _convert(value, param.type)
+            if converted is None:
+                raise Problem(where, f"'{param.name}' of block '{block.name}' must be {param.type}, "
+                              f"not {describe(value)} ({type_name(value)})", hint=_block_usage(block))
+            result[param.name] = converted
+        return result
+
+    def apply_block(self, name: str, args, label: str | None, stmt, scope: Scope, x: Tensor,
+                    defaults: dict, instance_name: str | None = None, extra=None,
+                    container_kind: str = "block") -> Tensor:
+        block = self.blocks[name]
+        if name in scope.block_stack:
+            raise Problem(stmt.span, f"block '{name}' uses itself (recursion is not allowed)",
+                          hint="a block may use other blocks, but not itself, directly or indirectly")
+        if scope.depth >= self.limits.max_depth:
+            raise Problem(stmt.span, f"blocks are nested more than {self.limits.max_depth} deep",
+                          hint="flatten the block structure")
+        bound = self.bind_block(block, args, scope.env, stmt.span, extra)
+        local = instance_name if instance_name is not None else self.module_name(scope, label, name, stmt.span)
+        path = scope.module_path(local)
+        call = f"{name}({', '.join(describe(v) for v in bound.values())})"
+        inner = Scope(
+            path=path, container=path, env={**self.graph.graph["params"], **bound},
+            labels={"input": x}, reserved=_declared_labels(block.body),
+            depth=scope.depth + 1,
+            notes=(f"in {path} = {call}, used at {stmt.span.where()}",) + scope.notes,
+            block_stack=scope.block_stack + (name,),
+        )
+        container = Container(path, "block", stmt.span, input=x.node, block=name, args=bound)
+        self.open_container(scope, container)
+        out = self.body(block.body, inner, x, defaults)
+        container.output = out.node
+        if label is not None:
+            self.set_label(scope, label, out, stmt.span)
+        return out
+
+    def open_container(self, parent: Scope, container: Container) -> None:
+        self.graph.graph["containers"][container.path] = container
+        self.graph.graph["containers"][parent.container].children.append(container.path)
+
+    def stage(self, stmt: ir.Stage, scope: Scope, x: Tensor, defaults: dict) -> Tensor:
+        if stmt.block not in self.blocks:
+            raise Problem(stmt.name_span, f"unknown block '{stmt.block}' in stage",
+                          hint=did_you_mean(stmt.block, self.blocks) or "define it with 'block NAME(...):'")
+        block = self.blocks[stmt.block]
+        count = evaluate(stmt.count, scope.env)
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise Problem(stmt.count.span, f"a stage repeats its block a positive number of times, "
+                          f"not {describe(count)}", hint="write e.g. 'x 3'")
+        if count > self.limits.max_repeat:
+            raise Problem(stmt.count.span, f"a stage of {count:,} blocks is over the limit of "
+                          f"{self.limits.max_repeat:,}", hint="use fewer blocks")
+        first_extra: dict[str, Value] = {}
+        for option in stmt.options:
+            if option.name != "stride":
+                raise Problem(option.span, f"a stage takes only 'stride', not '{option.name}'",
+                              hint="pass other values as block arguments: stage NAME(ARGS) x N")
+            if "stride" not in {p.name for p in block.params}:
+                raise Problem(option.span, f"stage stride=...: block '{block.name}' has no 'stride' parameter",
+                              hint="add 'stride: int = 1' to the block's parameters and use it")
+            first_extra["stride"] = evaluate(option.value, scope.env)
+        name = self.module_name(scope, stmt.label, "stage", stmt.span)
+        path = scope.module_path(name)
+        container = Container(path, "stage", stmt.span, input=x.node, block=block.name)
+        self.open_container(scope, container)
+        stage_scope = Scope(path=path, container=path, env=scope.env, labels={}, reserved=set(),
+                            depth=scope.depth, notes=scope.notes, block_stack=scope.block_stack)
+        current = x
+        for index in range(count):
+            current = self.apply_block(
+                block.name, stmt.args, None, stmt, stage_scope, current, defaults,
+                instance_name=str(index), extra=first_extra if index == 0 else None,
+            )
+        container.output = current.node
+        self.set_label(scope, stmt.label, current, stmt.span)
+        return current
+
+    # ---- residual units -------------------------------------------------------------
+    def residual_options(self, stmt: ir.Residual, env) -> tuple[str, float, float]:
+        policy, drop_path, scale = "auto", 0.0, 1.0
+        for option in stmt.options:
+            value = evaluate(option.value, env)
+            if option.name == "shortcut":
+                if value not in SHORTCUT_POLICIES:
+                    raise Problem(option.span, f"unknown shortcut policy {describe(value)}",
+                                  hint="shortcut is one of auto, A, B, C, identity, none")
+                policy = value
+            elif option.name == "drop_path":
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+                    raise Problem(option.span, f"drop_path must be a probability in [0, 1), not {describe(value)}",
+                                  hint="write e.g. drop_path=0.1")
+                drop_path = float(value)
+            elif option.name == "scale":
+                if isinstance(value, bool) or not isinstance(value, (int, float)):
+                    raise Problem(option.span, f"scale must be a number, not {describe(value)}",
+                                  hint="write e.g. scale=0.1")
+                scale = float(value)
+            else:
+                raise Problem(option.span, f"residual has no option '{option.name or describe(value)}'",
+                              hint="residual [shortcut=P] [, drop_path=p] [, scale=s]:")
+        return policy, drop_path, scale
+
+    def residual(self, stmt: ir.Residual, scope: Scope, x: Tensor, defaults: dict) -> Tensor:
+        policy, drop_path, scale = self.residual_options(stmt, scope.env)
+        if scope.depth >= self.limits.max_depth:
+            raise Problem(stmt.span, f"residuals are nested more than {self.limits.max_depth} deep",
+                          hint="flatten the structure")
+        if self.plain:
+            policy = "none"
+        if stmt.label is not None:
+            name = self.module_name(scope, stmt.label, "residual", stmt.span)
+            path = scope.module_path(name)
+            inner = Scope(path=path, container=path, env=scope.env, labels={"input": x},
+                          reserved=_declared_labels(stmt.body), depth=scope.depth + 1,
+                          notes=scope.notes, block_stack=scope.block_stack)
+            self.open_container(scope, Container(path, "residual", stmt.span, input=x.node))
+        else:
+            inner = scope
+        first_node = self.nodes
+        body_out = self.body(stmt.body, inner, x, defaults)
+        body_nodes = range(first_node, self.nodes)
+        last_norm = next((n for n in reversed(body_nodes)
+                          if self.graph.nodes[n]["op"] == "batchnorm" and not self.graph.nodes[n]["shortcut"]),
+                         None)
+        if self.plain or (policy == "none" and stmt.shortcut is None):
+            out, kind = body_out, "none"
+        else:
+            shortcut, kind, edge = self.shortcut(stmt, inner, x, body_out, policy, defaults)
+            out = self.merge(stmt, inner, body_out, shortcut, edge, scale, drop_path)
+        if stmt.label is not None:
+            self.graph.graph["containers"][inner.container].output = out.node
+        self.graph.graph["residuals"].append(ResidualUnit(
+            merge=out.node, input=x.node, body_output=body_out.node, shortcut=kind,
+            last_norm=last_norm, container=inner.container, span=stmt.span,
+        ))
+        self.set_label(scope, stmt.label, out, stmt.span)
+        return out
+
+    def shortcut(self, stmt, scope: Scope, x: Tensor, body_out: Tensor, policy: str, defaults: dict):
+        if stmt.shortcut is not None and not self.plain:
+            if policy not in ("auto",):
+                raise Problem(stmt.shortcut_span, f"shortcut={policy} and an explicit 'shortcut:' path conflict",
+                              hint="keep one: the explicit path replaces the policy")
+            out, edge = self.explicit_shortcut(stmt, scope, x, defaults)
+            return out, "explicit", edge
+        if x.shape is None or body_out.shape is None:
+            return x, "identity", "skip-identity"
+        match = x.shape == body_out.shape
+        if policy == "identity" and not match:
+            raise Problem(stmt.span, f"shortcut=identity, but the body changes the shape from "
+                          f"{format_shape(x.shape)} to {format_shape(body_out.shape)}",
+                          hint="use shortcut=auto (projection) or shortcut=A (zero-padding), or keep the shape",
+                          notes=(f"the body's output comes from line {body_out.origin.line}",))
+        if policy == "C" or (policy in ("auto", "B") and not match):
+            return self.projection(stmt, scope, x, body_out.shape), "projection", "skip-projection"
+        if policy == "A" and not match:
+            return self.zero_pad(stmt, scope, x, body_out.shape), "zero-pad", "skip-zero-pad"
+        return x, "identity", "skip-identity"
+
+    def shortcut_stride(self, stmt, x_shape: Shape, target: Shape, what: str) -> tuple[int, ...]:
+        if len(x_shape) != len(target):
+            raise Problem(stmt.span, f"{what} shortcut cannot turn {format_shape(x_shape)} into "
+                          f"{format_shape(target)} (different ranks)", hint="add an explicit 'shortcut:' path")
+        strides = []
+        for size, out in zip(x_shape[1:], target[1:]):
+            stride = -(-size // out)
+            if out > size or -(-size // stride) != out:
+                raise Problem(stmt.span, f"{what} shortcut cannot turn {format_shape(x_shape)} into "
+                              f"{format_shape(target)}: the spatial size must shrink by an integer stride",
+                              hint="add an explicit 'shortcut:' path that produces the body's shape")
+            strides.append(stride)
+        return tuple(strides)
+
+    def shortcut_scope(self, scope: Scope, stmt, x: Tensor) -> Scope:
+        name = self.module_name(scope, "downsample" if "downsample" not in scope.used else None,
+                                "downsample", stmt.span)
+        path = scope.module_path(name)
+        self.open_container(scope, Container(path, "shortcut", stmt.span, input=x.node))
+        return Scope(path=path, container=path, env=scope.env, labels={"input": x}, reserved=set(),
+                     sequential=True, depth=scope.depth + 1, notes=scope.notes,
+                     block_stack=scope.block_stack)
+
+    def projection(self, stmt, scope: Scope, x: Tensor, target: Shape) -> Tensor:
+        strides = self.shortcut_stride(stmt, x.shape, target, "projection")
+        inner = self.shortcut_scope(scope, stmt, x)
+        channels = target[0]
+        if len(x.shape) == 1:
+            op, args = "linear", {"out_features": channels, "bias": False}
+        else:
+            op = "conv"
+            rank = len(x.shape) - 1
+            args = {"kernel": (1,) * rank, "out_channels": channels, "stride": strides,
+                    "pad": (0,) * rank, "dilation": (1,) * rank, "groups": 1, "bias": False}
+        spec = REGISTRY[op]
+        proj_shape = spec.infer(x.shape, args)
+        proj = self.add_node(op, args, [x], ["skip-projection"], proj_shape, inner, stmt.span,
+                             module=inner.module_path("0"), params=spec.params(x.shape, args), shortcut=True)
+        norm_args = {"eps": 1e-5, "momentum": 0.1}
+        norm = self.add_node("batchnorm", norm_args, [proj], ["skip-projection"], proj_shape, inner,
+                             stmt.span, module=inner.module_path("1"), params=2 * channels, shortcut=True)
+        self.graph.graph["containers"][inner.container].output = norm.node
+        return norm
+
+    def zero_pad(self, stmt, scope: Scope, x: Tensor, target: Shape) -> Tensor:
+        strides = self.shortcut_stride(stmt, x.shape, target, "option A")
+        extra = target[0] - x.shape[0]
+        if extra < 0:
+            raise Problem(stmt.span, f"option A pads channels with zeros, but the body reduces them "
+                          f"({x.shape[0]} -> {target[0]})", hint="use shortcut=B (projection)")
+        args = {"stride": strides, "channels": extra}
+        name = self.module_name(scope, None, "zero_pad", stmt.span)
+        return self.add_node("zero_pad", args, [x], ["skip-zero-pad"], target, scope, stmt.span,
+                             module=scope.module_path(name), shortcut=True)
+
+    def explicit_shortcut(self, stmt, scope: Scope, x: Tensor, defaults: dict) -> tuple[Tensor, str]:
+        inner = self.shortcut_scope(scope, stmt, x)
+        first = self.nodes
+        out = self.body(stmt.shortcut, inner, x, defaults)
+        created = range(first, self.nodes)
+        weighted = any(self.graph.nodes[n]["params"] for n in created)
+        kind = "skip-projection" if weighted else "skip-identity"
+        for node in created:
+            self.graph.nodes[node]["shortcut"] = True
+            for pred in self.graph.predecessors(node):
+                self.graph.edges[pred, node]["kind"] = kind
+        self.graph.graph["containers"][inner.container].output = out.node
+        return out, kind
+
+    def merge(self, stmt, scope: Scope, body_out: Tensor, shortcut: Tensor, edge: str,
+              scale: float, drop_path: float) -> Tensor:
+        shape = None
+        if body_out.shape is not None and shortcut.shape is not None:
+            if body_out.shape != shortcut.shape:
+                raise Problem(stmt.span, f"residual: the body gives {format_shape(body_out.shape)} but the "
+                              f"shortcut gives {format_shape(shortcut.shape)}",
+                              hint="make the shortcut path produce the body's shape",
+                              notes=(f"the body's output comes from line {body_out.origin.line}",
+                                     f"the shortcut's output comes from line {shortcut.origin.line}"))
+            shape = body_out.shape
+        name = self.module_name(scope, None, "residual_add", stmt.span)
+        return self.add_node("residual_add", {"scale": scale, "drop_path": drop_path},
+                             [body_out, shortcut], ["data", edge], shape, scope, stmt.span,
+                             module=scope.module_path(name))
+
+    # ---- long skips ------------------------------------------------------------------
+    def ref(self, stmt: ir.Ref, scope: Scope, x: Tensor) -> Tensor:
+        target = scope.labels.get(stmt.target)
+        if target is None:
+            visible = [name for name in scope.labels if name != "input"] + ["input"]
+            raise Problem(stmt.target_span,
+                          f"{stmt.kind} '{stmt.target}': no tensor labelled '{stmt.target}' in this scope",
+                          hint=(did_you_mean(stmt.target, visible) if stmt.target not in self.blocks else None)
+                          or "labels in scope: " + ", ".join(visible))
+        if stmt.kind == "from":
+            for option in stmt.options:
+                raise Problem(option.span, "'from' takes no options", hint="write 'from LABEL'")
+            self.set_label(scope, stmt.label, target, stmt.span)
+            return target
+        args: dict[str, Any] = {}
+        for option in stmt.options:
+            value = evaluate(option.value, scope.env)
+            if stmt.kind == "concat" and option.name == "crop":
+                if value != "center":
+                    raise Problem(option.span, f"crop must be 'center', not {describe(value)}",
+                                  hint="write 'concat LABEL, crop=center'")
+                args["crop"] = "center"
+            else:
+                raise Problem(option.span, f"{stmt.kind} has no option '{option.name or describe(value)}'",
+                              hint="concat LABEL [, crop=center]; add LABEL; mul LABEL")
+        if stmt.kind == "concat":
+            args.setdefault("crop", None)
+        shape = None
+        if x.shape is not None and target.shape is not None:
+            try:
+                shape = merge_shape(stmt.kind, [x.shape, target.shape], args)
+            except OpError:
+                raise self.mismatch(stmt, x, target) from None
+            shape = self.checked_size(shape, stmt.span)
+        name = self.module_name(scope, stmt.label, stmt.kind, stmt.span)
+        out = self.add_node(stmt.kind, args, [x, target], ["data", f"long-{stmt.kind}"], shape, scope,
+                            stmt.span, module=scope.module_path(name), label=stmt.label)
+        self.set_label(scope, stmt.label, out, stmt.span)
+        return out
+
+    def mismatch(self, stmt: ir.Ref, x: Tensor, target: Tensor) -> Problem:
+        notes = (f"the current tensor {format_shape(x.shape)} comes from line {x.origin.line}",
+                 f"'{stmt.target}' {format_shape(target.shape)} comes from line {target.origin.line}")
+        if stmt.kind == "concat":
+            if len(x.shape) == len(target.shape) and any(t < c for t, c in zip(target.shape[1:], x.shape[1:])):
+                return Problem(stmt.target_span,
+                               f"concat '{stmt.target}': {format_shape(target.shape)} is smaller than the current "
+                               f"tensor {format_shape(x.shape)} and cannot be cropped to it",
+                               hint="concat the larger tensor onto the smaller one's path", notes=notes)
+            return Problem(stmt.target_span,
+                           f"concat '{stmt.target}': spatial sizes differ: current {format_shape(x.shape)}, "
+                           f"'{stmt.target}' {format_shape(target.shape)}",
+                           hint="add ', crop=center' to crop the earlier tensor, or pad the convolutions",
+                           notes=notes)
+        return Problem(stmt.target_span,
+                       f"{stmt.kind} '{stmt.target}': shapes differ: current {format_shape(x.shape)}, "
+                       f"'{stmt.target}' {format_shape(target.shape)}",
+                       hint="element-wise ops need equal shapes", notes=notes)
+
+
+def _block_usage(block: ir.Block) -> str:
+    parts = [p.name if p.default is None else f"{p.name}=..." for p in block.params]
+    return f"usage: {block.name}({', '.join(parts)})"
+
+
+def _parse_literal(text: str) -> Value:
+    text = text.strip()
+    if text in ("true", "false"):
+        return text == "true"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _convert(value: Any, type_: str) -> Value | None:
+    """A value for a parameter of ``type_``, or ``None`` when it does not fit."""
+    if type_ == "bool":
+        return value if isinstance(value, bool) else None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if type_ == "int":
+        return value if isinstance(value, int) else None
+    return float(value)
+
+
+def elaborate(
+    network: ir.Network,
+    blocks: Mapping[str, ir.Block],
+    errors: ErrorList,
+    overrides: Mapping[str, Any] | None = None,
+    plain: bool = False,
+    limits: Limits = Limits(),
+) -> nx.DiGraph:
+    """IR of one network -> graph; problems are recorded in ``errors``."""
+    elaborator = Elaborator(network, blocks, errors, overrides, plain, limits)
+    try:
+        return elaborator.run()
+    except Problem as problem:  # a limit hit: stop here
+        elaborator.report(problem)
+        return elaborator.graph
+    except RecursionError:
+        errors.add(network.span, "the spec is nested too deeply to elaborate",
+                   hint="reduce the nesting of blocks and residuals")
+        return elaborator.graph

@@ -1,0 +1,168 @@
+"""The spec's intermediate representation: frozen pydantic models, one per construct.
+
+The IR says what was written, not what it means: names are not yet resolved
+(``conv`` and ``double_conv`` are both an :class:`Apply`), expressions are not
+yet evaluated. Every node carries the :class:`~resdsl.errors.Span` it came from;
+spans compare equal to each other, so the text and YAML forms of one network
+give equal IR.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Optional, Union
+
+from pydantic import BaseModel, ConfigDict
+
+from .errors import NOWHERE, Span
+
+
+class IRNode(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+
+    span: Span = NOWHERE
+
+
+# ---- expressions -------------------------------------------------------------
+class IntLit(IRNode):
+    value: int
+
+
+class FloatLit(IRNode):
+    value: float
+
+
+class BoolLit(IRNode):
+    value: bool
+
+
+class KernelLit(IRNode):
+    """``3x3``, ``1x7``, ``3x3x3``."""
+
+    dims: tuple[int, ...]
+
+
+class NameRef(IRNode):
+    """A parameter, or a bare-word enum such as ``nearest``."""
+
+    name: str
+
+
+class BinOp(IRNode):
+    op: Literal["+", "-", "*", "/", "//", "%"]
+    left: "Expr"
+    right: "Expr"
+
+
+class Neg(IRNode):
+    operand: "Expr"
+
+
+class FuncCall(IRNode):
+    """``min(a, b)`` and ``max(a, b)``."""
+
+    func: str
+    args: tuple["Expr", ...]
+
+
+Expr = Union[IntLit, FloatLit, BoolLit, KernelLit, NameRef, BinOp, Neg, FuncCall]
+
+
+class Arg(IRNode):
+    """A positional (``name is None``) or keyword argument."""
+
+    name: Optional[str] = None
+    value: Expr
+
+
+# ---- statements --------------------------------------------------------------
+class Apply(IRNode):
+    """``[label:] NAME ARGS`` or ``[label:] NAME(ARGS)``: an op or a block."""
+
+    label: Optional[str] = None
+    name: str
+    args: tuple[Arg, ...] = ()
+    name_span: Span = NOWHERE
+
+
+class Stage(IRNode):
+    """``[label:] stage BLOCK(ARGS) x N [, stride=S]``."""
+
+    label: Optional[str] = None
+    block: str
+    args: tuple[Arg, ...] = ()
+    count: Expr
+    options: tuple[Arg, ...] = ()
+    name_span: Span = NOWHERE
+
+
+class Residual(IRNode):
+    """``[label:] residual [shortcut=P] [, drop_path=p] [, scale=s]:`` with its body."""
+
+    label: Optional[str] = None
+    options: tuple[Arg, ...] = ()
+    body: tuple["Stmt", ...]
+    shortcut: Optional[tuple["Stmt", ...]] = None
+    shortcut_span: Span = NOWHERE
+
+
+class Ref(IRNode):
+    """``add L``, ``mul L``, ``concat L [, crop=center]``, ``from L``."""
+
+    label: Optional[str] = None
+    kind: Literal["add", "mul", "concat", "from"]
+    target: str
+    options: tuple[Arg, ...] = ()
+    target_span: Span = NOWHERE
+
+
+class Defaults(IRNode):
+    """``defaults OP(KEY=VALUE, ...)``."""
+
+    op: str
+    args: tuple[Arg, ...] = ()
+    name_span: Span = NOWHERE
+
+
+Stmt = Union[Apply, Stage, Residual, Ref, Defaults]
+
+
+# ---- definitions -------------------------------------------------------------
+class Param(IRNode):
+    name: str
+    type: Literal["int", "float", "bool"]
+    default: Optional[Expr] = None
+
+
+class Block(IRNode):
+    name: str
+    params: tuple[Param, ...] = ()
+    body: tuple[Stmt, ...]
+
+
+class Input(IRNode):
+    name: str
+    shape: tuple[Expr, ...]
+
+
+class Network(IRNode):
+    name: str
+    params: tuple[Param, ...] = ()
+    input: Input
+    blocks: tuple[Block, ...] = ()
+    body: tuple[Stmt, ...]
+
+
+class Import(IRNode):
+    path: str
+
+
+class SpecFile(IRNode):
+    """A parsed file: shared blocks, imports, and one or more networks."""
+
+    imports: tuple[Import, ...] = ()
+    blocks: tuple[Block, ...] = ()
+    networks: tuple[Network, ...] = ()
+
+
+for _model in (BinOp, Neg, FuncCall, Arg, Residual, Block, Network):
+    _model.model_rebuild()

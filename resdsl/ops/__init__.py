@@ -1,0 +1,13 @@
+"""The op catalogue. Importing this package registers every op; none imports torch.
+
+>>> from resdsl.ops import REGISTRY
+>>> REGISTRY["conv"].category
+'weight'
+"""
+
+from . import activation, layers, merge, misc, norm, pool  # noqa: F401  (register ops)
+from .base import REGISTRY, REQUIRED, ArgSpec, OpError, OpSpec, Shape, bind, signature_hint, user_ops
+
+__all__ = [
+    "REGISTRY", "REQUIRED", "ArgSpec", "OpError", "OpSpec", "Shape", "bind", "signature_hint", "user_ops",
+]

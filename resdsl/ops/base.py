@@ -1,0 +1,230 @@
+"""What an op is: its arguments, its shape rule, its cost and its torch builder.
+
+An op entry never imports torch at module level: ``build`` functions import it
+when called, so loading the catalogue (and ``resdsl check``) stays torch-free.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+from ..expr import Value, describe, type_name
+
+Shape = tuple[int, ...]
+REQUIRED = object()
+
+
+class OpError(Exception):
+    """A shape or argument rule failed; ``arg`` names the argument at fault, if one is."""
+
+    def __init__(self, message: str, hint: str | None = None, arg: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.arg = arg
+
+
+@dataclass(frozen=True)
+class ArgSpec:
+    """One argument. ``kind`` is int | float | bool | tuple | enum | size.
+
+    ``tuple`` takes an int (a cube of the input's spatial rank) or a kernel such as
+    ``3x3`` with one entry per spatial dimension; ``size`` is a positive int.
+    ``default`` is a value, :data:`REQUIRED`, or a function of the bound arguments.
+    """
+
+    name: str
+    kind: str
+    default: Any = REQUIRED
+    choices: tuple[str, ...] = ()
+    min: float | None = None
+    max: float | None = None
+    doc: str = ""
+
+
+def _zero(*_: Any) -> int:
+    return 0
+
+
+@dataclass(frozen=True)
+class OpSpec:
+    name: str
+    positional: tuple[ArgSpec, ...]
+    keywords: tuple[ArgSpec, ...]
+    infer: Callable[[Shape, dict], Shape]
+    category: str  # weight | norm | activation | pool | reshape | regularizer | merge | io
+    doc: str
+    params: Callable[[Shape, dict], int] = _zero
+    macs: Callable[[Shape, Shape, dict], int] = _zero
+    label: Callable[[dict, Shape, Shape], str] = field(default=lambda args, i, o: "")
+    build: Callable[[Shape, dict], Any] | None = None
+    min_rank: int = 1  # input rank (with channels) the op accepts
+    internal: bool = False  # made by resdsl itself, not callable from a spec
+
+    @property
+    def args(self) -> tuple[ArgSpec, ...]:
+        return self.positional + self.keywords
+
+    def arg(self, name: str) -> ArgSpec | None:
+        for spec in self.args:
+            if spec.name == name:
+                return spec
+        return None
+
+    @property
+    def nonlinear(self) -> bool:
+        return self.category == "activation"
+
+    @property
+    def weighted(self) -> bool:
+        return self.category == "weight"
+
+
+REGISTRY: dict[str, OpSpec] = {}
+
+
+def register(spec: OpSpec) -> OpSpec:
+    if spec.name in REGISTRY:  # pragma: no cover - a programming error
+        raise ValueError(f"op {spec.name} registered twice")
+    REGISTRY[spec.name] = spec
+    return spec
+
+
+def user_ops() -> dict[str, OpSpec]:
+    """The ops a spec may name."""
+    return {name: op for name, op in REGISTRY.items() if not op.internal}
+
+
+# ---- argument checking ------------------------------------------------------------
+def check_value(spec: ArgSpec, value: Value, spatial_rank: int) -> Value:
+    """Type- and range-check one argument value, normalising tuples to the input's rank."""
+    kind = spec.kind
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise OpError(f"'{spec.name}' must be true or false, not {describe(value)}",
+                          arg=spec.name)
+        return value
+    if kind == "enum":
+        if not isinstance(value, str) or value not in spec.choices:
+            raise OpError(
+                f"'{spec.name}' must be one of {', '.join(spec.choices)}, not {describe(value)}",
+                hint=f"write e.g. {spec.name}={spec.choices[0]}", arg=spec.name,
+            )
+        return value
+    if kind == "tuple":
+        return _check_tuple(spec, value, spatial_rank)
+    if kind == "float":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise OpError(f"'{spec.name}' must be a number, not {describe(value)} ({type_name(value)})",
+                          hint=_unknown_name_hint(value), arg=spec.name)
+        return _check_range(spec, float(value))
+    # int and size
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise OpError(f"'{spec.name}' must be an integer, not {describe(value)} ({type_name(value)})",
+                      hint=_unknown_name_hint(value), arg=spec.name)
+    return _check_range(spec, value)
+
+
+def _unknown_name_hint(value: Value) -> str | None:
+    if isinstance(value, str):
+        return f"'{value}' is not a parameter in scope"
+    if isinstance(value, float) and value.is_integer():
+        return f"use '//' for integer division, or write {int(value)}"
+    return None
+
+
+def _check_range(spec: ArgSpec, value):
+    if spec.min is not None and value < spec.min:
+        raise OpError(f"'{spec.name}' must be at least {_fmt(spec.min)}, not {_fmt(value)}", arg=spec.name)
+    if spec.max is not None and value > spec.max:
+        raise OpError(f"'{spec.name}' must be at most {_fmt(spec.max)}, not {_fmt(value)}", arg=spec.name)
+    return value
+
+
+def _fmt(number: float) -> str:
+    return str(int(number)) if float(number).is_integer() else str(number)
+
+
+def _check_tuple(spec: ArgSpec, value: Value, rank: int) -> tuple[int, ...]:
+    if isinstance(value, bool) or not isinstance(value, (int, tuple)):
+        raise OpError(
+            f"'{spec.name}' must be an integer or a size such as 3x3, not {describe(value)}",
+            hint=_unknown_name_hint(value), arg=spec.name,
+        )
+    if rank == 0:
+        raise OpError(f"'{spec.name}' needs a spatial input, but the input is flat",
+                      hint="spatial ops need an input such as [C, H, W]", arg=spec.name)
+    dims = (value,) * rank if isinstance(value, int) else value
+    if len(dims) != rank:
+        raise OpError(
+            f"'{spec.name}' {describe(value)} has {len(dims)} dimensions but the input "
+            f"has {rank} spatial dimensions",
+            hint=f"write a single number for a cube, or {'x'.join(['3'] * rank)}",
+            arg=spec.name,
+        )
+    for dim in dims:
+        _check_range(spec, dim)
+    return tuple(dims)
+
+
+def bind(
+    op: OpSpec,
+    positional: list[Value],
+    keywords: Mapping[str, Value],
+    defaults: Mapping[str, Value],
+    in_shape: Shape,
+) -> dict[str, Value]:
+    """Match values to the op's arguments, apply defaults, check every value.
+
+    Raises :class:`OpError` naming the argument at fault (``arg`` is ``"#N"`` for the
+    N-th positional argument).
+    """
+    rank = max(len(in_shape) - 1, 0)
+    if len(positional) > len(op.positional):
+        raise OpError(
+            f"{op.name} takes {len(op.positional)} positional argument"
+            f"{'' if len(op.positional) == 1 else 's'}, got {len(positional)}",
+            hint=signature_hint(op), arg=f"#{len(op.positional)}",
+        )
+    raw: dict[str, Value] = {}
+    for index, value in enumerate(positional):
+        raw[op.positional[index].name] = value
+    for name, value in keywords.items():
+        if op.arg(name) is None:
+            raise OpError(f"{op.name} has no argument '{name}'", hint=signature_hint(op), arg=name)
+        if name in raw:
+            raise OpError(f"{op.name} got '{name}' both by position and by keyword", arg=name)
+        raw[name] = value
+    bound: dict[str, Value] = {}
+    for index, spec in enumerate(op.args):
+        where = f"#{index}" if index < len(positional) else spec.name
+        if spec.name in raw:
+            try:
+                bound[spec.name] = check_value(spec, raw[spec.name], rank)
+            except OpError as err:
+                err.arg = where if spec.name not in keywords else spec.name
+                raise
+        elif spec.name in defaults:
+            bound[spec.name] = check_value(spec, defaults[spec.name], rank)
+        elif spec.default is REQUIRED:
+            raise OpError(f"{op.name} needs '{spec.name}'", hint=signature_hint(op))
+        elif callable(spec.default):
+            bound[spec.name] = spec.default(bound)
+        else:
+            bound[spec.name] = check_value(spec, spec.default, rank) if spec.kind == "tuple" else spec.default
+    return bound
+
+
+def signature_hint(op: OpSpec) -> str:
+    parts = [a.name for a in op.positional]
+    parts += [f"{a.name}={_default_text(a)}" for a in op.keywords]
+    return f"usage: {op.name} {', '.join(parts)}".rstrip()
+
+
+def _default_text(spec: ArgSpec) -> str:
+    if spec.default is REQUIRED:
+        return "?"
+    if callable(spec.default):
+        return spec.doc or "auto"
+    return describe(spec.default)

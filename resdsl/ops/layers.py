@@ -1,0 +1,158 @@
+"""Weight layers: conv, upconv (transposed conv), linear."""
+
+from __future__ import annotations
+
+from math import prod
+
+from .base import ArgSpec, OpError, OpSpec, Shape, register
+
+
+def _dims(t: tuple[int, ...]) -> str:
+    return "x".join(str(d) for d in t)
+
+
+def _conv_out(in_shape: Shape, args: dict) -> Shape:
+    channels, spatial = in_shape[0], in_shape[1:]
+    groups, out = args["groups"], args["out_channels"]
+    _check_groups(channels, out, groups)
+    sizes = []
+    for size, k, s, p, d in zip(spatial, args["kernel"], args["stride"], args["pad"], args["dilation"]):
+        span = d * (k - 1) + 1
+        if size + 2 * p < span:
+            raise OpError(
+                f"kernel {_dims(args['kernel'])}"
+                f"{' (dilated)' if d > 1 else ''} is larger than the padded input "
+                f"{_dims(spatial)} (pad {_dims(args['pad'])})",
+                hint="use a smaller kernel, more padding, or a larger input", arg="#0",
+            )
+        sizes.append((size + 2 * p - span) // s + 1)
+    return (out, *sizes)
+
+
+def _check_groups(in_channels: int, out_channels: int, groups: int) -> None:
+    for what, count in (("input", in_channels), ("output", out_channels)):
+        if count % groups:
+            raise OpError(
+                f"groups={groups} does not divide the {what} channels ({count})",
+                hint=f"groups must divide both channel counts ({in_channels} in, {out_channels} out)",
+                arg="groups",
+            )
+
+
+def _conv_params(in_shape: Shape, args: dict) -> int:
+    weight = args["out_channels"] * (in_shape[0] // args["groups"]) * prod(args["kernel"])
+    return weight + (args["out_channels"] if args["bias"] else 0)
+
+
+def _conv_macs(in_shape: Shape, out_shape: Shape, args: dict) -> int:
+    return prod(out_shape) * (in_shape[0] // args["groups"]) * prod(args["kernel"])
+
+
+def _conv_label(args: dict, in_shape: Shape, out_shape: Shape) -> str:
+    text = f"{_dims(args['kernel'])} conv, {args['out_channels']}"
+    if any(s > 1 for s in args["stride"]):
+        text += ", /" + _dims(args["stride"]) if len(set(args["stride"])) > 1 else f", /{args['stride'][0]}"
+    if args["groups"] > 1:
+        text += f", g{args['groups']}"
+    return text
+
+
+def _build_conv(in_shape: Shape, args: dict):
+    from torch import nn
+
+    cls = (nn.Conv1d, nn.Conv2d, nn.Conv3d)[len(in_shape) - 2]
+    return cls(
+        in_shape[0], args["out_channels"], args["kernel"], stride=args["stride"],
+        padding=args["pad"], dilation=args["dilation"], groups=args["groups"], bias=args["bias"],
+    )
+
+
+register(OpSpec(
+    name="conv",
+    doc="Convolution over the input's 1, 2 or 3 spatial dimensions.",
+    category="weight",
+    positional=(
+        ArgSpec("kernel", "tuple", min=1, doc="kernel size: 3, 3x3, 1x7, 3x3x3"),
+        ArgSpec("out_channels", "int", min=1),
+    ),
+    keywords=(
+        ArgSpec("stride", "tuple", 1, min=1),
+        ArgSpec("pad", "tuple", lambda a: tuple(k // 2 for k in a["kernel"]), min=0, doc="kernel//2"),
+        ArgSpec("dilation", "tuple", 1, min=1),
+        ArgSpec("groups", "int", 1, min=1),
+        ArgSpec("bias", "bool", True),
+    ),
+    infer=_conv_out,
+    params=_conv_params,
+    macs=_conv_macs,
+    label=_conv_label,
+    build=_build_conv,
+    min_rank=2,
+))
+
+
+def _upconv_out(in_shape: Shape, args: dict) -> Shape:
+    sizes = []
+    for size, k, s, p in zip(in_shape[1:], args["kernel"], args["stride"], args["pad"]):
+        out = (size - 1) * s - 2 * p + k
+        if out <= 0:
+            raise OpError(f"upconv output size would be {out}", hint="reduce 'pad'", arg="pad")
+        sizes.append(out)
+    return (args["out_channels"], *sizes)
+
+
+def _upconv_params(in_shape: Shape, args: dict) -> int:
+    return in_shape[0] * args["out_channels"] * prod(args["kernel"]) + (
+        args["out_channels"] if args["bias"] else 0
+    )
+
+
+def _upconv_macs(in_shape: Shape, out_shape: Shape, args: dict) -> int:
+    return prod(in_shape) * args["out_channels"] * prod(args["kernel"])
+
+
+def _build_upconv(in_shape: Shape, args: dict):
+    from torch import nn
+
+    cls = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)[len(in_shape) - 2]
+    return cls(in_shape[0], args["out_channels"], args["kernel"], stride=args["stride"],
+               padding=args["pad"], bias=args["bias"])
+
+
+register(OpSpec(
+    name="upconv",
+    doc="Transposed convolution (learned upsampling), stride = kernel by default.",
+    category="weight",
+    positional=(ArgSpec("kernel", "tuple", min=1), ArgSpec("out_channels", "int", min=1)),
+    keywords=(
+        ArgSpec("stride", "tuple", lambda a: a["kernel"], min=1, doc="kernel"),
+        ArgSpec("pad", "tuple", 0, min=0),
+        ArgSpec("bias", "bool", True),
+    ),
+    infer=_upconv_out,
+    params=_upconv_params,
+    macs=_upconv_macs,
+    label=lambda a, i, o: f"{_dims(a['kernel'])} up-conv, {a['out_channels']}",
+    build=_build_upconv,
+    min_rank=2,
+))
+
+
+def _build_linear(in_shape: Shape, args: dict):
+    from torch import nn
+
+    return nn.Linear(in_shape[-1], args["out_features"], bias=args["bias"])
+
+
+register(OpSpec(
+    name="linear",
+    doc="Fully connected layer over the last dimension.",
+    category="weight",
+    positional=(ArgSpec("out_features", "int", min=1),),
+    keywords=(ArgSpec("bias", "bool", True),),
+    infer=lambda s, a: (*s[:-1], a["out_features"]),
+    params=lambda s, a: s[-1] * a["out_features"] + (a["out_features"] if a["bias"] else 0),
+    macs=lambda i, o, a: prod(i) * a["out_features"],
+    label=lambda a, i, o: f"fc {a['out_features']}",
+    build=_build_linear,
+))

@@ -1,0 +1,87 @@
+"""Pooling: maxpool, avgpool, adaptive_avgpool."""
+
+from __future__ import annotations
+
+from math import prod
+
+from .base import ArgSpec, OpError, OpSpec, Shape, register
+
+
+def _dims(t) -> str:
+    return "x".join(str(d) for d in t)
+
+
+def _pool_out(in_shape: Shape, args: dict) -> Shape:
+    sizes = []
+    for size, k, s, p in zip(in_shape[1:], args["kernel"], args["stride"], args["pad"]):
+        if 2 * p > k:
+            raise OpError(f"pad {_dims(args['pad'])} is more than half the kernel {_dims(args['kernel'])}",
+                          hint="pooling pads at most half the kernel", arg="pad")
+        if size + 2 * p < k:
+            raise OpError(
+                f"kernel {_dims(args['kernel'])} is larger than the padded input {_dims(in_shape[1:])}",
+                hint="use a smaller kernel or a larger input", arg="#0",
+            )
+        sizes.append((size + 2 * p - k) // s + 1)
+    return (in_shape[0], *sizes)
+
+
+def _pool_builder(kind: str):
+    def build(in_shape: Shape, args: dict):
+        from torch import nn
+
+        rank = len(in_shape) - 1
+        cls = getattr(nn, f"{kind}{rank}d")
+        return cls(args["kernel"], stride=args["stride"], padding=args["pad"])
+
+    return build
+
+
+def _pool_label(word: str):
+    def label(args: dict, in_shape: Shape, out_shape: Shape) -> str:
+        text = f"{_dims(args['kernel'])} {word} pool"
+        if any(s > 1 for s in args["stride"]):
+            text += f", /{args['stride'][0]}" if len(set(args["stride"])) == 1 else f", /{_dims(args['stride'])}"
+        return text
+
+    return label
+
+
+for _name, _class, _word in (("maxpool", "MaxPool", "max"), ("avgpool", "AvgPool", "avg")):
+    register(OpSpec(
+        name=_name,
+        doc=f"{_word.capitalize()} pooling; stride defaults to the kernel.",
+        category="pool",
+        positional=(ArgSpec("kernel", "tuple", min=1),),
+        keywords=(
+            ArgSpec("stride", "tuple", lambda a: a["kernel"], min=1, doc="kernel"),
+            ArgSpec("pad", "tuple", 0, min=0),
+        ),
+        infer=_pool_out,
+        macs=lambda i, o, a: prod(o) * prod(a["kernel"]),
+        label=_pool_label(_word),
+        build=_pool_builder(_class),
+        min_rank=2,
+    ))
+
+
+def _build_adaptive(in_shape: Shape, args: dict):
+    from torch import nn
+
+    cls = (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d)[len(in_shape) - 2]
+    size = args["size"]
+    return cls(size[0] if len(size) == 1 else size)
+
+
+register(OpSpec(
+    name="adaptive_avgpool",
+    doc="Average pooling to a fixed output size (1 = global average pooling).",
+    category="pool",
+    positional=(ArgSpec("size", "tuple", min=1),),
+    keywords=(),
+    infer=lambda s, a: (s[0], *a["size"]),
+    macs=lambda i, o, a: prod(i),
+    label=lambda a, i, o: "avg pool" if all(d == 1 for d in a["size"]) else f"adaptive avg pool {_dims(a['size'])}",
+    build=_build_adaptive,
+    min_rank=2,
+))

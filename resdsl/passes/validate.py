@@ -1,0 +1,44 @@
+"""Structural checks on the elaborated graph: a DAG, one input, one output,
+every op contributing to the output, every edge's shape equal to its source's."""
+
+from __future__ import annotations
+
+import networkx as nx
+
+from ..errors import ErrorList
+from ..graph import format_shape
+
+
+def validate(graph: nx.DiGraph, errors: ErrorList) -> None:
+    if graph.number_of_nodes() == 0:
+        return
+    if not nx.is_directed_acyclic_graph(graph):  # pragma: no cover - elaboration only adds forward edges
+        cycle = nx.find_cycle(graph)
+        errors.add(graph.nodes[cycle[0][0]]["span"], "the network contains a cycle")
+        return
+    output = graph.graph["output"]
+    sources = [n for n in graph if graph.in_degree(n) == 0]
+    if sources != [graph.graph["input"]]:  # pragma: no cover - every op consumes a tensor
+        errors.add(graph.nodes[sources[-1]]["span"], "the network must have exactly one input")
+    live = nx.ancestors(graph, output) | {output}
+    reported = set()
+    for node, data in graph.nodes(data=True):
+        if node in live or data["op"] == "input":
+            continue
+        # Report where a dead branch starts, once per statement, not each op after it.
+        span = data["span"]
+        key = (span.file, span.line, span.column)
+        if key in reported or any(pred not in live for pred in graph.predecessors(node)):
+            continue
+        reported.add(key)
+        errors.add(
+            span,
+            "the result of this statement never reaches the network's output",
+            hint="use it (add, mul or concat its label later) or remove it; "
+            "'from LABEL' switches the current tensor to another branch",
+        )
+    for source, target, data in graph.edges(data=True):
+        produced = graph.nodes[source]["shape"]
+        if data["shape"] != produced:  # pragma: no cover - a bug in elaboration
+            errors.add(graph.nodes[target]["span"],
+                       f"internal: edge shape {format_shape(data['shape'])} != {format_shape(produced)}")

@@ -1,0 +1,116 @@
+"""The Lark parser for resdsl: built once per process, cached on disk between runs."""
+
+from __future__ import annotations
+
+import functools
+from importlib import resources
+from pathlib import Path
+from typing import Iterator
+
+from lark import Lark, Token
+from lark.exceptions import LarkError
+from lark.indenter import Indenter
+
+START_RULES = [
+    "start",
+    "yaml_signature",
+    "yaml_input",
+    "yaml_simple",
+    "yaml_head",
+    "yaml_defaults",
+    "yaml_import",
+]
+
+
+class IndentationProblem(LarkError):
+    """A tab in indentation, or a dedent to a column no block opened at."""
+
+    def __init__(self, message: str, token: Token, column: int):
+        super().__init__(message)
+        self.message = message
+        self.line = (token.end_line or token.line or 1)
+        self.column = column
+
+
+class SpecIndenter(Indenter):
+    """Python-style INDENT/DEDENT tokens; tabs in indentation are errors, not 8 spaces."""
+
+    NL_type = "_NL"
+    OPEN_PAREN_types = ["LPAR", "LSQB"]
+    CLOSE_PAREN_types = ["RPAR", "RSQB"]
+    INDENT_type = "_INDENT"
+    DEDENT_type = "_DEDENT"
+    tab_len = 8
+
+    def handle_NL(self, token: Token) -> Iterator[Token]:
+        if self.paren_level > 0:
+            return
+        yield token
+        indent_str = token.rsplit("\n", 1)[1]
+        if "\t" in indent_str:
+            raise IndentationProblem(
+                "tab in indentation", token, indent_str.index("\t") + 1
+            )
+        indent = len(indent_str)
+        if indent > self.indent_level[-1]:
+            self.indent_level.append(indent)
+            yield Token.new_borrow_pos(self.INDENT_type, indent_str, token)
+            return
+        while indent < self.indent_level[-1]:
+            self.indent_level.pop()
+            yield Token.new_borrow_pos(self.DEDENT_type, indent_str, token)
+        if indent != self.indent_level[-1]:
+            raise IndentationProblem(
+                f"this line is indented to column {indent + 1}, which matches no "
+                f"enclosing block (expected column {self.indent_level[-1] + 1})",
+                token,
+                indent + 1,
+            )
+
+    def _process(self, stream: Iterator[Token]) -> Iterator[Token]:
+        # Lark's version asserts on unbalanced parentheses; the parser reports those
+        # itself with a position, so clamp instead of asserting.
+        token = None
+        for token in stream:
+            if token.type == self.NL_type:
+                yield from self.handle_NL(token)
+            else:
+                yield token
+            if token.type in self.OPEN_PAREN_types:
+                self.paren_level += 1
+            elif token.type in self.CLOSE_PAREN_types:
+                self.paren_level = max(0, self.paren_level - 1)
+        while len(self.indent_level) > 1:
+            self.indent_level.pop()
+            if token is not None:
+                yield Token.new_borrow_pos(self.DEDENT_type, "", token)
+            else:
+                yield Token(self.DEDENT_type, "", 0, 1, 1, 1, 1, 0)
+
+
+def grammar_path() -> Path:
+    """The grammar file: inside the installed package, or in the source tree."""
+    installed = resources.files("resdsl").joinpath("grammars/resdsl.lark")
+    if installed.is_file():
+        return Path(str(installed))
+    source_tree = Path(__file__).resolve().parents[2] / "grammars" / "resdsl.lark"
+    if source_tree.is_file():
+        return source_tree
+    raise FileNotFoundError(
+        "resdsl's grammar file is missing from the installation (grammars/resdsl.lark)"
+    )
+
+
+@functools.lru_cache(maxsize=1)
+def get_parser() -> Lark:
+    """The LALR parser with a contextual lexer; Lark caches the tables on disk."""
+    return Lark(
+        grammar_path().read_text(encoding="utf-8"),
+        parser="lalr",
+        lexer="contextual",
+        postlex=SpecIndenter(),
+        propagate_positions=True,
+        maybe_placeholders=True,
+        start=START_RULES,
+        cache=True,
+    )

@@ -1,0 +1,613 @@
+"""The text form: ``.res`` source -> Lark tree -> IR, with located syntax errors."""
+
+from __future__ import annotations
+
+import keyword
+from typing import Any, Callable, Iterable
+
+from lark import Token, Transformer, Tree, v_args
+from lark.exceptions import (
+    UnexpectedCharacters,
+    UnexpectedEOF,
+    UnexpectedInput,
+    UnexpectedToken,
+    VisitError,
+)
+
+from .. import ir
+from ..errors import ErrorList, Span, SpecError
+from .grammar import IndentationProblem, get_parser
+
+#: Statements that refer to an earlier labelled tensor instead of applying an op.
+REF_KINDS = ("add", "mul", "concat", "from")
+#: Functions the expression evaluator knows.
+FUNCTIONS = ("min", "max")
+PARAM_TYPES = ("int", "float", "bool")
+
+#: Attribute names of torch.nn.Module; a submodule with one of these names would
+#: shadow the method. Kept here (not read from torch) so the front end stays
+#: torch-free; tests/test_names.py checks the list against torch.
+MODULE_ATTRIBUTES = frozenset(
+    """T_destination add_module apply bfloat16 buffers call_super_init children compile
+    cpu cuda double dump_patches eval extra_repr float forward get_buffer
+    get_extra_state get_parameter get_submodule half ipu load_state_dict modules mtia
+    named_buffers named_children named_modules named_parameters parameters
+    register_backward_hook register_buffer register_forward_hook
+    register_forward_pre_hook register_full_backward_hook
+    register_full_backward_pre_hook register_load_state_dict_post_hook
+    register_load_state_dict_pre_hook register_module register_parameter
+    register_state_dict_post_hook register_state_dict_pre_hook requires_grad_
+    set_extra_state set_submodule share_memory smart_apply state_dict to to_empty train training type xpu
+    zero_grad""".split()
+)
+
+Locate = Callable[[int, int, int, int], Span]
+
+
+def file_locator(filename: str) -> Locate:
+    def locate(line: int, column: int, end_line: int, end_column: int) -> Span:
+        return Span(filename, line, column, end_line, end_column)
+
+    return locate
+
+
+def check_identifier(name: str, span: Span, errors: ErrorList, what: str) -> None:
+    """Names become Python attributes in generated code: keep them safe and unambiguous."""
+    if name.startswith("__"):
+        errors.add(
+            span,
+            f"{what} '{name}' starts with '__', which resdsl reserves",
+            hint=f"rename it, e.g. '{name.lstrip('_') or 'x'}'",
+        )
+    elif keyword.iskeyword(name) or keyword.issoftkeyword(name):
+        errors.add(
+            span,
+            f"{what} '{name}' is a Python keyword and cannot name a module or tensor",
+            hint=f"rename it, e.g. '{name}_'",
+        )
+    elif name in MODULE_ATTRIBUTES:
+        errors.add(
+            span,
+            f"{what} '{name}' would shadow torch.nn.Module.{name}",
+            hint=f"rename it, e.g. '{name}_'",
+        )
+
+
+class _Head:
+    """A statement head before we know whether it opens a body."""
+
+    __slots__ = ("kind", "name", "args", "count", "options", "span", "name_span")
+
+    def __init__(self, kind, name, args, span, name_span, count=None, options=()):
+        self.kind = kind  # "op" | "call" | "stage"
+        self.name = name
+        self.args = args
+        self.count = count
+        self.options = options
+        self.span = span
+        self.name_span = name_span
+
+
+class _Shortcut:
+    __slots__ = ("body", "span")
+
+    def __init__(self, body, span):
+        self.body = body
+        self.span = span
+
+
+class _Compound:
+    """``head:`` + body before it is known to be a residual or a shortcut."""
+
+    __slots__ = ("label", "head", "body", "span")
+
+    def __init__(self, label, head, body, span):
+        self.label = label
+        self.head = head
+        self.body = body
+        self.span = span
+
+
+_BINOPS = {"add": "+", "sub": "-", "mul": "*", "truediv": "/", "floordiv": "//", "mod": "%"}
+
+
+@v_args(meta=True)
+class ToIR(Transformer):
+    """Lark tree -> IR. Problems are recorded in ``errors`` and transformation continues."""
+
+    def __init__(self, locate: Locate, errors: ErrorList):
+        super().__init__()
+        self.locate = locate
+        self.errors = errors
+
+    # -- positions -----------------------------------------------------------
+    def span(self, meta: Any) -> Span:
+        if getattr(meta, "empty", True) and not isinstance(meta, Token):
+            return Span()
+        return self.locate(meta.line, meta.column, meta.end_line, meta.end_column)
+
+    def tok_span(self, tok: Token, length: int | None = None) -> Span:
+        if length is None:
+            return self.locate(tok.line, tok.column, tok.end_line, tok.end_column)
+        return self.locate(tok.line, tok.column, tok.line, tok.column + length)
+
+    def label_of(self, tok: Token | None) -> tuple[str | None, Span]:
+        if tok is None:
+            return None, Span()
+        name = tok.value.rstrip(": \t")
+        span = self.tok_span(tok, len(name))
+        check_identifier(name, span, self.errors, "label")
+        if name == "input":
+            self.errors.add(
+                span,
+                "'input' names the input tensor and cannot label a statement",
+                hint="choose another label",
+            )
+        return name, span
+
+    # -- files and definitions -------------------------------------------------
+    def start(self, meta, items):
+        imports = tuple(i for i in items if isinstance(i, ir.Import))
+        blocks = tuple(i for i in items if isinstance(i, ir.Block))
+        networks = tuple(i for i in items if isinstance(i, ir.Network))
+        return ir.SpecFile(imports=imports, blocks=blocks, networks=networks)
+
+    def import_stmt(self, meta, children):
+        (tok,) = children
+        return ir.Import(path=tok.value[1:-1], span=self.tok_span(tok))
+
+    def yaml_import(self, meta, children):
+        return self.import_stmt(meta, children)
+
+    def signature(self, meta, children):
+        tok = children[0]
+        params = children[1] if len(children) > 1 and children[1] is not None else ()
+        span = self.tok_span(tok)
+        check_identifier(tok.value, span, self.errors, "name")
+        seen: dict[str, ir.Param] = {}
+        for param in params:
+            if param.name in seen:
+                self.errors.add(
+                    param.span,
+                    f"parameter '{param.name}' is declared twice",
+                    hint="remove or rename one of them",
+                )
+            seen[param.name] = param
+        required_after_default = False
+        for param in params:
+            if param.default is not None:
+                required_after_default = True
+            elif required_after_default:
+                self.errors.add(
+                    param.span,
+                    f"parameter '{param.name}' has no default but follows one that has",
+                    hint="put parameters without defaults first",
+                )
+                break
+        return tok.value, tuple(params), span
+
+    def yaml_signature(self, meta, children):
+        return children[0]
+
+    def params(self, meta, children):
+        return tuple(children)
+
+    def param(self, meta, children):
+        name_tok, type_tok, default = children
+        span = self.tok_span(name_tok)
+        check_identifier(name_tok.value, span, self.errors, "parameter")
+        type_name = type_tok.value
+        if type_name not in PARAM_TYPES:
+            self.errors.add(
+                self.tok_span(type_tok),
+                f"unknown parameter type '{type_name}'",
+                hint="a parameter's type is int, float or bool",
+            )
+            type_name = "int"
+        return ir.Param(name=name_tok.value, type=type_name, default=default, span=span)
+
+    def network(self, meta, children):
+        name, params, name_span = children[0]
+        span = self.span(meta)
+        inputs = [c for c in children[1:] if isinstance(c, ir.Input)]
+        blocks = tuple(c for c in children[1:] if isinstance(c, ir.Block))
+        body = self.body([c for c in children[1:] if not isinstance(c, (ir.Input, ir.Block))])
+        if not inputs:
+            self.errors.add(
+                name_span,
+                f"network '{name}' has no input declaration",
+                hint="add a line such as 'input x: [3, 224, 224]' to the network",
+            )
+            inputs = [ir.Input(name="input", shape=(), span=name_span)]
+        for extra in inputs[1:]:
+            self.errors.add(
+                extra.span,
+                "a network has exactly one input",
+                hint="use a single 'input NAME: [...]' line",
+            )
+        if not body:
+            self.errors.add(name_span, f"network '{name}' has no statements",
+                            hint="add at least one statement after the input")
+        return ir.Network(
+            name=name, params=params, input=inputs[0], blocks=blocks, body=body,
+            span=name_span,
+        )
+
+    def block_def(self, meta, children):
+        name, params, name_span = children[0]
+        return ir.Block(name=name, params=params, body=self.body(children[1:]), span=name_span)
+
+    def input_decl(self, meta, children):
+        name_tok, shape = children
+        span = self.tok_span(name_tok)
+        check_identifier(name_tok.value, span, self.errors, "input name")
+        return ir.Input(name=name_tok.value, shape=shape, span=span)
+
+    def yaml_input(self, meta, children):
+        return self.input_decl(meta, children)
+
+    def shape(self, meta, children):
+        return tuple(c for c in children if c is not None)
+
+    # -- statements ------------------------------------------------------------
+    def body(self, items: Iterable[Any]) -> tuple[ir.Stmt, ...]:
+        """Attach each ``shortcut:`` to the ``residual`` right before it."""
+        out: list[Any] = []
+        for item in items:
+            if isinstance(item, _Shortcut):
+                previous = out[-1] if out else None
+                if isinstance(previous, ir.Residual) and previous.shortcut is None:
+                    out[-1] = previous.model_copy(
+                        update={"shortcut": item.body, "shortcut_span": item.span}
+                    )
+                else:
+                    self.errors.add(
+                        item.span,
+                        "'shortcut:' must come right after a residual body",
+                        hint="put the shortcut block directly below its 'residual:' block",
+                    )
+            elif item is not None:
+                out.append(item)
+        return tuple(out)
+
+    def simple(self, meta, children):
+        if len(children) == 1:  # defaults
+            return children[0]
+        label_tok, head = children
+        return self.statement(label_tok, head, body=None)
+
+    def yaml_simple(self, meta, children):
+        return children[0]
+
+    def compound(self, meta, children):
+        label_tok, head, *stmts = children
+        return self.statement(label_tok, head, body=self.body(stmts))
+
+    def yaml_head(self, meta, children):
+        label_tok, head = children
+        return _Compound(label_tok, head, (), head.span)
+
+    def statement(self, label_tok, head: _Head, body):
+        label, label_span = self.label_of(label_tok)
+        span = head.span
+        if body is None:
+            if head.kind == "op" and head.name in ("residual", "shortcut"):
+                self.errors.add(
+                    head.name_span,
+                    f"'{head.name}' needs an indented body",
+                    hint=f"end the line with ':' and indent the statements of the {head.name} path below it",
+                )
+                return None
+            if head.kind == "stage":
+                return ir.Stage(
+                    label=label, block=head.name, args=head.args, count=head.count,
+                    options=head.options, span=span, name_span=head.name_span,
+                )
+            if head.kind == "op" and head.name in REF_KINDS:
+                return self.ref(label, head)
+            return ir.Apply(
+                label=label, name=head.name, args=head.args, span=span,
+                name_span=head.name_span,
+            )
+        if head.kind == "op" and head.name == "residual":
+            return ir.Residual(label=label, options=head.args, body=body, span=span)
+        if head.kind == "op" and head.name == "shortcut":
+            if label is not None:
+                self.errors.add(label_span, "a shortcut path takes no label",
+                                hint="remove the label; the shortcut is named 'downsample'")
+            if head.args:
+                self.errors.add(head.span, "'shortcut:' takes no arguments",
+                                hint="write the shortcut's ops in its indented body")
+            return _Shortcut(body, span)
+        self.errors.add(
+            head.name_span,
+            f"'{head.name}' cannot open an indented body",
+            hint="only 'residual:' and 'shortcut:' take an indented body here "
+            "(blocks are defined with 'block NAME(...):')",
+        )
+        return None
+
+    def ref(self, label, head: _Head) -> ir.Ref | None:
+        positional = [a for a in head.args if a.name is None]
+        options = tuple(a for a in head.args if a.name is not None)
+        if len(positional) != 1 or not isinstance(positional[0].value, ir.NameRef):
+            where = positional[1].span if len(positional) > 1 else head.span
+            self.errors.add(
+                where,
+                f"'{head.name}' takes exactly one label",
+                hint=f"write '{head.name} LABEL', naming an earlier labelled statement",
+            )
+            return None
+        target = positional[0].value
+        return ir.Ref(
+            label=label, kind=head.name, target=target.name, options=options,
+            span=head.span, target_span=target.span,
+        )
+
+    def defaults(self, meta, children):
+        tok, args = children
+        return ir.Defaults(op=tok.value, args=args or (), span=self.span(meta),
+                           name_span=self.tok_span(tok))
+
+    def yaml_defaults(self, meta, children):
+        return self.defaults(meta, children)
+
+    def op_head(self, meta, children):
+        tok, args = children
+        return _Head("op", tok.value, args or (), self.span(meta), self.tok_span(tok))
+
+    def call_head(self, meta, children):
+        tok, args = children
+        return _Head("call", tok.value, args or (), self.span(meta), self.tok_span(tok))
+
+    def stage_head(self, meta, children):
+        tok = children[0]
+        if tok.type == "CALL_NAME":
+            args, count, options = children[1] or (), children[2], children[3:]
+        else:
+            args, count, options = (), children[1], children[2:]
+        for option in options:
+            if option.name is None:
+                self.errors.add(option.span, "a stage takes only keyword options after 'x N'",
+                                hint="write e.g. ', stride=2'")
+        return _Head(
+            "stage", tok.value, args, self.span(meta), self.tok_span(tok),
+            count=count, options=tuple(o for o in options if o.name is not None),
+        )
+
+    def arglist(self, meta, children):
+        args = tuple(c if isinstance(c, ir.Arg) else ir.Arg(value=c, span=c.span) for c in children)
+        seen_keyword = False
+        names: set[str] = set()
+        for arg in args:
+            if arg.name is None and seen_keyword:
+                self.errors.add(arg.span, "positional argument after a keyword argument",
+                                hint="put positional arguments first")
+            if arg.name is not None:
+                seen_keyword = True
+                if arg.name in names:
+                    self.errors.add(arg.span, f"argument '{arg.name}' is given twice",
+                                    hint="remove one of them")
+                names.add(arg.name)
+        return args
+
+    def kwarg(self, meta, children):
+        tok, value = children
+        return ir.Arg(name=tok.value, value=value, span=self.span(meta))
+
+    # -- expressions -------------------------------------------------------------
+    def int_lit(self, meta, children):
+        return ir.IntLit(value=int(children[0]), span=self.tok_span(children[0]))
+
+    def float_lit(self, meta, children):
+        return ir.FloatLit(value=float(children[0]), span=self.tok_span(children[0]))
+
+    def kernel_lit(self, meta, children):
+        dims = tuple(int(d) for d in children[0].split("x"))
+        return ir.KernelLit(dims=dims, span=self.tok_span(children[0]))
+
+    def true_lit(self, meta, children):
+        return ir.BoolLit(value=True, span=self.span(meta))
+
+    def false_lit(self, meta, children):
+        return ir.BoolLit(value=False, span=self.span(meta))
+
+    def name_ref(self, meta, children):
+        return ir.NameRef(name=children[0].value, span=self.tok_span(children[0]))
+
+    def func_call(self, meta, children):
+        tok, *args = children
+        if tok.value not in FUNCTIONS:
+            self.errors.add(
+                self.tok_span(tok),
+                f"unknown function '{tok.value}' in an expression",
+                hint="expressions may call min(a, b) and max(a, b)",
+            )
+        return ir.FuncCall(func=tok.value, args=tuple(args), span=self.span(meta))
+
+    def neg(self, meta, children):
+        return ir.Neg(operand=children[0], span=self.span(meta))
+
+    def _binop(self, op_name):
+        def build(meta, children):
+            left, right = children
+            return ir.BinOp(op=_BINOPS[op_name], left=left, right=right, span=self.span(meta))
+
+        return build
+
+    def __default__(self, data, children, meta):
+        if data in _BINOPS:
+            return self._binop(data)(meta, children)
+        if data == "unary" or data == "atom":  # "+x" and "(x)" pass through
+            return children[0]
+        return super().__default__(data, children, meta)
+
+
+# ---- syntax errors ---------------------------------------------------------------
+_TERMINAL_WORDS = {
+    "NAME": "a name",
+    "CALL_NAME": "a name followed by '('",
+    "LABEL": "a label ('name:')",
+    "INT": "an integer",
+    "FLOAT": "a number",
+    "KERNEL": "a kernel size such as 3x3",
+    "STRING": 'a quoted path such as "blocks.res"',
+    "_NL": "the end of the line",
+    "_INDENT": "an indented body",
+    "_DEDENT": "the end of the indented body",
+    "$END": "the end of the file",
+}
+
+
+def _describe_terminal(name: str) -> str:
+    if name in _TERMINAL_WORDS:
+        return _TERMINAL_WORDS[name]
+    try:
+        term = get_parser().get_terminal(name)
+        return repr(term.pattern.value)
+    except (KeyError, AttributeError):
+        return name
+
+
+_EXPRESSION_STARTS = {"INT", "FLOAT", "KERNEL", "NAME", "CALL_NAME", "LPAR", "MINUS", "PLUS", "TRUE", "FALSE"}
+_OPERATORS = {"+", "-", "*", "/", "//", "%"}
+
+
+def _describe_expected(expected: Iterable[str]) -> str:
+    expected = set(expected)
+    words: set[str] = set()
+    if len(expected & _EXPRESSION_STARTS) >= 3:
+        words.add("an expression")
+        expected -= _EXPRESSION_STARTS
+    described = {_describe_terminal(e) for e in expected}
+    operators = {w for w in described if w.strip("'") in _OPERATORS}
+    if len(operators) >= 3:
+        described = (described - operators) | {"an operator"}
+    words |= described
+    ordered = sorted(words)
+    if len(ordered) > 8:
+        ordered = ordered[:8] + ["..."]
+    return ", ".join(ordered)
+
+
+def syntax_diagnostic(
+    exc: Exception, text: str, locate: Locate, errors: ErrorList
+) -> None:
+    """Turn a Lark exception into one located, friendly diagnostic."""
+    lines = text.splitlines() or [""]
+    last_line = len(lines)
+
+    def at(line: int, column: int, width: int = 1) -> Span:
+        line = min(max(line or 1, 1), last_line)
+        column = max(column or 1, 1)
+        return locate(line, column, line, column + width)
+
+    if isinstance(exc, IndentationProblem):
+        errors.add(
+            at(exc.line, exc.column),
+            exc.message,
+            hint="indent with spaces only (4 per level is usual)"
+            if "tab" in exc.message
+            else "align this line with the statements of its block",
+        )
+        return
+    if isinstance(exc, UnexpectedCharacters):
+        char = text[exc.pos_in_stream] if exc.pos_in_stream < len(text) else ""
+        errors.add(
+            at(exc.line, exc.column),
+            f"unexpected character {char!r}",
+            hint="names are letters, digits and '_'; numbers, 3x3 kernels and "
+            "+ - * / // % ( ) [ ] , = : are the only other symbols",
+        )
+        return
+    if isinstance(exc, UnexpectedToken) and not isinstance(exc, UnexpectedEOF):
+        token: Token = exc.token
+        expected = _describe_expected(exc.expected)
+        if token.type == "_INDENT":
+            indent_line = (token.end_line or token.line or 1)
+            errors.add(
+                at(indent_line, len(token.value) + 1),
+                "unexpected indentation",
+                hint="only 'network', 'block', 'residual' and 'shortcut' lines ending in ':' open an indented body",
+            )
+            return
+        if token.type == "_DEDENT":
+            errors.add(at(token.line, token.column), f"the indented body ended early; expected {expected}",
+                       hint="a body needs at least one statement")
+            return
+        if token.type in ("_NL", "$END"):
+            line, column = token.line or last_line, token.column or len(lines[-1]) + 1
+            if token.type == "_NL":
+                # Point just past the line's text, not at a comment or the newline itself.
+                column = len(lines[line - 1].split("#", 1)[0].rstrip()) + 1
+            errors.add(at(line, column), f"the line ended too early; expected {expected}",
+                       hint=_hint_for(exc.expected))
+            return
+        width = max(len(str(token.value)), 1)
+        if "COMMA" in exc.expected and token.type in _EXPRESSION_STARTS | {"LABEL"}:
+            errors.add(
+                at(token.line, token.column, width),
+                f"missing ',' before {str(token.value)!r}",
+                hint="separate arguments with commas: 'conv 3x3, 64, stride=2'",
+            )
+            return
+        errors.add(
+            at(token.line, token.column, width),
+            f"unexpected {str(token.value)!r}; expected {expected}",
+            hint=_hint_for(exc.expected),
+        )
+        return
+    if isinstance(exc, UnexpectedEOF):
+        errors.add(at(last_line, len(lines[-1]) + 1),
+                   f"unexpected end of input; expected {_describe_expected(exc.expected)}",
+                   hint="close every '(' and '[' and finish the statement")
+        return
+    if isinstance(exc, UnexpectedInput):
+        errors.add(at(getattr(exc, "line", 1), getattr(exc, "column", 1)), "syntax error")
+        return
+    raise exc
+
+
+def _hint_for(expected: Iterable[str]) -> str | None:
+    expected = set(expected)
+    if "COLON" in expected:
+        return "a 'network', 'block', 'residual' or 'shortcut' line ends with ':'"
+    if expected & {"INT", "NAME", "KERNEL"}:
+        return "arguments are expressions separated by commas: 'conv 3x3, 64, stride=2'"
+    if "RPAR" in expected or "RSQB" in expected:
+        return "close every '(' and '['"
+    return None
+
+
+def parse_fragment(
+    text: str, start: str, locate: Locate, errors: ErrorList, source: str | None = None
+) -> Any:
+    """Parse ``text`` with one start rule and transform it to IR, recording errors."""
+    try:
+        tree = get_parser().parse(text, start=start)
+    except (UnexpectedInput, IndentationProblem) as exc:
+        syntax_diagnostic(exc, source if source is not None else text, locate, errors)
+        return None
+    try:
+        return ToIR(locate, errors).transform(tree)
+    except VisitError as exc:  # a bug in a transformer method; never a user's fault
+        raise exc.orig_exc from None
+
+
+def parse_text(text: str, filename: str = "<spec>", errors: ErrorList | None = None) -> ir.SpecFile:
+    """Parse a whole ``.res`` file into IR.
+
+    >>> spec = parse_text("network tiny:\\n    input x: [4]\\n    fc: linear 2\\n")
+    >>> spec.networks[0].body[0].name
+    'linear'
+    """
+    own_errors = errors is None
+    errors = errors if errors is not None else ErrorList()
+    errors.sources[filename] = text
+    source = text if text.endswith("\n") else text + "\n"
+    spec = parse_fragment(source, "start", file_locator(filename), errors, source=text)
+    if own_errors:
+        errors.raise_if_any()
+    if spec is None:
+        errors.raise_if_any()
+    return spec

@@ -1,0 +1,190 @@
+"""The YAML form: the document's structure is YAML, every statement a string in the
+text syntax, parsed by the same grammar, so both forms give equal IR.
+
+Only plain YAML is accepted: the file is composed with PyYAML's safe loader (no
+object is ever constructed from it), any tag other than YAML's core ones is an
+error, and so are aliases (they would let a small file expand exponentially).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from .. import ir
+from ..errors import ErrorList, Span, did_you_mean
+from .text import Locate, ToIR, parse_fragment
+
+_CORE_TAGS = {
+    "tag:yaml.org,2002:str",
+    "tag:yaml.org,2002:seq",
+    "tag:yaml.org,2002:map",
+    "tag:yaml.org,2002:int",
+    "tag:yaml.org,2002:float",
+    "tag:yaml.org,2002:bool",
+    "tag:yaml.org,2002:null",
+}
+TOP_LEVEL_KEYS = ("network", "defaults", "input", "blocks", "body")
+
+
+class _Reader:
+    def __init__(self, filename: str, errors: ErrorList):
+        self.filename = filename
+        self.errors = errors
+        self.seen: set[int] = set()
+
+    # -- positions ---------------------------------------------------------------
+    def node_span(self, node: yaml.Node) -> Span:
+        start, end = node.start_mark, node.end_mark
+        end_column = end.column + 1 if end.line == start.line else start.column + 2
+        return Span(self.filename, start.line + 1, start.column + 1, start.line + 1, end_column)
+
+    def locator(self, node: yaml.ScalarNode) -> Locate:
+        """Map positions inside a statement string to positions in the YAML file."""
+        base_line = node.start_mark.line
+        base_column = node.start_mark.column + (1 if node.style in ("'", '"') else 0)
+
+        def locate(line: int, column: int, end_line: int, end_column: int) -> Span:
+            col = base_column + column if line == 1 else column
+            end_col = base_column + end_column if end_line == 1 else end_column
+            return Span(self.filename, base_line + line, col, base_line + end_line, end_col)
+
+        return locate
+
+    # -- checks ------------------------------------------------------------------
+    def check(self, node: yaml.Node) -> bool:
+        """Reject aliases and non-core tags; True if the node may be read."""
+        if id(node) in self.seen:
+            self.errors.add(self.node_span(node), "YAML aliases (*name) are not supported in specs",
+                            hint="write the repeated part out, or define a block and use it twice")
+            return False
+        self.seen.add(id(node))
+        if node.tag not in _CORE_TAGS:
+            self.errors.add(self.node_span(node), f"YAML tag {node.tag!r} is not allowed in specs",
+                            hint="specs are plain YAML: strings, lists and mappings only")
+            return False
+        return True
+
+    def string(self, node: yaml.Node, what: str) -> str | None:
+        if not self.check(node):
+            return None
+        if not isinstance(node, yaml.ScalarNode) or node.tag != "tag:yaml.org,2002:str":
+            self.errors.add(self.node_span(node), f"{what} must be a string",
+                            hint='quote it: "conv1: conv 3x3, 64"')
+            return None
+        return node.value
+
+    def seq(self, node: yaml.Node, what: str) -> list[yaml.Node]:
+        if not self.check(node):
+            return []
+        if not isinstance(node, yaml.SequenceNode):
+            self.errors.add(self.node_span(node), f"{what} must be a list", hint="write '- ITEM' lines")
+            return []
+        return node.value
+
+    def mapping(self, node: yaml.Node, what: str) -> list[tuple[yaml.Node, yaml.Node]]:
+        if not self.check(node):
+            return []
+        if not isinstance(node, yaml.MappingNode):
+            self.errors.add(self.node_span(node), f"{what} must be a mapping", hint="write 'KEY: VALUE' lines")
+            return []
+        return node.value
+
+    def fragment(self, node: yaml.Node, start: str, what: str) -> Any:
+        text = self.string(node, what)
+        if text is None:
+            return None
+        return parse_fragment(text, start, self.locator(node), self.errors,
+                              source=text)
+
+    # -- structure ---------------------------------------------------------------
+    def statements(self, node: yaml.Node, what: str) -> tuple[ir.Stmt, ...]:
+        items = []
+        for item in self.seq(node, what):
+            if isinstance(item, yaml.MappingNode) and self.check(item):
+                items.append(self.compound(item))
+            else:
+                items.append(self.fragment(item, "yaml_simple", "a statement"))
+        return ToIR(lambda *pos: Span(self.filename, *pos), self.errors).body(items)
+
+    def compound(self, node: yaml.MappingNode) -> Any:
+        if len(node.value) != 1:
+            self.errors.add(self.node_span(node), "a statement with a body is a mapping with exactly one key",
+                            hint="write '- residual:' followed by its list of statements")
+            return None
+        key, value = node.value[0]
+        head = self.fragment(key, "yaml_head", "a statement")
+        if head is None:
+            return None
+        body = self.statements(value, f"the body of '{key.value}'")
+        converter = ToIR(self.locator(key), self.errors)
+        return converter.statement(head.label, head.head, body=body)
+
+    def document(self, root: yaml.Node) -> ir.SpecFile:
+        fields: dict[str, yaml.Node] = {}
+        for key, value in self.mapping(root, "a YAML spec"):
+            name = self.string(key, "a top-level key")
+            if name is None:
+                continue
+            if name not in TOP_LEVEL_KEYS:
+                self.errors.add(self.node_span(key), f"unknown top-level key '{name}'",
+                                hint=did_you_mean(name, TOP_LEVEL_KEYS))
+                continue
+            fields[name] = value
+        where = self.node_span(root)
+        for required in ("network", "input", "body"):
+            if required not in fields:
+                self.errors.add(where, f"the YAML spec has no '{required}' key",
+                                hint="a YAML spec has keys network, input, body (and optionally defaults, blocks)")
+        if self.errors:
+            return ir.SpecFile()
+        signature = self.fragment(fields["network"], "yaml_signature", "'network'")
+        net_input = self.fragment(fields["input"], "yaml_input", "'input'")
+        defaults: tuple[ir.Defaults, ...] = ()
+        if "defaults" in fields:
+            parsed = [self.fragment(item, "yaml_defaults", "a defaults entry")
+                      for item in self.seq(fields["defaults"], "'defaults'")]
+            defaults = tuple(d for d in parsed if d is not None)
+        blocks = []
+        if "blocks" in fields:
+            for key, value in self.mapping(fields["blocks"], "'blocks'"):
+                block_sig = self.fragment(key, "yaml_signature", "a block signature")
+                body = self.statements(value, "a block body")
+                if block_sig is not None:
+                    name, params, span = block_sig
+                    blocks.append(ir.Block(name=name, params=params, body=body, span=span))
+        body = self.statements(fields["body"], "'body'")
+        if signature is None or net_input is None or self.errors:
+            return ir.SpecFile()
+        name, params, span = signature
+        network = ir.Network(name=name, params=params, input=net_input, blocks=tuple(blocks),
+                             body=defaults + body, span=span)
+        return ir.SpecFile(networks=(network,))
+
+
+def parse_yaml(text: str, filename: str = "<spec>", errors: ErrorList | None = None) -> ir.SpecFile:
+    """Parse a YAML spec into IR (equal to the text form's IR, spans aside)."""
+    own_errors = errors is None
+    errors = errors if errors is not None else ErrorList()
+    errors.sources[filename] = text
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        errors.add(Span(filename, line, column, line, column + 1),
+                   f"invalid YAML: {exc.problem or exc.context}",
+                   hint="check indentation and quoting; strings holding ': ' must be quoted")
+        errors.raise_if_any()
+    except yaml.YAMLError as exc:
+        errors.add(Span(filename, 1, 1, 1, 2), f"invalid YAML: {exc}")
+        errors.raise_if_any()
+    if root is None:
+        errors.add(Span(filename, 1, 1, 1, 2), "the YAML spec is empty",
+                   hint="a YAML spec has keys network, input, body")
+        errors.raise_if_any()
+    spec = _Reader(filename, errors).document(root)
+    if own_errors:
+        errors.raise_if_any()
+    return spec
