@@ -133,14 +133,16 @@ class Elaborator:
                                 hint=hint)
         env: dict[str, Value] = {}
         for param in net.params:
+            value = None
             if param.name in self.overrides:
                 value = self.coerce_override(param, self.overrides[param.name])
-            elif param.default is not None:
+            if value is not None:
+                pass
+            elif param.default is not None:  # also after a bad override, to avoid cascades
                 value = self.eval_param_default(param, env)
-            else:
+            elif param.name not in self.overrides:
                 self.errors.add(param.span, f"network parameter '{param.name}' has no default and no value",
                                 hint=f"give it a default, or pass -D {param.name}=VALUE")
-                value = None
             if value is not None:
                 env[param.name] = value
         return env

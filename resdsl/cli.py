@@ -1,0 +1,184 @@
+"""The ``resdsl`` command: argument handling and printing only.
+
+Exit codes: 0 ok, 1 the spec has errors, 2 usage error (bad flags, unreadable
+file), 3 internal error (a bug in resdsl; the message says how to report it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any, Sequence
+
+EXIT_OK, EXIT_SPEC, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
+
+
+class UsageError(Exception):
+    pass
+
+
+def _define(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name.strip():
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    return name.strip(), value.strip()
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("spec", help="a .res or .yaml spec file")
+    parser.add_argument("-D", "--define", dest="defines", action="append", type=_define, default=[],
+                        metavar="NAME=VALUE", help="override a network parameter (repeatable)")
+    parser.add_argument("--network", help="which network, when the file defines several")
+    parser.add_argument("--plain", action="store_true",
+                        help="the plain twin: every residual becomes shortcut=none")
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="resdsl",
+        description="Write, check, build and draw residual networks.",
+    )
+    parser.add_argument("--version", action="version", version=f"resdsl {_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    check = sub.add_parser("check", help="parse and check a spec (no torch): one-line summary")
+    _common(check)
+    check.add_argument("--json", action="store_true", help="print one JSON object")
+
+    compile_ = sub.add_parser("compile", help="build the PyTorch module and run a zero batch through it")
+    _common(compile_)
+    compile_.add_argument("--zero-init-residual", action="store_true",
+                          help="zero the last batchnorm of every residual body (each unit starts as the identity)")
+    compile_.add_argument("--weights", metavar="FILE.pt", help="load a state dict strictly")
+    compile_.add_argument("--batch", type=int, default=1, help="batch size of the zero batch (default 1)")
+    compile_.add_argument("--json", action="store_true", help="print one JSON object")
+    return parser
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+def _load(args: argparse.Namespace):
+    import os
+
+    from .api import load
+
+    if not os.path.isfile(args.spec):
+        raise UsageError(f"cannot read '{args.spec}': no such file")
+    return load(args.spec, network=args.network, plain=args.plain, **dict(args.defines))
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    net = _load(args)
+    if args.json:
+        print(json.dumps(_net_json(net), sort_keys=True))
+        return EXIT_OK
+    print(f"{net.name}: ok - {net.num_ops} ops ({net.num_weight_layers} weight layers), "
+          f"{net.num_params:,} parameters, {_shape(net.input_shape)} -> {_shape(net.output_shape)}")
+    return EXIT_OK
+
+
+def _shape(shape: Sequence[int]) -> str:
+    return "[" + ", ".join(str(d) for d in shape) + "]"
+
+
+def _net_json(net: Any) -> dict[str, Any]:
+    return {
+        "name": net.name,
+        "file": net.filename,
+        "params": net.params,
+        "plain": net.plain,
+        "input_shape": list(net.input_shape),
+        "output_shape": list(net.output_shape),
+        "num_params": net.num_params,
+        "num_ops": net.num_ops,
+        "num_weight_layers": net.num_weight_layers,
+        "summary": [
+            {"name": n, "kind": k, "output_shape": s, "params": p} for n, k, s, p in net.summary_rows()
+        ],
+    }
+
+
+def cmd_compile(args: argparse.Namespace) -> int:
+    net = _load(args)
+    if args.batch < 1:
+        raise UsageError("--batch must be at least 1")
+    import torch
+
+    from .backends.torch import observed_shapes
+
+    model = net.build(zero_init_residual=args.zero_init_residual, weights=args.weights)
+    model.eval()
+    with torch.no_grad():
+        observed = observed_shapes(model, net, torch.zeros(args.batch, *net.input_shape))
+    mismatched = [n for n, shape in observed.items() if net.graph.nodes[n]["shape"] != shape]
+    torch_params = sum(p.numel() for p in model.parameters())
+    if args.json:
+        result = _net_json(net)
+        result.update(torch_params=torch_params, shapes_match=not mismatched)
+        print(json.dumps(result, sort_keys=True))
+    else:
+        _print_table(net, torch_params, args.batch, mismatched)
+    if mismatched:  # pragma: no cover - would be a bug in a shape rule
+        print(f"resdsl: internal error: inferred and observed shapes differ at "
+              f"{net.graph.nodes[mismatched[0]]['module']}", file=sys.stderr)
+        return EXIT_INTERNAL
+    return EXIT_OK
+
+
+def _print_table(net: Any, torch_params: int, batch: int, mismatched: list[int]) -> None:
+    rows = net.summary_rows()
+    name_w = max([len("name")] + [len(r[0]) for r in rows])
+    kind_w = max([len("kind")] + [len(r[1]) for r in rows])
+    shape_w = max([len("output")] + [len(r[2]) for r in rows])
+    print(f"{net.name} ({net.filename})")
+    print(f"  {'name':<{name_w}}  {'kind':<{kind_w}}  {'output':<{shape_w}}  {'params':>12}")
+    print(f"  {'input':<{name_w}}  {'':<{kind_w}}  {_shape(net.input_shape):<{shape_w}}  {'':>12}")
+    for name, kind, shape, params in rows:
+        print(f"  {name:<{name_w}}  {kind:<{kind_w}}  {shape:<{shape_w}}  {params:>12,}")
+    print(f"  {'total':<{name_w}}  {'':<{kind_w}}  {_shape(net.output_shape):<{shape_w}}  {net.num_params:>12,}")
+    status = "shapes match" if not mismatched else "SHAPES DIFFER"
+    print(f"forward on a zero batch of {batch}: ok, {status}; torch counts {torch_params:,} parameters")
+
+
+COMMANDS = {"check": cmd_check, "compile": cmd_compile}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = make_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
+        return int(exc.code or 0)
+    from .errors import SpecError
+
+    try:
+        return COMMANDS[args.command](args)
+    except SpecError as err:
+        if getattr(args, "json", False):
+            print(json.dumps(err.to_dict(), sort_keys=True))
+        print(err.render(), file=sys.stderr)
+        return EXIT_SPEC
+    except UsageError as err:
+        print(f"resdsl: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # never a traceback for the user; still say it is our bug
+        print(f"resdsl: internal error: {type(exc).__name__}: {exc}\n"
+              "This is a bug in resdsl, not in your spec. Please report it with the spec attached.",
+              file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+def run() -> None:  # pragma: no cover - console entry
+    sys.exit(main())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    run()

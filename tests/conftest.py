@@ -1,0 +1,41 @@
+"""Shared fixtures. Expensive builds happen once per session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SPECS = ROOT / "specs"
+SHARED = ROOT.parent / "shared"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _quiet_threads():
+    """Two cores: keep torch from oversubscribing them when tests build big models."""
+    try:
+        import torch
+    except ImportError:  # pragma: no cover
+        return
+    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+@pytest.fixture(scope="session")
+def resnet50_net():
+    import resdsl
+
+    return resdsl.load(SPECS / "resnet50.res")
+
+
+@pytest.fixture(scope="session")
+def resnet50_model(resnet50_net):
+    return resnet50_net.build().eval()
+
+
+@pytest.fixture(scope="session")
+def unet_net():
+    import resdsl
+
+    return resdsl.load(SPECS / "unet.res")
