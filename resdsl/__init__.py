@@ -19,7 +19,7 @@ module whose names and numbers match hand-written references.
 >>> net.output_shape
 (10,)
 >>> net.num_params
-5258
+2938
 """
 
 from .api import Net, compile, load, loads

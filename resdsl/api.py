@@ -43,12 +43,13 @@ class Net:
     """
 
     def __init__(self, network: ir.Network, graph: nx.DiGraph, filename: str,
-                 params: Mapping[str, Any], plain: bool):
+                 params: Mapping[str, Any], plain: bool, shortcut: str | None = None):
         self.ir = network
         self.graph = graph
         self.filename = filename
         self.params = dict(params)
         self.plain = plain
+        self.shortcut = "none" if plain else shortcut
 
     @property
     def name(self) -> str:
@@ -207,7 +208,8 @@ def _import(imp: ir.Import, filename: str, limits: Limits, errors: ErrorList,
 
 
 def _compile(text: str, filename: str, fmt: str | None, network: str | None, plain: bool,
-             params: Mapping[str, Any], limits: Limits, root_dir: Path | None) -> Net:
+             params: Mapping[str, Any], limits: Limits, root_dir: Path | None,
+             shortcut: str | None = None) -> Net:
     errors = ErrorList()
     errors.sources[filename] = text
     if len(text.encode("utf-8", "surrogatepass")) > limits.max_file_bytes:
@@ -225,12 +227,12 @@ def _compile(text: str, filename: str, fmt: str | None, network: str | None, pla
         errors.raise_if_any()
     for block in chosen.blocks:
         _add_block(blocks, block, errors)
-    graph = elaborate(chosen, blocks, errors, params, plain=plain, limits=limits)
+    graph = elaborate(chosen, blocks, errors, params, plain=plain, limits=limits, shortcut=shortcut)
     if not errors:
         for check in PIPELINE:
             check(graph, errors)
     errors.raise_if_any()
-    return Net(chosen, graph, filename, graph.graph["params"], plain)
+    return Net(chosen, graph, filename, graph.graph["params"], plain, shortcut)
 
 
 def _choose_network(spec: ir.SpecFile, filename: str, network: str | None,
@@ -256,11 +258,13 @@ def _choose_network(spec: ir.SpecFile, filename: str, network: str | None,
 
 
 def load(path: str | os.PathLike, *, network: str | None = None, plain: bool = False,
-         limits: Limits | None = None, **params: Any) -> Net:
+         shortcut: str | None = None, limits: Limits | None = None, **params: Any) -> Net:
     """Parse, elaborate and check the spec at ``path``; never imports torch.
 
     Keyword arguments override network parameters (strings are parsed as the
-    parameter's declared type, as ``-D name=value`` does).
+    parameter's declared type, as ``-D name=value`` does). ``plain=True`` gives
+    the plain twin (no skips); ``shortcut="B"`` forces one shortcut policy on
+    every residual without an explicit ``shortcut:`` path.
 
     >>> net = load("specs/resnet50.res", num_classes=10)  # doctest: +SKIP
     >>> net.output_shape  # doctest: +SKIP
@@ -271,14 +275,15 @@ def load(path: str | os.PathLike, *, network: str | None = None, plain: bool = F
     errors = ErrorList()
     text = _read(path, limits, errors)
     errors.raise_if_any()
-    return _compile(text, str(path), None, network, plain, params, limits, path.resolve().parent)
+    return _compile(text, str(path), None, network, plain, params, limits, path.resolve().parent,
+                    shortcut)
 
 
 def loads(text: str, filename: str = "inline.res", *, fmt: str | None = None,
-          network: str | None = None, plain: bool = False, limits: Limits | None = None,
-          **params: Any) -> Net:
+          network: str | None = None, plain: bool = False, shortcut: str | None = None,
+          limits: Limits | None = None, **params: Any) -> Net:
     """Like :func:`load`, from a string. YAML is detected, or forced with ``fmt="yaml"``."""
-    return _compile(text, filename, fmt, network, plain, params, limits or Limits(), None)
+    return _compile(text, filename, fmt, network, plain, params, limits or Limits(), None, shortcut)
 
 
 def compile(path: str | os.PathLike, **kwargs: Any) -> Any:  # noqa: A001 - the product's verb

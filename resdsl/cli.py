@@ -32,6 +32,8 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--network", help="which network, when the file defines several")
     parser.add_argument("--plain", action="store_true",
                         help="the plain twin: every residual becomes shortcut=none")
+    parser.add_argument("--shortcut", choices=("auto", "A", "B", "C", "identity", "none"),
+                        help="force one shortcut policy on every residual (e.g. B for projections)")
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -70,7 +72,8 @@ def _load(args: argparse.Namespace):
 
     if not os.path.isfile(args.spec):
         raise UsageError(f"cannot read '{args.spec}': no such file")
-    return load(args.spec, network=args.network, plain=args.plain, **dict(args.defines))
+    return load(args.spec, network=args.network, plain=args.plain, shortcut=args.shortcut,
+                **dict(args.defines))
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -93,6 +96,7 @@ def _net_json(net: Any) -> dict[str, Any]:
         "file": net.filename,
         "params": net.params,
         "plain": net.plain,
+        "shortcut": net.shortcut,
         "input_shape": list(net.input_shape),
         "output_shape": list(net.output_shape),
         "num_params": net.num_params,

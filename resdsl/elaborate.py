@@ -87,12 +87,15 @@ class Elaborator:
         overrides: Mapping[str, Any] | None = None,
         plain: bool = False,
         limits: Limits = Limits(),
+        shortcut: str | None = None,
     ):
         self.network = network
         self.blocks = dict(blocks)
         self.errors = errors
         self.overrides = dict(overrides or {})
-        self.plain = plain
+        # --plain is --shortcut none: every residual loses its skip (He et al.'s control network).
+        self.forced_policy = "none" if plain else shortcut
+        self.plain = self.forced_policy == "none"
         self.limits = limits
         self.graph = new_graph(network.name)
         self.nodes = 0
@@ -505,8 +508,8 @@ class Elaborator:
         if scope.depth >= self.limits.max_depth:
             raise Problem(stmt.span, f"residuals are nested more than {self.limits.max_depth} deep",
                           hint="flatten the structure")
-        if self.plain:
-            policy = "none"
+        if self.forced_policy is not None and stmt.shortcut is None:
+            policy = self.forced_policy
         if stmt.label is not None:
             name = self.module_name(scope, stmt.label, "residual", stmt.span)
             path = scope.module_path(name)
@@ -737,9 +740,16 @@ def elaborate(
     overrides: Mapping[str, Any] | None = None,
     plain: bool = False,
     limits: Limits = Limits(),
+    shortcut: str | None = None,
 ) -> nx.DiGraph:
-    """IR of one network -> graph; problems are recorded in ``errors``."""
-    elaborator = Elaborator(network, blocks, errors, overrides, plain, limits)
+    """IR of one network -> graph; problems are recorded in ``errors``.
+
+    ``plain`` drops every skip; ``shortcut`` forces one policy (auto, A, B, C,
+    identity, none) on every residual that has no explicit ``shortcut:`` path.
+    """
+    if shortcut is not None and shortcut not in SHORTCUT_POLICIES:
+        raise ValueError(f"shortcut must be one of {', '.join(SHORTCUT_POLICIES)}, not {shortcut!r}")
+    elaborator = Elaborator(network, blocks, errors, overrides, plain, limits, shortcut)
     try:
         return elaborator.run()
     except Problem as problem:  # a limit hit: stop here
