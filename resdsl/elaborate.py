@@ -19,7 +19,7 @@ from . import ir
 from .errors import ErrorList, Problem, Span, did_you_mean
 from .expr import Value, describe, evaluate, type_name
 from .graph import Container, ResidualUnit, Shape, format_shape, new_graph
-from .ops import REGISTRY, OpError, bind, user_ops
+from .ops import REGISTRY, OpError, bind, signature_hint, user_ops
 from .ops.merge import merge_shape
 
 
@@ -345,7 +345,13 @@ class Elaborator:
         name = self.module_name(scope, stmt.label, stmt.name, stmt.span)
         shape = params = None
         args: dict = {}
-        if x.shape is not None:
+        if x.shape is None:  # unknown after an earlier error: still check the arguments themselves
+            try:
+                bind(op, positional, keywords, defaults.get(op.name, {}), None)
+            except OpError as err:
+                raise Problem(spans.get(err.arg or "", stmt.span), f"{op.name}: {err.message}",
+                              hint=err.hint or signature_hint(op)) from None
+        else:
             if len(x.shape) < op.min_rank:
                 raise Problem(stmt.name_span,
                               f"{op.name} needs a spatial input ([C, L], [C, H, W] or [C, D, H, W]), "
@@ -357,7 +363,7 @@ class Elaborator:
                 params = op.params(x.shape, args)
             except OpError as err:
                 span = spans.get(err.arg or "", stmt.span)
-                raise Problem(span, f"{op.name}: {err.message}", hint=err.hint,
+                raise Problem(span, f"{op.name}: {err.message}", hint=err.hint or signature_hint(op),
                               notes=(f"its input is {format_shape(x.shape)}",)) from None
             if params > self.limits.max_weight_elements:
                 raise Problem(stmt.span, f"{op.name} would have {params:,} parameters, over the limit "
@@ -485,7 +491,8 @@ class Elaborator:
             value = evaluate(option.value, env)
             if option.name == "shortcut":
                 if value not in SHORTCUT_POLICIES:
-                    raise Problem(option.span, f"unknown shortcut policy {describe(value)}",
+                    shown = f"'{value}'" if isinstance(value, str) else describe(value)
+                    raise Problem(option.span, f"unknown shortcut policy {shown}",
                                   hint="shortcut is one of auto, A, B, C, identity, none")
                 policy = value
             elif option.name == "drop_path":
@@ -649,11 +656,15 @@ class Elaborator:
     def ref(self, stmt: ir.Ref, scope: Scope, x: Tensor) -> Tensor:
         target = scope.labels.get(stmt.target)
         if target is None:
-            visible = [name for name in scope.labels if name != "input"] + ["input"]
+            # Labels in definition order, as LANGUAGE.md section 9 shows them; the input
+            # is always reachable as 'input', so it is not listed.
+            inputs = {n for n, t in scope.labels.items() if t.node == scope.labels["input"].node}
+            visible = [name for name in scope.labels if name not in inputs]
+            hint = "labels in scope: " + ", ".join(visible) if visible else \
+                "no statement in this scope is labelled yet; 'input' names the input tensor"
             raise Problem(stmt.target_span,
                           f"{stmt.kind} '{stmt.target}': no tensor labelled '{stmt.target}' in this scope",
-                          hint=(did_you_mean(stmt.target, visible) if stmt.target not in self.blocks else None)
-                          or "labels in scope: " + ", ".join(visible))
+                          hint=hint)
         if stmt.kind == "from":
             for option in stmt.options:
                 raise Problem(option.span, "'from' takes no options", hint="write 'from LABEL'")

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
+from ..errors import did_you_mean
 from ..expr import Value, describe, type_name
 
 Shape = tuple[int, ...]
@@ -97,8 +98,12 @@ def user_ops() -> dict[str, OpSpec]:
 
 
 # ---- argument checking ------------------------------------------------------------
-def check_value(spec: ArgSpec, value: Value, spatial_rank: int) -> Value:
-    """Type- and range-check one argument value, normalising tuples to the input's rank."""
+def check_value(spec: ArgSpec, value: Value, spatial_rank: int | None) -> Value:
+    """Type- and range-check one argument value, normalising tuples to the input's rank.
+
+    ``spatial_rank`` is ``None`` when the input shape is unknown (after an earlier
+    error): values are still checked, only their rank is not.
+    """
     kind = spec.kind
     if kind == "bool":
         if not isinstance(value, bool):
@@ -146,12 +151,17 @@ def _fmt(number: float) -> str:
     return str(int(number)) if float(number).is_integer() else str(number)
 
 
-def _check_tuple(spec: ArgSpec, value: Value, rank: int) -> tuple[int, ...]:
+def _check_tuple(spec: ArgSpec, value: Value, rank: int | None) -> tuple[int, ...]:
     if isinstance(value, bool) or not isinstance(value, (int, tuple)):
         raise OpError(
             f"'{spec.name}' must be an integer or a size such as 3x3, not {describe(value)}",
             hint=_unknown_name_hint(value), arg=spec.name,
         )
+    if rank is None:
+        dims = (value,) if isinstance(value, int) else value
+        for dim in dims:
+            _check_range(spec, dim)
+        return tuple(dims)
     if rank == 0:
         raise OpError(f"'{spec.name}' needs a spatial input, but the input is flat",
                       hint="spatial ops need an input such as [C, H, W]", arg=spec.name)
@@ -180,10 +190,10 @@ def bind(
     Raises :class:`OpError` naming the argument at fault (``arg`` is ``"#N"`` for the
     N-th positional argument).
     """
-    rank = max(len(in_shape) - 1, 0)
+    rank = None if in_shape is None else max(len(in_shape) - 1, 0)
     if len(positional) > len(op.positional):
         raise OpError(
-            f"{op.name} takes {len(op.positional)} positional argument"
+            f"takes {len(op.positional)} positional argument"
             f"{'' if len(op.positional) == 1 else 's'}, got {len(positional)}",
             hint=signature_hint(op), arg=f"#{len(op.positional)}",
         )
@@ -192,9 +202,11 @@ def bind(
         raw[op.positional[index].name] = value
     for name, value in keywords.items():
         if op.arg(name) is None:
-            raise OpError(f"{op.name} has no argument '{name}'", hint=signature_hint(op), arg=name)
+            close = did_you_mean(name, [a.name for a in op.args])
+            hint = f"{close} ({signature_hint(op)})" if close and close.startswith("did") else signature_hint(op)
+            raise OpError(f"no argument '{name}'", hint=hint, arg=name)
         if name in raw:
-            raise OpError(f"{op.name} got '{name}' both by position and by keyword", arg=name)
+            raise OpError(f"got '{name}' both by position and by keyword", arg=name)
         raw[name] = value
     bound: dict[str, Value] = {}
     for index, spec in enumerate(op.args):
@@ -208,7 +220,7 @@ def bind(
         elif spec.name in defaults:
             bound[spec.name] = check_value(spec, defaults[spec.name], rank)
         elif spec.default is REQUIRED:
-            raise OpError(f"{op.name} needs '{spec.name}'", hint=signature_hint(op))
+            raise OpError(f"needs '{spec.name}'", hint=signature_hint(op))
         elif callable(spec.default):
             bound[spec.name] = spec.default(bound)
         else:

@@ -239,9 +239,8 @@ class ToIR(Transformer):
 
     def input_decl(self, meta, children):
         name_tok, shape = children
-        span = self.tok_span(name_tok)
-        check_identifier(name_tok.value, span, self.errors, "input name")
-        return ir.Input(name=name_tok.value, shape=shape, span=span)
+        check_identifier(name_tok.value, self.tok_span(name_tok), self.errors, "input name")
+        return ir.Input(name=name_tok.value, shape=shape, span=self.span(meta))
 
     def yaml_input(self, meta, children):
         return self.input_decl(meta, children)
@@ -290,6 +289,8 @@ class ToIR(Transformer):
     def statement(self, label_tok, head: _Head, body):
         label, label_span = self.label_of(label_tok)
         span = head.span
+        if label is not None and head.span.located:  # the statement reads from its label on
+            span = Span(span.file, label_span.line, label_span.column, span.end_line, span.end_column)
         if body is None:
             if head.kind == "op" and head.name in ("residual", "shortcut"):
                 self.errors.add(

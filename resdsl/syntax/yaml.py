@@ -61,7 +61,8 @@ class _Reader:
             return False
         self.seen.add(id(node))
         if node.tag not in _CORE_TAGS:
-            self.errors.add(self.node_span(node), f"YAML tag {node.tag!r} is not allowed in specs",
+            tag = node.tag.replace("tag:yaml.org,2002:", "!!")
+            self.errors.add(self.node_span(node), f"YAML tag '{tag}' is not allowed in specs",
                             hint="specs are plain YAML: strings, lists and mappings only")
             return False
         return True
