@@ -476,10 +476,17 @@ class Elaborator:
                             depth=scope.depth, notes=scope.notes, block_stack=scope.block_stack)
         current = x
         for index in range(count):
+            before = self.nodes
             current = self.apply_block(
                 block.name, stmt.args, None, stmt, stage_scope, current, defaults,
                 instance_name=str(index), extra=first_extra if index == 0 else None,
             )
+            # One instance tells the size of the rest: refuse a runaway stage at its own line.
+            remaining = (count - index - 1) * (self.nodes - before)
+            if index == 0 and self.nodes + remaining > self.limits.max_nodes:
+                raise Problem(stmt.span, f"this stage would make {self.nodes + remaining:,} ops in all, over "
+                              f"the limit of {self.limits.max_nodes:,}",
+                              hint="use fewer blocks, or raise the limit (Limits.max_nodes)")
         container.output = current.node
         self.set_label(scope, stmt.label, current, stmt.span)
         return current
@@ -527,7 +534,13 @@ class Elaborator:
         else:
             inner = scope
         first_node = self.nodes
-        body_out = self.body(stmt.body, inner, x, defaults)
+        # An unlabelled body shares its scope but still nests: count it against max_depth.
+        depth_bump = 1 if inner is scope else 0
+        scope.depth += depth_bump
+        try:
+            body_out = self.body(stmt.body, inner, x, defaults)
+        finally:
+            scope.depth -= depth_bump
         body_nodes = range(first_node, self.nodes)
         last_norm = next((n for n in reversed(body_nodes)
                           if self.graph.nodes[n]["op"] == "batchnorm" and not self.graph.nodes[n]["shortcut"]),

@@ -23,6 +23,11 @@ REF_KINDS = ("add", "mul", "concat", "from")
 #: Functions the expression evaluator knows.
 FUNCTIONS = ("min", "max")
 PARAM_TYPES = ("int", "float", "bool")
+#: Longer integer literals are errors before conversion (2**31 has 10 digits).
+MAX_INT_DIGITS = 20
+#: Deepest syntax tree the (recursive) transformer is given; far beyond real specs,
+#: far below Python's recursion limit.
+MAX_SYNTAX_DEPTH = 200
 
 #: Attribute names of torch.nn.Module; a submodule with one of these names would
 #: shadow the method. Kept here (not read from torch) so the front end stays
@@ -397,14 +402,23 @@ class ToIR(Transformer):
         return ir.Arg(name=tok.value, value=value, span=self.span(meta))
 
     # -- expressions -------------------------------------------------------------
+    def integer(self, digits: str, tok: Token) -> int:
+        """``int(digits)``, refusing literals so long that converting them is itself costly."""
+        if len(digits) > MAX_INT_DIGITS:
+            self.errors.add(self.tok_span(tok),
+                            f"integer literal of {len(digits):,} digits is out of range (limit is +-2**31)",
+                            hint="use smaller numbers")
+            return 0  # placeholder: the error stops compilation before elaboration
+        return int(digits)
+
     def int_lit(self, meta, children):
-        return ir.IntLit(value=int(children[0]), span=self.tok_span(children[0]))
+        return ir.IntLit(value=self.integer(children[0], children[0]), span=self.tok_span(children[0]))
 
     def float_lit(self, meta, children):
         return ir.FloatLit(value=float(children[0]), span=self.tok_span(children[0]))
 
     def kernel_lit(self, meta, children):
-        dims = tuple(int(d) for d in children[0].split("x"))
+        dims = tuple(self.integer(d, children[0]) for d in children[0].split("x"))
         return ir.KernelLit(dims=dims, span=self.tok_span(children[0]))
 
     def true_lit(self, meta, children):
@@ -524,6 +538,12 @@ def syntax_diagnostic(
     if isinstance(exc, UnexpectedToken) and not isinstance(exc, UnexpectedEOF):
         token: Token = exc.token
         expected = _describe_expected(exc.expected)
+        unclosed = _unclosed_bracket(text)
+        if unclosed is not None and token.type in ("_DEDENT", "$END", "_NL"):
+            line, column, char = unclosed
+            errors.add(at(line, column), f"'{char}' is never closed",
+                       hint=f"add the matching '{_CLOSING[char]}'")
+            return
         if token.type == "_INDENT":
             indent_line = (token.end_line or token.line or 1)
             errors.add(
@@ -569,6 +589,21 @@ def syntax_diagnostic(
     raise exc
 
 
+_CLOSING = {"(": ")", "[": "]"}
+
+
+def _unclosed_bracket(text: str) -> tuple[int, int, str] | None:
+    """Line, column and character of the innermost bracket left open, if any."""
+    stack: list[tuple[int, int, str]] = []
+    for number, line in enumerate(text.splitlines(), 1):
+        for column, char in enumerate(line.split("#", 1)[0], 1):
+            if char in _CLOSING:
+                stack.append((number, column, char))
+            elif char in ")]" and stack and _CLOSING[stack[-1][2]] == char:
+                stack.pop()
+    return stack[-1] if stack else None
+
+
 def _hint_for(expected: Iterable[str]) -> str | None:
     expected = set(expected)
     if "COLON" in expected:
@@ -580,6 +615,29 @@ def _hint_for(expected: Iterable[str]) -> str | None:
     return None
 
 
+def _too_deep(tree: Tree, limit: int) -> Tree | None:
+    """The first subtree ``limit`` levels down, found without recursion (the transformer
+    recurses, so depth is bounded before it runs)."""
+    stack = [(tree, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if depth >= limit:
+            return node
+        stack.extend((c, depth + 1) for c in node.children if isinstance(c, Tree))
+    return None
+
+
+def _first_position(tree: Tree) -> tuple[int, int]:
+    """Line and column of the first token under ``tree`` (1, 1 if it has none)."""
+    meta = tree.meta
+    if not getattr(meta, "empty", True):
+        return meta.line, meta.column
+    for token in tree.scan_values(lambda v: isinstance(v, Token)):
+        if token.line is not None:
+            return token.line, token.column
+    return 1, 1
+
+
 def parse_fragment(
     text: str, start: str, locate: Locate, errors: ErrorList, source: str | None = None
 ) -> Any:
@@ -588,6 +646,13 @@ def parse_fragment(
         tree = get_parser().parse(text, start=start)
     except (UnexpectedInput, IndentationProblem) as exc:
         syntax_diagnostic(exc, source if source is not None else text, locate, errors)
+        return None
+    deep = _too_deep(tree, MAX_SYNTAX_DEPTH)
+    if deep is not None:
+        line, column = _first_position(deep)
+        errors.add(locate(line, column, line, column + 1),
+                   f"nested more than {MAX_SYNTAX_DEPTH} levels deep (parentheses, operators or indented bodies)",
+                   hint="split the expression or flatten the structure; blocks help")
         return None
     try:
         return ToIR(locate, errors).transform(tree)
