@@ -11,6 +11,18 @@ def _dims(t) -> str:
     return "x".join(str(d) for d in t)
 
 
+def _avgpool_out(in_shape: Shape, args: dict) -> Shape:
+    # torch's avg_pool3d checks the input against the kernel before padding (2-D and 1-D
+    # pad first), so a 3-D input smaller than the kernel cannot run even when padded.
+    if len(in_shape) == 4 and any(size < k for size, k in zip(in_shape[1:], args["kernel"])):
+        raise OpError(
+            f"3-D avgpool needs an input at least as large as the kernel {_dims(args['kernel'])}, "
+            f"got {_dims(in_shape[1:])} (torch pads after this check)",
+            hint="use a smaller kernel or a larger input", arg="#0",
+        )
+    return _pool_out(in_shape, args)
+
+
 def _pool_out(in_shape: Shape, args: dict) -> Shape:
     sizes = []
     for size, k, s, p in zip(in_shape[1:], args["kernel"], args["stride"], args["pad"]):
@@ -47,7 +59,8 @@ def _pool_label(word: str):
     return label
 
 
-for _name, _class, _word in (("maxpool", "MaxPool", "max"), ("avgpool", "AvgPool", "avg")):
+for _name, _class, _word, _infer in (("maxpool", "MaxPool", "max", _pool_out),
+                                     ("avgpool", "AvgPool", "avg", _avgpool_out)):
     register(OpSpec(
         name=_name,
         doc=f"{_word.capitalize()} pooling; stride defaults to the kernel.",
@@ -57,7 +70,7 @@ for _name, _class, _word in (("maxpool", "MaxPool", "max"), ("avgpool", "AvgPool
             ArgSpec("stride", "tuple", lambda a: a["kernel"], min=1, doc="kernel"),
             ArgSpec("pad", "tuple", 0, min=0),
         ),
-        infer=_pool_out,
+        infer=_infer,
         macs=lambda i, o, a: prod(o) * prod(a["kernel"]),
         label=_pool_label(_word),
         build=_pool_builder(_class),
