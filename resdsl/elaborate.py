@@ -595,6 +595,8 @@ class Elaborator:
         return tuple(strides)
 
     def shortcut_scope(self, scope: Scope, stmt, x: Tensor) -> Scope:
+        # torchvision's name for the first projection; later ones are downsample_1, _2, ...
+        scope.counters.setdefault("downsample", 1)
         name = self.module_name(scope, "downsample" if "downsample" not in scope.used else None,
                                 "downsample", stmt.span)
         path = scope.module_path(name)

@@ -219,3 +219,15 @@ def test_limits_stop_runaway_specs_with_a_location():
         load("    conv 3x3, 4096\n", shape="[3, 100000, 100000]")
     with pytest.raises(SpecError, match="parameters, over the limit"):
         load("    linear 100000\n", shape="[100000]")
+
+
+def test_second_projection_in_a_scope_is_downsample_1():
+    body = "    residual:\n        conv 3x3, 16, stride=2\n    residual:\n        conv 3x3, 32, stride=2\n"
+    names = [m for m in modules(load(body)) if m.startswith("downsample")]
+    assert names == ["downsample.0", "downsample.1", "downsample_1.0", "downsample_1.1"]
+
+
+def test_soft_keywords_are_valid_labels_but_keywords_are_not():
+    assert load("    match: conv 3x3, 8\n    type: relu\n").output_shape == (8, 16, 16)
+    with pytest.raises(SpecError, match="Python keyword"):
+        load("    lambda: relu\n")

@@ -64,7 +64,7 @@ def check_identifier(name: str, span: Span, errors: ErrorList, what: str) -> Non
             f"{what} '{name}' starts with '__', which resdsl reserves",
             hint=f"rename it, e.g. '{name.lstrip('_') or 'x'}'",
         )
-    elif keyword.iskeyword(name) or keyword.issoftkeyword(name):
+    elif keyword.iskeyword(name):
         errors.add(
             span,
             f"{what} '{name}' is a Python keyword and cannot name a module or tensor",
