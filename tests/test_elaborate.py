@@ -228,6 +228,6 @@ def test_second_projection_in_a_scope_is_downsample_1():
 
 
 def test_soft_keywords_are_valid_labels_but_keywords_are_not():
-    assert load("    match: conv 3x3, 8\n    type: relu\n").output_shape == (8, 16, 16)
+    assert load("    match: conv 3x3, 8\n    case: relu\n").output_shape == (8, 16, 16)
     with pytest.raises(SpecError, match="Python keyword"):
         load("    lambda: relu\n")
