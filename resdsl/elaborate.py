@@ -10,14 +10,14 @@ together as one :class:`~resdsl.errors.SpecError`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from math import prod
+from math import isfinite, prod
 from typing import Any, Iterable, Mapping
 
 import networkx as nx
 
 from . import ir
 from .errors import ErrorList, Problem, Span, did_you_mean
-from .expr import Value, describe, evaluate, type_name
+from .expr import INT_LIMIT, Value, describe, evaluate, type_name
 from .graph import Container, ResidualUnit, Shape, format_shape, new_graph
 from .ops import REGISTRY, OpError, bind, signature_hint, user_ops
 from .ops.merge import merge_shape
@@ -100,6 +100,7 @@ class Elaborator:
         self.graph = new_graph(network.name)
         self.nodes = 0
         self.ops = user_ops()
+        self.resolved: dict[tuple, Any] = {}  # see resolve()
 
     # ---- entry point -----------------------------------------------------------
     def run(self) -> nx.DiGraph:
@@ -158,9 +159,17 @@ class Elaborator:
         if converted is None:
             self.errors.add(
                 param.span,
-                f"override {param.name}={text!s} is not a valid {param.type}",
+                f"override {param.name}={_shown(text)} is not a valid {param.type}",
                 hint=f"'{param.name}' is declared as {param.type}",
             )
+        elif not isinstance(converted, bool) and not (isfinite(converted) and abs(converted) <= INT_LIMIT):
+            # Overrides obey the bounds of spec literals (-D n=1e400 or n=10**5000).
+            self.errors.add(
+                param.span,
+                f"override {param.name}={_shown(text)} is out of range (limit is +-2**31)",
+                hint="use smaller numbers",
+            )
+            return None
         return converted
 
     def eval_param_default(self, param: ir.Param, env: dict[str, Value]) -> Value | None:
@@ -358,9 +367,7 @@ class Elaborator:
                               f"but its input is {format_shape(x.shape)}",
                               hint="spatial ops cannot follow flatten or a flat input")
             try:
-                args = bind(op, positional, keywords, defaults.get(op.name, {}), x.shape)
-                shape = op.infer(x.shape, args)
-                params = op.params(x.shape, args)
+                args, shape, params = self.resolve(op, positional, keywords, defaults, x.shape)
             except OpError as err:
                 span = spans.get(err.arg or "", stmt.span)
                 raise Problem(span, f"{op.name}: {err.message}", hint=err.hint or signature_hint(op),
@@ -373,6 +380,29 @@ class Elaborator:
                             module=scope.module_path(name), label=stmt.label, params=params or 0)
         self.set_label(scope, stmt.label, out, stmt.span)
         return out
+
+    def resolve(self, op, positional: list, keywords: dict, defaults: dict, in_shape: Shape):
+        """Bind and check arguments, infer the shape and count parameters, once per distinct case.
+
+        Deep networks repeat a few op configurations thousands of times (ResNet-1202
+        has 3 distinct 3x3 convs among 1,200), so the result is cached. Keys carry each
+        value's type, so ``true`` and ``1`` never share an entry.
+        """
+        op_defaults = defaults.get(op.name, {})
+        key = (op.name, in_shape, _typed(positional), _typed(keywords.values()), tuple(keywords),
+               _typed(op_defaults.values()), tuple(op_defaults))
+        cached = self.resolved.get(key)
+        if cached is None:
+            try:
+                args = bind(op, positional, keywords, op_defaults, in_shape)
+                cached = (args, op.infer(in_shape, args), op.params(in_shape, args))
+            except OpError as err:
+                cached = err
+            self.resolved[key] = cached
+        if isinstance(cached, OpError):
+            raise OpError(cached.message, cached.hint, cached.arg)
+        args, shape, params = cached
+        return dict(args), shape, params
 
     # ---- blocks and stages ------------------------------------------------------------
     def bind_block(self, block: ir.Block, args: Iterable[ir.Arg], env: Mapping[str, Value],
@@ -731,6 +761,15 @@ class Elaborator:
                        hint="element-wise ops need equal shapes", notes=notes)
 
 
+def _typed(values: Iterable[Any]) -> tuple:
+    """Values and their types, so a cache key tells 1, 1.0 and true apart.
+
+    (Tuples in argument values are kernel sizes, whose entries are always ints.)
+    """
+    values = tuple(values)
+    return values + tuple(map(type, values))
+
+
 def _block_usage(block: ir.Block) -> str:
     parts = [p.name if p.default is None else f"{p.name}=..." for p in block.params]
     return f"usage: {block.name}({', '.join(parts)})"
@@ -748,6 +787,14 @@ def _parse_literal(text: str) -> Value:
     return text
 
 
+def _shown(value: Any) -> str:
+    """An override as an error message shows it: short, and never str() of a huge int."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
+        return f"<a {value.bit_length():,}-bit integer>"
+    text = str(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def _convert(value: Any, type_: str) -> Value | None:
     """A value for a parameter of ``type_``, or ``None`` when it does not fit."""
     if type_ == "bool":
@@ -756,7 +803,10 @@ def _convert(value: Any, type_: str) -> Value | None:
         return None
     if type_ == "int":
         return value if isinstance(value, int) else None
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:  # an int past float range (-D x=<400 digits>); callers bound it
+        return float("inf")
 
 
 def elaborate(

@@ -1,0 +1,59 @@
+"""Peak memory of an inference forward (torch.no_grad, resnet50, batch 8), ours against
+torchvision's, measured the same way for both: the rise of the process's peak
+resident set size (ru_maxrss) during one forward, in a fresh subprocess each time.
+
+    python benchmarks/memory.py
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import print_table  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+PROBE = """
+import json, resource, sys, torch
+torch.set_num_threads(1)
+which = sys.argv[1]
+if which == "resdsl":
+    import resdsl
+    model = resdsl.load("specs/resnet50.res").build().eval()
+else:
+    import torchvision
+    model = torchvision.models.resnet50().eval()
+x = torch.randn(8, 3, 224, 224)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+with torch.no_grad():
+    model(x)
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({"peak_rise_mib": (after - before) / 1024}))
+"""
+
+
+def measure(which: str) -> float:
+    out = subprocess.run([sys.executable, "-c", PROBE, which], cwd=ROOT, check=True,
+                         capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])["peak_rise_mib"]
+
+
+def main(runs: int = 3) -> dict:
+    ours, theirs = [], []
+    for _ in range(runs):
+        ours.append(measure("resdsl"))
+        theirs.append(measure("torchvision"))
+    o, t = statistics.median(ours), statistics.median(theirs)
+    print_table(f"peak memory rise of one no_grad forward, resnet50, batch 8 (median of {runs})",
+                ("model", "MiB", "ratio"), [("resdsl", o, o / t), ("torchvision", t, 1.0)])
+    print(f"  ratio = {o / t:.3f} (target <= 1.05)")
+    return {"memory_ratio": o / t}
+
+
+if __name__ == "__main__":
+    main()
