@@ -44,6 +44,7 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"resdsl {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
+    _add_render(sub)
 
     check = sub.add_parser("check", help="parse and check a spec (no torch): one-line summary")
     _common(check)
@@ -56,7 +57,58 @@ def make_parser() -> argparse.ArgumentParser:
     compile_.add_argument("--weights", metavar="FILE.pt", help="load a state dict strictly")
     compile_.add_argument("--batch", type=int, default=1, help="batch size of the zero batch (default 1)")
     compile_.add_argument("--json", action="store_true", help="print one JSON object")
+
+    analyze = sub.add_parser("analyze", help="cost per stage, receptive field and paths (no torch); "
+                             "--init/--gradients build the module")
+    _common(analyze)
+    analyze.add_argument("--json", action="store_true", help="print one JSON object")
+    analyze.add_argument("--init", action="store_true",
+                         help="per residual unit, ||H(x) - x|| / ||x|| at init, with and without zero-init")
+    analyze.add_argument("--gradients", action="store_true",
+                         help="gradient norm per stage at init, residual against its plain twin")
+    analyze.add_argument("--sweep", type=_define, metavar="NAME=V1,V2,...",
+                         help="with --gradients: one measurement per value of a parameter (e.g. n=3,9,18)")
+    analyze.add_argument("--eval-mode", action="store_true",
+                         help="with --gradients: batchnorm on running statistics (the identity at init)")
+    analyze.add_argument("--batch", type=int, default=8, help="random batch for --init/--gradients (default 8)")
+    analyze.add_argument("--seed", type=int, default=0, help="seed of weights and batch (default 0)")
     return parser
+
+
+def _add_render(sub: Any) -> None:
+    render = sub.add_parser("render", help="draw the architecture (svg, png, pdf or dot), skips typed")
+    _common(render)
+    render.add_argument("-o", "--output", required=True, metavar="FILE",
+                        help="FILE.svg, FILE.png, FILE.pdf or FILE.dot")
+    render.add_argument("--level", choices=("stage", "block", "layer"), default="block",
+                        help="stage boxes, block boxes (default) or every op")
+    render.add_argument("--layout", choices=("column", "u", "auto"), default="auto",
+                        help="a column, a U (encoder left, decoder right), or auto (default)")
+    render.add_argument("--shapes", action=argparse.BooleanOptionalAction, default=True,
+                        help="tensor shapes on edges (default: on)")
+    render.add_argument("--expand", action="store_true",
+                        help="block level: one box per block, no 'x N' runs")
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    from .io import OutputError
+    from .render import RenderFailed, RenderOptionError, format_of, render
+
+    try:
+        format_of(args.output)
+    except RenderOptionError as err:
+        raise UsageError(str(err)) from None
+    net = _load(args)
+    try:
+        result = render(net.graph, args.output, level=args.level, layout=args.layout,
+                        shapes=args.shapes, expand=args.expand, protect=(args.spec,))
+    except (OutputError, RenderFailed) as err:
+        raise UsageError(str(err)) from None
+    if result.note:
+        print(f"resdsl: {result.note}", file=sys.stderr)
+    else:
+        print(f"wrote {result.path}" + (f" ({result.renderer})" if result.renderer else ""))
+    return EXIT_OK
 
 
 def _version() -> str:
@@ -150,7 +202,60 @@ def _print_table(net: Any, torch_params: int, batch: int, mismatched: list[int])
     print(f"forward on a zero batch of {batch}: ok, {status}; torch counts {torch_params:,} parameters")
 
 
-COMMANDS = {"check": cmd_check, "compile": cmd_compile}
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from .passes.analysis import analyze
+
+    net = _load(args)
+    if args.batch < 2 and (args.init or args.gradients):
+        raise UsageError("--batch must be at least 2 (batchnorm needs batch statistics)")
+    report = analyze(net)
+    result = report.to_dict() if args.json else None
+    if not args.json:
+        print(report.render())
+    if args.init or args.gradients:
+        import torch
+
+        from .experiments import probes
+
+        torch.set_num_threads(min(2, torch.get_num_threads()))
+    if args.init:
+        ratios = {zero: probes.init_ratios(net, zero_init_residual=zero, batch=args.batch, seed=args.seed)
+                  for zero in (False, True)}
+        if args.json:
+            result["init"] = [{"unit": a.unit, "shortcut": a.shortcut, "ratio": a.ratio, "ratio_zero_init": b.ratio}
+                              for a, b in zip(ratios[False], ratios[True])]
+        else:
+            print("\n" + probes.render_init(ratios[True], ratios[False]))
+    if args.gradients:
+        rows = _gradient_rows(args, probes)
+        if args.json:
+            result["gradients"] = [{"setting": r.setting, "plain": r.plain, "depth": r.depth,
+                                    "train_mode": not args.eval_mode, "stages": dict(r.norms)} for r in rows]
+        else:
+            print("\n" + probes.render_gradients(rows, train=not args.eval_mode))
+    if args.json:
+        print(json.dumps(result, sort_keys=True))
+    return EXIT_OK
+
+
+def _gradient_rows(args: argparse.Namespace, probes: Any) -> list:
+    from .api import load
+
+    name, values = (args.sweep[0], args.sweep[1].split(",")) if args.sweep else (None, [])
+    defines = dict(args.defines)
+
+    def load_twin(plain: bool, **override: str):
+        return load(args.spec, network=args.network, plain=plain, shortcut=args.shortcut,
+                    **{**defines, **override})
+
+    return probes.gradient_sweep(load_twin, name, values, batch=args.batch, seed=args.seed,
+                                 train=not args.eval_mode)
+
+
+COMMANDS = {"check": cmd_check, "compile": cmd_compile, "analyze": cmd_analyze}
+
+
+COMMANDS["render"] = cmd_render
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -36,6 +36,8 @@ def atomic_write(path: str | os.PathLike, data: str | bytes, *, protect: tuple[s
     payload = data.encode("utf-8") if isinstance(data, str) else data
     handle, temp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
     try:
+        # mkstemp makes the file private (0600); give it the mode open() would (0666 minus umask).
+        os.fchmod(handle, 0o666 & ~_current_umask())
         with os.fdopen(handle, "wb") as stream:
             stream.write(payload)
             stream.flush()
@@ -48,3 +50,9 @@ def atomic_write(path: str | os.PathLike, data: str | bytes, *, protect: tuple[s
             pass
         raise
     return target
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

@@ -1,0 +1,685 @@
+"""Graph -> DOT text: the diagram people draw by hand in papers, from the spec's graph.
+
+Pure and deterministic: no torch, no Graphviz, no dict-order or ``id()``
+dependence. Everything is derived from ``net.graph`` (see :mod:`resdsl.graph`)
+in node-creation order, so the same spec always gives the same bytes.
+
+Three levels of detail:
+
+- ``stage``: the stem's ops, each stage (or top-level block) as one box with its
+  block count and a count of its skips, the head's ops;
+- ``block``: each block that holds a residual (or a top-level block) as one box,
+  its skip drawn around it into a ``+``; runs of identical blocks collapsed to
+  ``bottleneck(128, 512) x 3`` unless ``expand``;
+- ``layer``: every op, block instances as clusters.
+
+>>> import resdsl
+>>> net = resdsl.loads('''
+... network tiny:
+...     input x: [8, 16, 16]
+...     block unit(c: int):
+...         residual:
+...             conv1: conv 3x3, c
+...             relu
+...     a: unit(8)
+...     b: unit(8)
+... ''')
+>>> text = to_dot(net.graph, level="block")
+>>> 'label="unit(8) x 2' in text, 'kind="skip-identity"' in text
+(True, True)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+import networkx as nx
+
+from ..graph import Container, ResidualUnit, containers, residual_units
+from ..ops import REGISTRY
+
+LEVELS = ("stage", "block", "layer")
+LAYOUTS = ("column", "u", "auto")
+SHORT_SKIPS = ("skip-identity", "skip-projection", "skip-zero-pad")
+LONG_SKIPS = ("long-add", "long-mul", "long-concat")
+FOLDED = ("norm", "activation", "reshape", "regularizer")  # drawn inside the node before them
+
+# kind -> (DOT edge attributes, legend text). Projection and zero-pad are dashed and
+# dotted, as in He et al. 2015 (fig. 3: "dotted shortcuts increase dimensions").
+EDGE_STYLE: dict[str, tuple[str, str]] = {
+    "data": ('color="black"', "data"),
+    "skip-identity": ('color="#1f77b4", penwidth=1.6', "identity skip"),
+    "skip-projection": ('color="#d95f02", penwidth=1.6, style=dashed', "projection skip (1x1 conv)"),
+    "skip-zero-pad": ('color="#7b3294", penwidth=1.6, style=dotted', "zero-pad skip (option A)"),
+    "long-add": ('color="#1b9e77", penwidth=2.2', "long skip, add"),
+    "long-mul": ('color="#1b9e77", penwidth=2.2, style=dashed', "long skip, multiply"),
+    "long-concat": ('color="#777777", penwidth=2.2', "long skip, concat (copy)"),
+}
+FONT = 'fontname="Helvetica"'
+
+
+class RenderOptionError(ValueError):
+    """An unknown level or layout (the CLI's choices make this a usage error)."""
+
+
+@dataclass
+class VNode:
+    """One drawn node: an op, a merge, a block box, a run of blocks or a stage."""
+
+    key: str
+    kind: str  # input | op | merge | shortcut | block | run | stage
+    label: str
+    order: int  # first graph node mapped here: gives the drawing order
+    cluster: str = ""  # container path of its innermost cluster (layer level)
+    tooltip: str = ""
+    folded: list[str] = field(default_factory=list)  # labels of folded norm/activation ops
+    last: int = -1  # last graph node mapped here: its tensor leaves the node
+    plain: bool = False  # itself a norm or activation: folded ops continue its line
+
+
+@dataclass
+class VEdge:
+    src: str
+    dst: str
+    kind: str
+    label: str = ""
+    shape: tuple[int, ...] | None = None
+
+
+@dataclass
+class View:
+    """The diagram before it is text: nodes, edges, clusters."""
+
+    nodes: dict[str, VNode]
+    edges: list[VEdge]
+    clusters: dict[str, str]  # container path -> cluster title (layer level)
+    node_of: dict[int, str]  # graph node -> drawn node key
+
+
+def to_dot(graph: nx.DiGraph, *, level: str = "block", layout: str = "auto",
+           shapes: bool = True, expand: bool = False, legend: bool = True) -> str:
+    """The DOT text for ``graph`` (a ``net.graph``) at ``level``; byte-identical per spec.
+
+    >>> import resdsl
+    >>> net = resdsl.loads('network t:\\n    input x: [4]\\n    fc: linear 2\\n')
+    >>> print(to_dot(net.graph, level="layer").splitlines()[0])
+    digraph "t" {
+    """
+    if level not in LEVELS:
+        raise RenderOptionError(f"unknown level {level!r}; choose one of {', '.join(LEVELS)}")
+    if layout not in LAYOUTS:
+        raise RenderOptionError(f"unknown layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
+    view = build_view(graph, level=level, expand=expand)
+    if layout == "auto":
+        layout = "u" if is_u_shaped(graph) else "column"
+    return emit(graph, view, layout=layout, shapes=shapes, legend=legend, level=level)
+
+
+# ---- which graph nodes become which drawn node ----------------------------------------
+def _prefixes(path: str) -> Iterable[str]:
+    """``layer2.0.conv1`` -> ``layer2``, ``layer2.0``, ``layer2.0.conv1``."""
+    parts = path.split(".") if path else []
+    for i in range(1, len(parts) + 1):
+        yield ".".join(parts[:i])
+
+
+def _direct_units(graph: nx.DiGraph) -> dict[str, list[ResidualUnit]]:
+    """Residual units by the block that holds them (a labelled residual counts for its block)."""
+    boxes = containers(graph)
+    held: dict[str, list[ResidualUnit]] = {}
+    for unit in residual_units(graph):
+        path = unit.container
+        while path and boxes[path].kind == "residual":
+            path = path.rpartition(".")[0]
+        held.setdefault(path, []).append(unit)
+    return held
+
+
+def _box_paths(graph: nx.DiGraph, level: str) -> set[str]:
+    """Containers drawn as one box: at ``stage`` level the outermost stages and blocks;
+    at ``block`` level the blocks with no stage and no residual-holding block inside."""
+    boxes = containers(graph)
+    if level == "stage":
+        kinds = ("stage", "block")
+        return {p for p, c in boxes.items() if c.kind in kinds and not any(
+            boxes[q].kind in kinds for q in _prefixes(p) if q != p)}
+    held = _direct_units(graph)
+    composite: set[str] = set()  # expanded: they hold a stage or a residual-holding block
+    for path, box in boxes.items():
+        if box.kind == "stage" or (box.kind == "block" and path in held):
+            composite.update(q for q in _prefixes(path) if q != path)
+    return {p for p, c in boxes.items() if c.kind == "block" and p not in composite and all(
+        q in composite or boxes[q].kind not in ("block", "stage") for q in _prefixes(p) if q != p)}
+
+
+def _group_of(container: str, box_paths: set[str]) -> str | None:
+    for prefix in _prefixes(container):
+        if prefix in box_paths:
+            return prefix
+    return None
+
+
+# ---- labels ---------------------------------------------------------------------------
+def op_label(data: dict) -> str:
+    """The op's paper-style text: ``3x3 conv, 128, /2``, ``fc 1000``, ``avg pool``."""
+    in_shape = data["in_shapes"][0] if data["in_shapes"] else data["shape"]
+    text = REGISTRY[data["op"]].label(data["args"], in_shape, data["shape"])
+    return text or data["op"]
+
+
+def format_shape(shape: tuple[int, ...] | None) -> str:
+    return "" if shape is None else "x".join(str(d) for d in shape)
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, tuple):
+        return "x".join(str(v) for v in value)
+    return str(value)
+
+
+def _varying_args(graph: nx.DiGraph) -> dict[str, list[str]]:
+    """Per block definition, the arguments whose value differs between instances.
+
+    Arguments that never vary say nothing about one instance (unless none varies);
+    ``stride`` is shown as ``/2`` from the shapes instead.
+    """
+    seen: dict[str, dict[str, set]] = {}
+    order: dict[str, list[str]] = {}
+    for box in containers(graph).values():
+        if box.kind != "block" or box.block is None:
+            continue
+        values = seen.setdefault(box.block, {})
+        order.setdefault(box.block, list(box.args))
+        for name, value in box.args.items():
+            values.setdefault(name, set()).add(repr(value))
+    shown = {}
+    for block in sorted(seen):
+        names = [n for n in order[block] if n != "stride"]
+        varying = [n for n in names if len(seen[block][n]) > 1]
+        shown[block] = varying or names  # a block used one way: all its arguments
+    return shown
+
+
+def _downsampling(graph: nx.DiGraph, first: int, last: int) -> str:
+    """``, /2`` when the spatial size shrinks by an integer factor from ``first`` to ``last``."""
+    before, after = graph.nodes[first]["shape"], graph.nodes[last]["shape"]
+    if len(before) < 2 or len(after) != len(before) or after[1] == 0 or before[1] <= after[1]:
+        return ""
+    factor = before[1] / after[1]
+    return f", /{round(factor)}" if factor >= 1.5 else ""
+
+
+def _block_text(box: Container, varying: dict[str, list[str]]) -> str:
+    names = varying.get(box.block or "", [])
+    args = ", ".join(_value(box.args[n]) for n in names)
+    return f"{box.block}({args})" if args else f"{box.block or box.path}"
+
+
+def _skip_summary(units: list[ResidualUnit]) -> str:
+    counts: dict[str, int] = {}
+    for unit in units:
+        counts[unit.shortcut] = counts.get(unit.shortcut, 0) + 1
+    words = {"identity": "identity", "projection": "projection", "zero-pad": "zero-pad",
+             "explicit": "projection", "none": "no"}
+    merged: dict[str, int] = {}
+    for kind in ("projection", "explicit", "zero-pad", "identity", "none"):
+        if kind in counts:
+            merged[words[kind]] = merged.get(words[kind], 0) + counts[kind]
+    parts = [f"{n} {w}" for w, n in merged.items()]
+    total = sum(merged.values())
+    return f"{' + '.join(parts)} skip{'s' if total != 1 else ''}" if parts else ""
+
+
+# ---- the view -------------------------------------------------------------------------
+class _Builder:
+    def __init__(self, graph: nx.DiGraph, level: str, expand: bool):
+        self.graph = graph
+        self.level = level
+        self.expand = expand
+        self.boxes = containers(graph)
+        self.held = _direct_units(graph)
+        self.varying = _varying_args(graph)
+        self.nodes: dict[str, VNode] = {}
+        self.node_of: dict[int, str] = {}
+        self.edges: list[VEdge] = []
+        self.edge_seen: set[tuple[str, str, str]] = set()
+        self.lifted_targets: set[int] = set()  # merges whose skip is drawn around a box
+        self.lifted_runs: list[tuple[list[str], list[ResidualUnit]]] = []
+        self.units_under: dict[str, list[ResidualUnit]] = {}  # container -> units inside it
+        for unit in residual_units(graph):
+            for prefix in _prefixes(unit.container):
+                self.units_under.setdefault(prefix, []).append(unit)
+
+    def add(self, key: str, kind: str, label: str, node: int, cluster: str = "",
+            tooltip: str = "") -> VNode:
+        if key not in self.nodes:
+            self.nodes[key] = VNode(key, kind, label, node, cluster, tooltip)
+        vnode = self.nodes[key]
+        self.node_of[node] = key
+        vnode.last = max(vnode.last, node)
+        return vnode
+
+    def edge(self, src: str, dst: str, kind: str, label: str = "", shape=None) -> None:
+        if src == dst or (src, dst, kind) in self.edge_seen:
+            return
+        self.edge_seen.add((src, dst, kind))
+        self.edges.append(VEdge(src, dst, kind, label, shape))
+
+    def build(self) -> View:
+        if self.level == "layer":
+            self._assign_layer()
+        else:
+            self._assign_grouped()
+        self._contract_edges()
+        clusters = self._clusters() if self.level != "stage" else {}
+        return View(self.nodes, self.edges, clusters, self.node_of)
+
+    # layer: one drawn node per op
+    def _assign_layer(self) -> None:
+        cluster_paths = self._cluster_paths()
+        for node, data in self.graph.nodes(data=True):
+            op = data["op"]
+            kind = ("input" if op == "input" else "merge" if REGISTRY[op].category == "merge"
+                    and op != "zero_pad" else "shortcut" if data["shortcut"] else "op")
+            cluster = ""
+            for prefix in _prefixes(data["container"]):
+                if prefix in cluster_paths:
+                    cluster = prefix
+            self.add(f"n{node}", kind, self._node_text(data), node, cluster,
+                     data["module"] or "input")
+
+    def _cluster_paths(self) -> set[str]:
+        """Block instances (the ones a block level draws as boxes, and what encloses them)."""
+        paths = _box_paths(self.graph, "block")
+        enclosing = {q for p in paths for q in _prefixes(p) if q != p}
+        return {p for p in paths | enclosing if self.boxes[p].kind in ("block", "stage", "residual")}
+
+    def _clusters(self) -> dict[str, str]:
+        used: set[str] = set()
+        for vnode in self.nodes.values():
+            used.update(_prefixes(vnode.cluster))
+        titles = {}
+        for path in sorted(used):
+            box = self.boxes.get(path)
+            if box is None:
+                continue
+            if box.kind == "stage":
+                titles[path] = f"{path}: {box.block} x {len(box.children)}"
+            elif box.kind == "block":
+                titles[path] = f"{path}: {_block_text(box, self.varying)}" + \
+                    _downsampling(self.graph, box.input, box.output)
+            else:
+                titles[path] = path
+        return titles
+
+    def _node_text(self, data: dict) -> str:
+        text = op_label(data)
+        if data["op"] == "input":
+            return f"input {format_shape(data['shape'])}"
+        return text
+
+    # stage and block: boxes, runs, lifted skips, folded activations
+    def _assign_grouped(self) -> None:
+        box_paths = _box_paths(self.graph, self.level)
+        runs = self._runs(box_paths)
+        lifted = self._lift(runs) if self.level == "block" else {}
+        for node, data in self.graph.nodes(data=True):
+            group = _group_of(data["container"], box_paths)
+            if group is not None:
+                self._assign_boxed(node, data, runs[group], lifted.get(runs[group][0]))
+            else:
+                self._assign_loose(node, data)
+
+    def _assign_loose(self, node: int, data: dict) -> None:
+        op = data["op"]
+        if op == "input":
+            self.add(f"n{node}", "input", f"input {format_shape(data['shape'])}", node, tooltip="input")
+            return
+        category = REGISTRY[op].category
+        source = self.node_of.get(data["inputs"][0]) if data["inputs"] else None
+        if (category in FOLDED and source is not None and self.nodes[source].kind == "op"
+                and self.graph.out_degree(data["inputs"][0]) == 1):
+            vnode = self.add(source, "op", "", node)
+            if category != "reshape":
+                vnode.folded.append(op_label(data))
+            return
+        kind = "merge" if category == "merge" and op != "zero_pad" else \
+            "shortcut" if data["shortcut"] else "op"
+        vnode = self.add(f"n{node}", kind, op_label(data), node, tooltip=data["module"] or "")
+        vnode.plain = category in FOLDED
+
+    def _assign_boxed(self, node: int, data: dict, run: list[str], lift: ResidualUnit | None) -> None:
+        key = "g_" + run[0].replace(".", "_")
+        cluster = self._enclosing(run[0])
+        if lift is not None and (data["shortcut"] and self._container_in(data, run[-1])
+                                 or data["shortcut"] and self._container_in(data, run[0])):
+            return  # drawn as the label of the skip around the box
+        if lift is not None and node >= lift.merge and self._container_in(data, run[-1]):
+            self.add(key + "__plus", "merge", op_label(self.graph.nodes[lift.merge]), node, cluster,
+                     tooltip=self.graph.nodes[lift.merge]["module"] or "")
+            return
+        self.add(key, "run" if len(run) > 1 else ("stage" if self.boxes[run[0]].kind == "stage"
+                                                  or self.level == "stage" else "block"),
+                 self._box_text(run), node, cluster, tooltip=self._run_path(run))
+
+    def _enclosing(self, path: str) -> str:
+        """The innermost stage or block around ``path``: its cluster at block level."""
+        if self.level != "block":
+            return ""
+        inner = ""
+        for prefix in _prefixes(path):
+            if prefix != path and self.boxes[prefix].kind in ("stage", "block"):
+                inner = prefix
+        return inner
+
+    def _container_in(self, data: dict, path: str) -> bool:
+        container = data["container"]
+        return container == path or container.startswith(path + ".")
+
+    def _run_path(self, run: list[str]) -> str:
+        if len(run) == 1:
+            return run[0]
+        head, _, first = run[0].rpartition(".")
+        last = run[-1].rpartition(".")[2]
+        return f"{head}.{first}-{last}" if head else f"{first}-{last}"
+
+    def _box_text(self, run: list[str]) -> str:
+        first, last = self.boxes[run[0]], self.boxes[run[-1]]
+        down = _downsampling(self.graph, first.input, last.output)
+        if first.kind == "stage":
+            blocks = [self.boxes[c] for c in first.children if c in self.boxes]
+            inner = blocks[-1] if blocks else first
+            text = f"{_block_text(inner, self.varying) if blocks else first.block} x {len(first.children)}{down}"
+        else:
+            text = _block_text(first, self.varying) + (f" x {len(run)}" if len(run) > 1 else down)
+        if self.level == "stage":
+            summary = _skip_summary(self.units_under.get(first.path, []))
+            return "\n".join(t for t in (f"{first.path}: {text}", summary) if t)
+        return text
+
+    def _signature(self, path: str) -> tuple:
+        box = self.boxes[path]
+        units = tuple(u.shortcut for u in self.units_under.get(path, []))
+        return (box.block, tuple((k, repr(v)) for k, v in box.args.items()),
+                self.graph.nodes[box.input]["shape"], self.graph.nodes[box.output]["shape"], units)
+
+    def _runs(self, box_paths: set[str]) -> dict[str, list[str]]:
+        """Each box path -> the run of identical, chained sibling blocks it belongs to."""
+        runs: dict[str, list[str]] = {}
+        ordered = sorted(box_paths, key=lambda p: (self.boxes[p].input, self.boxes[p].output, p))
+        current: list[str] = []
+        for path in ordered:
+            if current and self._extends(current, path):
+                current.append(path)
+            else:
+                current = [path]
+            runs[path] = current
+        return {p: list(run) for p, run in runs.items()}
+
+    def _extends(self, run: list[str], path: str) -> bool:
+        if self.expand or self.level != "block":
+            return False
+        prev = self.boxes[run[-1]]
+        box = self.boxes[path]
+        return (box.kind == "block" and prev.output == box.input
+                and prev.path.rpartition(".")[0] == path.rpartition(".")[0]
+                and self._signature(run[0]) == self._signature(path))
+
+    def _lift(self, runs: dict[str, list[str]]) -> dict[str, ResidualUnit]:
+        """Runs whose blocks are one residual from input to output: skip drawn around the box."""
+        lifted: dict[str, ResidualUnit] = {}
+        for first, run in runs.items():
+            if run[0] != first:
+                continue
+            units = [self._boundary_unit(path) for path in run]
+            if all(u is not None for u in units):
+                lifted[first] = units[-1]
+                for unit in units:
+                    self.lifted_targets.add(unit.merge)
+                self.lifted_runs.append((run, units))
+        return lifted
+
+    def _boundary_unit(self, path: str) -> ResidualUnit | None:
+        box = self.boxes[path]
+        units = self.held.get(path, [])
+        if len(units) != 1 or units[0].input != box.input or units[0].shortcut == "none":
+            return None
+        return units[0]
+
+    # edges: contract the graph's edges onto the drawn nodes
+    def _contract_edges(self) -> None:
+        lift_edges = {}
+        for run, units in self.lifted_runs:
+            lift_edges[units[-1].merge] = (run, units[0])
+        for u, v, data in self.graph.edges(data=True):
+            kind = data["kind"]
+            if kind in SHORT_SKIPS and (v in self.lifted_targets or self._into_shortcut_of_lifted(v)):
+                continue
+            if u not in self.node_of or v not in self.node_of:
+                continue
+            src, dst = self.node_of[u], self.node_of[v]
+            if kind in SHORT_SKIPS and self.nodes[dst].kind in ("block", "run", "stage"):
+                continue  # a residual inside a box
+            label = ""
+            shape = data["shape"] if self._shows_shape(u, kind) else None
+            if kind == "long-concat" and self.graph.nodes[v]["args"].get("crop") == "center" \
+                    and data["shape"][1:] != self.graph.nodes[v]["shape"][1:]:
+                label = "copy and crop"
+            self.edge(src, dst, kind, label, shape)
+            if v in lift_edges:
+                self._lifted_edge(*lift_edges[v])
+
+    def _shows_shape(self, source: int, kind: str) -> bool:
+        """Shapes on data and long-skip edges; at layer level only where the tensor changed."""
+        if kind in SHORT_SKIPS:
+            return False  # the same tensor as the data edge beside it
+        data = self.graph.nodes[source]
+        return (self.level != "layer" or kind != "data" or not data["in_shapes"]
+                or data["in_shapes"][0] != data["shape"])
+
+    def _into_shortcut_of_lifted(self, node: int) -> bool:
+        return node not in self.node_of and self.graph.nodes[node]["shortcut"]
+
+    def _lifted_edge(self, run: list[str], first_unit: ResidualUnit) -> None:
+        box = self.boxes[run[0]]
+        plus = "g_" + run[0].replace(".", "_") + "__plus"
+        source = self.node_of[box.input]
+        shortcut = [n for n in self.graph.predecessors(first_unit.merge)
+                    if self.graph.edges[n, first_unit.merge]["kind"] in SHORT_SKIPS]
+        kind = self.graph.edges[shortcut[0], first_unit.merge]["kind"] if shortcut else "skip-identity"
+        label = self._shortcut_text(first_unit)
+        self.edge(source, plus, kind, label)
+
+    def _shortcut_text(self, unit: ResidualUnit) -> str:
+        """The ops on a shortcut path, e.g. ``1x1 conv, 512, /2``; empty for identity."""
+        texts = []
+        for node in range(unit.input + 1, unit.merge):
+            data = self.graph.nodes[node]
+            if data["shortcut"] and REGISTRY[data["op"]].category not in ("norm", "activation"):
+                texts.append(op_label(data))
+        return ", ".join(texts)
+
+
+def build_view(graph: nx.DiGraph, *, level: str = "block", expand: bool = False) -> View:
+    """Map graph nodes to drawn nodes and contract edges (see :func:`to_dot`)."""
+    return _Builder(graph, level, expand).build()
+
+
+# ---- U layout -------------------------------------------------------------------------
+def spatial_levels(graph: nx.DiGraph) -> dict[int, int]:
+    """Resolution level of each graph node: +1 per halving of the spatial size, -1 per doubling."""
+    levels: dict[int, int] = {}
+    for node, data in graph.nodes(data=True):
+        if not data["inputs"]:
+            levels[node] = 0
+            continue
+        before, after = data["in_shapes"][0], data["shape"]
+        step = 0
+        if len(before) >= 2 and len(after) == len(before) and before[1] > 0 and after[1] > 0:
+            ratio = before[1] / after[1]
+            if ratio >= 1.5:
+                step = round(math.log2(ratio))
+            elif ratio <= 1 / 1.5:
+                step = -round(math.log2(1 / ratio))
+        levels[node] = levels[data["inputs"][0]] + step
+    return levels
+
+
+def is_u_shaped(graph: nx.DiGraph) -> bool:
+    """True when long skips join an encoder to a decoder at the same resolution (a U-Net)."""
+    levels = spatial_levels(graph)
+    longs = [(u, v) for u, v, k in graph.edges(data="kind") if k in LONG_SKIPS]
+    return bool(longs) and any(levels[v] == levels[u] and any(
+        levels[w] < levels[x] for w, x in ((graph.nodes[n]["inputs"][0], n) for n in range(u + 1, v)
+                                           if graph.nodes[n]["inputs"])) for u, v in longs)
+
+
+# ---- text -----------------------------------------------------------------------------
+def _quote(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+NODE_STYLE = {
+    "input": 'shape=box, style="rounded,filled", fillcolor="#eeeeee"',
+    "op": 'shape=box, style="rounded,filled", fillcolor="#ffffff"',
+    "shortcut": 'shape=box, style="rounded,filled,dashed", fillcolor="#fde0c5", color="#d95f02"',
+    "merge": 'shape=circle, width=0.32, fixedsize=true, style=filled, fillcolor="#ffffff"',
+    "block": 'shape=box, style="filled", fillcolor="#e8f0fa"',
+    "run": 'shape=box3d, style="filled", fillcolor="#d4e3f5"',
+    "stage": 'shape=box, style="filled,bold", fillcolor="#d4e3f5"',
+}
+
+
+def _node_line(vnode: VNode) -> str:
+    label = vnode.label
+    if vnode.folded:
+        label += (", " if vnode.plain else "\n") + ", ".join(vnode.folded)
+    if vnode.kind == "merge" and len(label) > 1:  # concat: a small box, not a circle
+        style = 'shape=box, style="rounded,filled", fillcolor="#f2f2f2", height=0.3'
+    else:
+        style = NODE_STYLE[vnode.kind]
+    attrs = f"label={_quote(label)}, {style}"
+    if vnode.tooltip:
+        attrs += f", tooltip={_quote(vnode.tooltip)}"
+    return f"{vnode.key} [{attrs}];"
+
+
+def _edge_line(edge: VEdge, shapes: bool, reverse: bool, extra: str = "", xlabel: bool = False) -> str:
+    style, _ = EDGE_STYLE[edge.kind]
+    parts = [f"kind={_quote(edge.kind)}", style]
+    text = [t for t in (edge.label, format_shape(edge.shape) if shapes else "") if t]
+    if text:
+        # xlabels are placed after layout: 2-4x faster than labels on thousands of edges
+        attr = "xlabel" if xlabel and edge.kind == "data" else "label"
+        parts.append(f"{attr}={_quote(chr(10).join(text))}, fontsize=9, fontcolor=\"#555555\"")
+    if edge.kind == "data":
+        parts.append("weight=8")
+    else:
+        parts.append("weight=0")
+    if extra:
+        parts.append(extra)
+    if reverse:
+        return f"{edge.dst} -> {edge.src} [{', '.join(parts)}, dir=back];"
+    return f"{edge.src} -> {edge.dst} [{', '.join(parts)}];"
+
+
+def emit(graph: nx.DiGraph, view: View, *, layout: str, shapes: bool, legend: bool,
+         level: str) -> str:
+    """Write ``view`` as DOT text: header, clusters with nodes, edges, rank rows, legend."""
+    name = str(graph.graph.get("name", "network"))
+    lines = [f"digraph {_quote(name)} {{",
+             f"  graph [{FONT}, rankdir=TB, nodesep=0.3, ranksep=0.3, splines=spline, "
+             f"labelloc=t, fontsize=16, label={_quote(name + ' (' + level + ' level)')}];",
+             f"  node [{FONT}, fontsize=11, margin=\"0.12,0.04\", height=0.3];",
+             f"  edge [{FONT}, fontsize=9, arrowsize=0.6];"]
+    ordered = sorted(view.nodes.values(), key=lambda n: n.order)
+    lines += _emit_nodes(ordered, view.clusters, layout)
+    levels = _node_levels(graph, view) if layout == "u" else {}
+    # main path: one group so dot keeps it straight and routes skips beside it
+    for edge in view.edges:
+        reverse = bool(levels) and levels[edge.dst] < levels[edge.src]
+        extra = ""
+        if edge.kind != "data" and levels and levels[edge.dst] != levels[edge.src]:
+            extra = "constraint=false"
+        lines.append("  " + _edge_line(edge, shapes, reverse, extra, xlabel=level == "layer"))
+    if levels:
+        rows: dict[int, list[str]] = {}
+        for vnode in ordered:
+            rows.setdefault(levels[vnode.key], []).append(vnode.key)
+        for row in sorted(rows):
+            lines.append("  {rank=same; " + "; ".join(rows[row]) + ";}")
+    if legend:
+        lines += _legend(sorted({e.kind for e in view.edges} - {"data"}, key=list(EDGE_STYLE).index))
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def _emit_nodes(ordered: list[VNode], clusters: dict[str, str], layout: str) -> list[str]:
+    group = "" if layout == "u" else ", group=main"
+    by_cluster: dict[str, list[VNode]] = {}
+    for vnode in ordered:
+        by_cluster.setdefault(vnode.cluster, []).append(vnode)
+    first: dict[str, int] = {}  # cluster -> first node inside it, nested clusters included
+    for vnode in ordered:
+        for prefix in _prefixes(vnode.cluster):
+            first.setdefault(prefix, vnode.order)
+    children: dict[str, list[str]] = {}
+    for path in sorted(clusters, key=lambda p: (first.get(p, 0), p)):
+        parent = ""
+        for prefix in _prefixes(path):
+            if prefix != path and prefix in clusters:
+                parent = prefix
+        children.setdefault(parent, []).append(path)
+    lines: list[str] = []
+    index = [0]
+
+    def write(path: str, depth: int) -> None:
+        pad = "  " * depth
+        for vnode in by_cluster.get(path, []):
+            line = _node_line(vnode)
+            if vnode.kind not in ("shortcut",) and group:
+                line = line[:-2] + group + "];"
+            lines.append(pad + line)
+        for child in children.get(path, []):
+            index[0] += 1
+            lines.append(f"{pad}subgraph cluster_{index[0]} {{")
+            lines.append(f"{pad}  label={_quote(clusters[child])}; labeljust=l; fontsize=10; "
+                         f"style=\"rounded\"; color=\"#aaaaaa\";")
+            write(child, depth + 1)
+            lines.append(pad + "}")
+
+    write("", 1)
+    return lines
+
+
+def _node_levels(graph: nx.DiGraph, view: View) -> dict[str, int]:
+    """Row of each drawn node in the U: the resolution of the tensor entering it, so a
+    pooling sits at the end of its row and points down, an up-conv points up."""
+    levels = spatial_levels(graph)
+    rows = {}
+    for key, vnode in view.nodes.items():
+        inputs = graph.nodes[vnode.order]["inputs"]
+        rows[key] = levels[inputs[0]] if inputs else levels[vnode.order]
+    return rows
+
+
+def _legend(kinds: list[str]) -> list[str]:
+    """A boxed key: one short sample edge per skip kind in the drawing."""
+    if not kinds:
+        return []
+    lines = ["  subgraph cluster_legend {",
+             '    label="skips"; fontsize=10; style="rounded"; color="#aaaaaa"; labeljust=l;']
+    for kind in kinds:
+        style, text = EDGE_STYLE[kind]
+        slug = kind.replace("-", "_")
+        lines.append(f"    legend_{slug}_a [shape=point, width=0.05, label=\"\"];")
+        lines.append(f"    legend_{slug}_b [shape=plaintext, fontsize=10, label={_quote(text)}];")
+        lines.append(f"    legend_{slug}_a -> legend_{slug}_b [kind={_quote(kind)}, legend=true, {style}];")
+    lines.append("  }")
+    return lines
