@@ -10,7 +10,7 @@ together as one :class:`~resdsl.errors.SpecError`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from math import isfinite, prod
+from math import prod
 from typing import Any, Iterable, Mapping
 
 import networkx as nx
@@ -162,7 +162,7 @@ class Elaborator:
                 f"override {param.name}={_shown(text)} is not a valid {param.type}",
                 hint=f"'{param.name}' is declared as {param.type}",
             )
-        elif not isinstance(converted, bool) and not (isfinite(converted) and abs(converted) <= INT_LIMIT):
+        elif not isinstance(converted, bool) and (converted != converted or abs(converted) > INT_LIMIT):
             # Overrides obey the bounds of spec literals (-D n=1e400 or n=10**5000).
             self.errors.add(
                 param.span,

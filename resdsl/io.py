@@ -26,7 +26,9 @@ def atomic_write(path: str | os.PathLike, data: str | bytes, *, protect: tuple[s
     target = Path(path)
     for protected in protect:
         try:
-            if target.resolve() == Path(protected).resolve():
+            # samefile also catches another name for the spec (a hard link).
+            if target.resolve() == Path(protected).resolve() or (
+                    target.exists() and os.path.samefile(target, protected)):
                 raise OutputError(f"refusing to overwrite the input spec '{protected}'")
         except OSError:
             continue

@@ -46,6 +46,13 @@ MODULE_ATTRIBUTES = frozenset(
     zero_grad""".split()
 )
 
+#: Builtins that run or reach code, and the names generated modules are written with;
+#: a spec may not rebind them there (Python keywords and '__' names are refused too).
+RESERVED_NAMES = frozenset(
+    "exec eval compile globals locals vars open getattr setattr delattr breakpoint "
+    "self torch nn".split()
+)
+
 Locate = Callable[[int, int, int, int], Span]
 
 
@@ -74,6 +81,12 @@ def check_identifier(name: str, span: Span, errors: ErrorList, what: str) -> Non
         errors.add(
             span,
             f"{what} '{name}' would shadow torch.nn.Module.{name}",
+            hint=f"rename it, e.g. '{name}_'",
+        )
+    elif name in RESERVED_NAMES:
+        errors.add(
+            span,
+            f"{what} '{name}' is reserved: generated Python code relies on that name",
             hint=f"rename it, e.g. '{name}_'",
         )
 
@@ -372,13 +385,15 @@ class ToIR(Transformer):
             args, count, options = children[1] or (), children[2], children[3:]
         else:
             args, count, options = (), children[1], children[2:]
+        # A positional option reaches here as a bare expression (``?arg`` inlines it), not an Arg.
+        keywords = tuple(o for o in options if isinstance(o, ir.Arg) and o.name is not None)
         for option in options:
-            if option.name is None:
+            if not (isinstance(option, ir.Arg) and option.name is not None):
                 self.errors.add(option.span, "a stage takes only keyword options after 'x N'",
                                 hint="write e.g. ', stride=2'")
         return _Head(
             "stage", tok.value, args, self.span(meta), self.tok_span(tok),
-            count=count, options=tuple(o for o in options if o.name is not None),
+            count=count, options=keywords,
         )
 
     def arglist(self, meta, children):

@@ -8,6 +8,7 @@ error, and so are aliases (they would let a small file expand exponentially).
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import yaml
@@ -26,6 +27,8 @@ _CORE_TAGS = {
     "tag:yaml.org,2002:null",
 }
 TOP_LEVEL_KEYS = ("network", "defaults", "input", "blocks", "body")
+#: Deepest nesting of YAML collections accepted (each residual body takes two levels).
+MAX_YAML_DEPTH = 100
 
 
 class _Reader:
@@ -164,12 +167,70 @@ class _Reader:
         return ir.SpecFile(networks=(network,))
 
 
+_QUOTED_OR_COMMENT = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"\\]|\\.)*\"|#[^\n]*")
+
+
+def _flow_too_deep(text: str) -> int | None:
+    """Offset of a ``[``/``{`` nested past the limit, outside quotes and comments.
+
+    PyYAML's scanner looks up to 1,024 characters ahead for every open bracket, so
+    a line of brackets costs it a second; this regex pass finds it at once.
+    """
+    masked = _QUOTED_OR_COMMENT.sub(lambda m: " " * len(m.group()), text)
+    depth = 0
+    for match in re.finditer(r"[\[\]{}]", masked):
+        if match.group() in "[{":
+            depth += 1
+            if depth > MAX_YAML_DEPTH:
+                return match.start()
+        else:
+            depth = max(0, depth - 1)
+    return None
+
+
+def _depth_ok(text: str, filename: str, errors: ErrorList) -> bool:
+    """Bound the nesting of lists and mappings before PyYAML's (recursive) composer runs.
+
+    The event parser keeps its own stack, so a hostile ``[[[[...`` is seen here
+    without recursion and reported at the collection that goes too deep.
+    """
+    position = _flow_too_deep(text)
+    if position is not None:
+        line = text.count("\n", 0, position) + 1
+        column = position - text.rfind("\n", 0, position)
+        errors.add(Span(filename, line, column, line, column + 1),
+                   f"YAML lists and mappings nested more than {MAX_YAML_DEPTH} levels deep",
+                   hint="flatten the structure; blocks help")
+        return False
+    depth, aliases = 0, False
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_YAML_DEPTH:
+                mark = event.start_mark
+                errors.add(Span(filename, mark.line + 1, mark.column + 1, mark.line + 1, mark.column + 2),
+                           f"YAML lists and mappings nested more than {MAX_YAML_DEPTH} levels deep",
+                           hint="flatten the structure; blocks help")
+                return False
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+        elif isinstance(event, yaml.AliasEvent):  # located here, at the '*name' itself
+            mark = event.start_mark
+            errors.add(Span(filename, mark.line + 1, mark.column + 1, mark.line + 1, mark.column + 2),
+                       "YAML aliases (*name) are not supported in specs",
+                       hint="write the repeated part out, or define a block and use it twice")
+            aliases = True
+    return not aliases
+
+
 def parse_yaml(text: str, filename: str = "<spec>", errors: ErrorList | None = None) -> ir.SpecFile:
     """Parse a YAML spec into IR (equal to the text form's IR, spans aside)."""
     own_errors = errors is None
     errors = errors if errors is not None else ErrorList()
     errors.sources[filename] = text
     try:
+        if not _depth_ok(text, filename, errors):
+            errors.raise_if_any()
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
