@@ -57,6 +57,8 @@ def make_parser() -> argparse.ArgumentParser:
     compile_.add_argument("--weights", metavar="FILE.pt", help="load a state dict strictly")
     compile_.add_argument("--batch", type=int, default=1, help="batch size of the zero batch (default 1)")
     compile_.add_argument("--json", action="store_true", help="print one JSON object")
+    compile_.add_argument("-o", "--output", metavar="FILE.py",
+                          help="also write the model as one standalone PyTorch file (imports only torch)")
 
     analyze = sub.add_parser("analyze", help="cost per stage, receptive field and paths (no torch); "
                              "--init/--gradients build the module")
@@ -184,7 +186,20 @@ def cmd_compile(args: argparse.Namespace) -> int:
         print(f"resdsl: internal error: inferred and observed shapes differ at "
               f"{net.graph.nodes[mismatched[0]]['module']}", file=sys.stderr)
         return EXIT_INTERNAL
+    if args.output:
+        _write_source(net, args.output, args.spec, quiet=args.json)
     return EXIT_OK
+
+
+def _write_source(net: Any, output: str, spec: str, quiet: bool) -> None:
+    from .backends.torch import source_of
+    from .io import OutputError, atomic_write
+
+    try:
+        path = atomic_write(output, source_of(net).text, protect=(spec,))
+    except (OutputError, OSError) as err:
+        raise UsageError(str(err)) from None
+    print(f"wrote {path}", file=sys.stderr if quiet else sys.stdout)
 
 
 def _print_table(net: Any, torch_params: int, batch: int, mismatched: list[int]) -> None:
@@ -208,16 +223,14 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     net = _load(args)
     if args.batch < 2 and (args.init or args.gradients):
         raise UsageError("--batch must be at least 2 (batchnorm needs batch statistics)")
+    if (args.sweep or args.eval_mode) and not args.gradients:
+        raise UsageError("--sweep and --eval-mode go with --gradients")
     report = analyze(net)
     result = report.to_dict() if args.json else None
     if not args.json:
         print(report.render())
     if args.init or args.gradients:
-        import torch
-
         from .experiments import probes
-
-        torch.set_num_threads(min(2, torch.get_num_threads()))
     if args.init:
         ratios = {zero: probes.init_ratios(net, zero_init_residual=zero, batch=args.batch, seed=args.seed)
                   for zero in (False, True)}

@@ -1,18 +1,17 @@
-"""Graph -> ``torch.nn.Module``.
+"""Graph -> ``torch.nn.Module``, by running the generated source.
 
-Every container of the graph (the network, each block instance, stage, labelled
-residual and shortcut path) becomes a :class:`SpecModule`; every op becomes the
-submodule its catalogue entry builds, registered under its scope's name. So the
-state-dict keys are the spec's labels: ``layer1.0.conv1.weight``,
+:func:`build_module` asks :mod:`resdsl.backends.codegen` for the network's
+standalone PyTorch source, compiles it (registered with :mod:`linecache`, so
+tracebacks show the generated lines) and instantiates the network class. So the
+in-memory module and the file ``resdsl compile -o model.py`` writes are the same
+program. Submodule names are the spec's labels: ``layer1.0.conv1.weight``,
 ``layer2.0.downsample.0.weight``, exactly as torchvision names them.
-
-Each container's ``forward`` runs a precomputed straight list of steps and drops
-every intermediate tensor after its last use.
 """
 
 from __future__ import annotations
 
 import os
+import pickle
 from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any
 
@@ -21,124 +20,30 @@ from torch import nn
 
 from ..errors import Diagnostic, Span, SpecError
 from ..graph import containers, residual_units
-from ..ops import REGISTRY
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..api import Net
+    from .codegen import Source
 
 
-class SpecModule(nn.Module):
-    """A container: its submodules and the straight-line program that wires them."""
+def source_of(net: "Net") -> "Source":
+    """The generated source of ``net`` (made once per Net; a Net never changes)."""
+    from .codegen import generate
 
-    def __init__(self, kind: str, block: str | None = None):
-        super().__init__()
-        self.kind = kind
-        self.block = block
-        self._input = -1
-        self._output = -1
-        # (submodule name, input node ids, output node id, node ids dead after this step)
-        self._program: list[tuple[str, tuple[int, ...], int, tuple[int, ...]]] = []
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        env = {self._input: x}
-        modules = self._modules
-        for name, inputs, output, dead in self._program:
-            env[output] = modules[name](*[env[i] for i in inputs])
-            for node in dead:
-                del env[node]
-        return env[self._output]
-
-    def __getitem__(self, index: int | str) -> nn.Module:
-        """Stages and shortcut paths index like ``nn.Sequential``: ``model.layer1[0]``."""
-        if isinstance(index, str):
-            return self._modules[index]
-        return list(self._modules.values())[index]
-
-    def __len__(self) -> int:
-        return len(self._modules)
-
-    def __iter__(self):
-        return iter(self._modules.values())
-
-    def extra_repr(self) -> str:
-        return self.block or ""
-
-
-def _parent(path: str) -> str:
-    return path.rsplit(".", 1)[0] if "." in path else ""
-
-
-def _local(path: str) -> str:
-    return path.rsplit(".", 1)[-1]
-
-
-def _child_of(container: str, path: str) -> str | None:
-    """The direct child of ``container`` that contains ``path`` (None if it is ``container``)."""
-    if path == container:
-        return None
-    rest = path[len(container) + 1:] if container else path
-    head = rest.split(".", 1)[0]
-    return f"{container}.{head}" if container else head
-
-
-def _program(graph, path: str, box) -> list[tuple[str, tuple[int, ...], int, tuple[int, ...]]]:
-    steps: list[tuple[str, tuple[int, ...], int]] = []
-    entered: set[str] = set()
-    boxes = containers(graph)
-    for node, data in graph.nodes(data=True):
-        if data["module"] is None:
-            continue
-        where = data["container"]
-        if where == path:
-            steps.append((_local(data["module"]), tuple(data["inputs"]), node))
-            continue
-        if not (path == "" or where.startswith(path + ".")):
-            continue
-        child = _child_of(path, where)
-        if child not in entered:
-            entered.add(child)
-            child_box = boxes[child]
-            steps.append((_local(child), (child_box.input,), child_box.output))
-    last_use: dict[int, int] = {}
-    for index, (_, inputs, _) in enumerate(steps):
-        for node in inputs:
-            last_use[node] = index
-    program = []
-    for index, (name, inputs, output) in enumerate(steps):
-        dead = tuple(sorted({n for n in inputs if last_use[n] == index and n != box.output}))
-        program.append((name, inputs, output, dead))
-    return program
+    cached = net.__dict__.get("_resdsl_source")
+    if cached is None:
+        cached = generate(net)
+        net.__dict__["_resdsl_source"] = cached
+    return cached
 
 
 def build_module(net: "Net", *, zero_init_residual: bool = False,
                  weights: str | os.PathLike | None = None, device: Any = None,
                  dtype: Any = None) -> nn.Module:
-    graph = net.graph
-    boxes = containers(graph)
-    modules: dict[str, SpecModule] = {}
-
-    def container_module(path: str) -> SpecModule:
-        if path not in modules:
-            box = boxes[path]
-            module = SpecModule(box.kind, box.block)
-            modules[path] = module
-            if path:
-                container_module(_parent(path)).add_module(_local(path), module)
-        return modules[path]
-
+    """Instantiate the generated network class; see :meth:`resdsl.api.Net.build`."""
+    network_class = source_of(net).module_class()
     with torch.device(device) if device is not None else nullcontext():
-        container_module("")
-        for node, data in graph.nodes(data=True):
-            if data["module"] is None:
-                continue
-            op = REGISTRY[data["op"]]
-            owner = container_module(data["container"])
-            owner.add_module(_local(data["module"]), op.build(data["in_shapes"][0], data["args"]))
-    for path, module in modules.items():
-        box = boxes[path]
-        module._input, module._output = box.input, box.output
-        module._program = _program(graph, path, box)
-    root = modules[""]
+        root = network_class()
     if zero_init_residual:
         zero_residual_norms(root, net)
     if dtype is not None:
@@ -172,11 +77,17 @@ def load_weights(model: nn.Module, net: "Net", weights: str | os.PathLike | dict
     else:
         try:
             state = torch.load(weights, map_location="cpu", weights_only=True)
-        except (OSError, RuntimeError, ValueError) as exc:
-            raise SpecError([Diagnostic(Span(str(weights)), f"cannot load weights: {exc}",
+        except (OSError, RuntimeError, ValueError, EOFError, pickle.UnpicklingError) as exc:
+            # torch's weights-only messages run to many lines; the first says what failed.
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise SpecError([Diagnostic(Span(str(weights)), f"cannot load weights: {reason}",
                                         hint="pass a file saved with torch.save(model.state_dict(), path)")])
         if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
             state = state["state_dict"]
+        if not isinstance(state, dict):
+            raise SpecError([Diagnostic(Span(str(weights)), f"cannot load weights: the file holds a "
+                                        f"{type(state).__name__}, not a state dict",
+                                        hint="pass a file saved with torch.save(model.state_dict(), path)")])
     expected = model.state_dict()
     spans = _module_spans(net)
     diagnostics = []
@@ -224,19 +135,44 @@ def _source_line(net: "Net", span: Span) -> str | None:
 
 
 def observed_shapes(model: nn.Module, net: "Net", x: torch.Tensor) -> dict[int, tuple[int, ...]]:
-    """Run ``x`` through ``model`` and record each op's output shape (batch dimension dropped)."""
+    """Run ``x`` through ``model`` and record each op's output shape (batch dimension dropped).
+
+    Ops that are submodules are observed by forward hooks. Merges that the
+    generated ``forward`` writes inline (``out += identity``, ``torch.cat``) are
+    observed as the input of the submodule that consumes them, as the output of
+    the container they end, or as the model's output.
+    """
     shapes: dict[int, tuple[int, ...]] = {}
+    graph = net.graph
+    modules = dict(model.named_modules())
     handles = []
-    for node, data in net.graph.nodes(data=True):
-        if data["module"] is None:
-            continue
-        module = model.get_submodule(data["module"])
 
-        def hook(_module, _inputs, output, node=node):
+    def record(node: int):
+        def hook(_module, _inputs, output):
             shapes[node] = tuple(output.shape[1:])
+        return hook
 
-        handles.append(module.register_forward_hook(hook))
+    def record_input(node: int):
+        def hook(_module, inputs):
+            shapes[node] = tuple(inputs[0].shape[1:])
+        return hook
+
+    outputs = {box.output: path for path, box in containers(graph).items() if path}
     try:
+        for node, data in graph.nodes(data=True):
+            if data["module"] is None:
+                continue
+            if data["module"] in modules:
+                handles.append(modules[data["module"]].register_forward_hook(record(node)))
+                continue
+            consumer = next((graph.nodes[s]["module"] for s in graph.successors(node)
+                             if graph.nodes[s]["module"] in modules and graph.nodes[s]["inputs"][0] == node), None)
+            if consumer is not None:
+                handles.append(modules[consumer].register_forward_pre_hook(record_input(node)))
+            elif outputs.get(node) in modules:
+                handles.append(modules[outputs[node]].register_forward_hook(record(node)))
+            elif node == graph.graph["output"]:
+                handles.append(model.register_forward_hook(record(node)))
         model(x)
     finally:
         for handle in handles:

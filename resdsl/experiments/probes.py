@@ -154,8 +154,11 @@ def stage_gradients(net: "Net", *, batch: int = 8, seed: int = 0,
     direction = torch.randn(out.shape, generator=torch.Generator().manual_seed(seed + 1))
     ((out * direction).sum() / batch).backward()
     rows = []
+    modules = dict(model.named_children())
     for name, _ in top_level_groups(net.graph):
-        grads = [p.grad for p in model.get_submodule(name).parameters() if p.grad is not None]
+        if name not in modules:  # a merge written inline in forward: no parameters
+            continue
+        grads = [p.grad for p in modules[name].parameters() if p.grad is not None]
         if grads:
             rows.append((name, torch.linalg.vector_norm(torch.stack(
                 [torch.linalg.vector_norm(g) for g in grads])).item()))
