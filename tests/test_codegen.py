@@ -184,3 +184,37 @@ def test_generated_code_is_black_clean(spec):
     black = pytest.importorskip("black")
     text = generate(resdsl.load(SPECS / spec)).text
     assert black.format_str(text, mode=black.Mode(line_length=88)) == text
+
+
+# ---- regressions found by the fuzzer (tests/fuzz.py) -------------------------------------
+def _builds_with_inferred_shapes(text: str) -> None:
+    from resdsl.backends.torch import observed_shapes
+
+    net = resdsl.loads(text, "regression.res")
+    model = net.build().eval()
+    with torch.no_grad():
+        seen = observed_shapes(model, net, torch.randn(2, *net.input_shape))
+    assert all(net.graph.nodes[n]["shape"] == shape for n, shape in seen.items())
+
+
+def test_projection_stride_is_not_spelled_by_a_parameter_that_only_happens_to_match():
+    # In the first stage out == stride == 1, so "stride=out" fitted that instance only.
+    _builds_with_inferred_shapes(
+        "network g:\n    input x: [4, 6, 9]\n"
+        "    block basic(out: int, stride: int = 1):\n        residual:\n"
+        "            conv 3, out, stride=stride\n            batchnorm\n"
+        "    stage basic(1) x 2\n    avgpool 2x2\n    conv 3, 5\n    stage basic(3) x 3, stride=2\n")
+
+
+def test_flat_projection_width_follows_each_instance():
+    _builds_with_inferred_shapes(
+        "block dense(out: int):\n    residual:\n        linear out\n"
+        "network g:\n    input x: [2]\n    stage dense(5) x 1\n    stage dense(2) x 3\n")
+
+
+def test_skipless_residual_around_a_projecting_block():
+    # A shortcut=none unit's "merge" is its body's output: here another unit's real merge.
+    _builds_with_inferred_shapes(
+        "network g:\n    input x: [2, 9, 2]\n    block dense(out: int):\n        residual:\n"
+        "            linear out\n    t3: residual shortcut=none:\n        dense(1)\n"
+        "    stage dense(1) x 2\n")

@@ -336,7 +336,9 @@ class Generator:
         self.taken_class_names: set[str] = set(RESERVED)
         self.unit_kinds: dict[str, set[str]] = {}
         self.unit_local: dict[str, str] = {}
-        self.units_by_merge = {u.merge: u for u in residual_units(self.graph)}
+        # A shortcut=none unit has no merge: its "merge" is its body's output, which may be
+        # another unit's real merge (a block ending in a residual), so it must not be mapped.
+        self.units_by_merge = {u.merge: u for u in residual_units(self.graph) if u.shortcut != "none"}
         self.children = self._children()
         self.flag_values: dict[str, dict[str, bool]] = {}
 
@@ -464,7 +466,11 @@ class Generator:
         for path, r in rendered:
             body = r.body
             for token, unit_key in r.placeholders.items():
-                body = body.replace(token, "\n".join(fills[unit_key]))
+                # An instance that has the optional unit must run its own code for it: if
+                # that code differs from another instance's, the bodies differ and the
+                # instances get separate variant classes. Instances without it borrow one.
+                lines = r.filled.get(unit_key) or fills[unit_key]
+                body = body.replace(token, "\n".join(lines))
             info = variants.get(body)
             if info is None:
                 info = self.new_class(key, path, body, r, len(variants))
@@ -768,8 +774,8 @@ class Generator:
             out_text = arg("out_channels")
             out_sym = ctx.sym(exprs.get("out_channels"), args["out_channels"]) or _int(args["out_channels"])
             parts = [channels(), out_text, f"kernel_size={arg('kernel')}"]
-            if automatic:  # a projection: stride from the shapes
-                parts.append(f"stride={ctx.match(args['stride'], 'tuple', rank)}")
+            if automatic:  # a projection: stride from the shapes, spelled as the body spells it
+                parts.append(f"stride={ctx.match(args['stride'], 'tuple', rank, *self._body_strides(node))}")
             else:
                 parts += kw("stride", "stride", 1 if op == "conv" else _compact(args["kernel"]))
             parts += kw("padding", "pad", 0)
@@ -787,9 +793,10 @@ class Generator:
             in_text = channels() if len(in_shape) == 1 else _lit(in_shape[-1])
             out_sym = ctx.sym(exprs.get("out_features"), args["out_features"]) or _int(args["out_features"])
             call = Call("nn.Linear", [in_text, arg("out_features")] + kw("bias", "bias", True))
-            if automatic:
+            if automatic:  # a flat projection: its width must follow the body's, symbolically
                 body = self._body_chan(node, chan)
                 call.args[1] = ctx.match(args["out_features"], "int", 0, body)
+                out_sym = ctx.sym(body, args["out_features"]) or _int(args["out_features"])
         elif op == "batchnorm":
             cls = ("BatchNorm1d", "BatchNorm1d", "BatchNorm2d", "BatchNorm3d")[len(in_shape) - 1]
             call = Call(f"nn.{cls}", [channels()] + kw("eps", "eps", 1e-5) + kw("momentum", "momentum", 0.1))
@@ -842,6 +849,16 @@ class Generator:
             if path is not None and self.graph.nodes[node]["container"] == path:
                 return chan.get(unit.body_output)
         return None
+
+    def _body_strides(self, node: int) -> list[ir.Expr]:
+        """For a projection: the stride expressions written in its residual body, in order."""
+        for unit in residual_units(self.graph):
+            path = self._shortcut_path(unit)
+            if path is None or self.graph.nodes[node]["container"] != path:
+                continue
+            body = range(unit.input + 1, unit.body_output + 1)
+            return [e for n in body if (e := self.arg_exprs(n).get("stride")) is not None]
+        return []
 
     def inline_chan(self, node: int, ctx: Ctx, chan: dict) -> ir.Expr | None:
         data = self.graph.nodes[node]
