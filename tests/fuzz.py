@@ -169,8 +169,12 @@ class SpecGen:
         text, out = self.channels()
         return f"upconv {self.kernel(2, len(shape) - 1)}, {text}", (out, *doubled)
 
-    def groupnorm(self, shape: Shape) -> tuple[str, Shape]:
-        groups = [g for g in range(1, shape[0] + 1) if shape[0] % g == 0]
+    def groupnorm(self, shape: Shape) -> tuple[str, Shape] | None:
+        # A group must hold more than one value (a single value always normalizes to 0).
+        spatial = math.prod(shape[1:])
+        groups = [g for g in range(1, shape[0] + 1) if shape[0] % g == 0 and shape[0] // g * spatial > 1]
+        if not groups:
+            return None
         return f"groupnorm {self.rng.choice(groups)}", shape
 
     # -- statements --------------------------------------------------------------------

@@ -231,3 +231,9 @@ def test_soft_keywords_are_valid_labels_but_keywords_are_not():
     assert load("    match: conv 3x3, 8\n    case: relu\n").output_shape == (8, 16, 16)
     with pytest.raises(SpecError, match="Python keyword"):
         load("    lambda: relu\n")
+
+
+def test_groupnorm_of_single_values_is_refused():
+    # Found by the fuzzer: torch refuses it at batch 1, and it always normalizes to 0.
+    with pytest.raises(SpecError, match="single value"):
+        load("    adaptive_avgpool 1\n    groupnorm 8\n")

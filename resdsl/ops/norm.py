@@ -30,6 +30,13 @@ def _groupnorm_shape(in_shape: Shape, args: dict) -> Shape:
             f"groups={args['groups']} does not divide the {in_shape[0]} channels",
             hint="choose a number of groups that divides the channel count", arg="#0",
         )
+    if in_shape[0] // args["groups"] * prod(in_shape[1:]) == 1:
+        # One value per group normalizes to exactly 0 (torch refuses it outright at batch 1).
+        raise OpError(
+            f"each of the {args['groups']} groups holds a single value of the input "
+            f"[{', '.join(map(str, in_shape))}], which always normalizes to 0",
+            hint="use fewer groups, or normalize before the spatial size shrinks to 1", arg="#0",
+        )
     return in_shape
 
 
