@@ -137,6 +137,10 @@ class ToIR(Transformer):
         super().__init__()
         self.locate = locate
         self.errors = errors
+        # lark's v_args wrapper builds a new bound wrapper (functools.update_wrapper) on
+        # every attribute lookup, i.e. once per tree node; bind each rule method once.
+        for name in _RULE_METHODS:
+            self.__dict__[name] = getattr(self, name)
 
     # -- positions -----------------------------------------------------------
     def span(self, meta: Any) -> Span:
@@ -471,6 +475,12 @@ class ToIR(Transformer):
         if data == "unary" or data == "atom":  # "+x" and "(x)" pass through
             return children[0]
         return super().__default__(data, children, meta)
+
+
+_RULE_METHODS = tuple(
+    name for name, value in vars(ToIR).items()
+    if not name.startswith("_") and hasattr(value, "visit_wrapper")
+)
 
 
 # ---- syntax errors ---------------------------------------------------------------
