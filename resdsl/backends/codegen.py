@@ -41,6 +41,7 @@ Linear(in_features=16, out_features=3, bias=True)
 from __future__ import annotations
 
 import hashlib
+import inspect
 import keyword
 import linecache
 import os
@@ -55,6 +56,7 @@ from .. import ir
 from ..errors import Problem, SpecError
 from ..expr import evaluate
 from ..graph import Container, containers, residual_units
+from ..ops.base import OMIT, TorchArgs
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..api import Net
@@ -284,6 +286,48 @@ def _statement(target: str, node: Any, indent: str, comment: str) -> list[str]:
 
 
 # ---- classes ----------------------------------------------------------------------------
+class CodeArgs(TorchArgs):
+    """An op's constructor as Python source: the spec's expression of each argument where it
+    gives this instance's value, else a literal (the op's ``code`` asks, see resdsl.ops)."""
+
+    def __init__(self, gen: "Generator", spec: Any, ctx: Ctx, in_shape: tuple, args: dict,
+                 exprs: dict, overrides: dict, in_sym: ir.Expr | None):
+        self.gen, self.spec, self.ctx = gen, spec, ctx
+        self.in_shape, self.args = in_shape, args
+        self.exprs, self.overrides, self.in_sym = exprs, overrides, in_sym
+
+    def arg(self, name: str) -> str:
+        if name in self.overrides:
+            return self.overrides[name]
+        arg_spec = self.spec.arg(name)
+        expr = self.exprs.get(name)
+        if expr is None and arg_spec is not None and arg_spec.same_as:
+            expr = self.exprs.get(arg_spec.same_as)  # e.g. a pool's stride written as its kernel
+        kind = arg_spec.kind if arg_spec else "int"
+        return self.ctx.expr(expr, self.args[name], kind, self.rank)
+
+    def channels(self) -> str:
+        return self.ctx.expr(self.in_sym, self.in_shape[0])
+
+    def features(self) -> str:
+        return self.channels() if self.rank == 0 else _lit(self.in_shape[-1])
+
+    def lit(self, value: Any) -> str:
+        return _lit(value)
+
+    def kw(self, name: str, torch_default: Any) -> Any:
+        if name not in self.overrides and name not in self.exprs and \
+                _compact(self.args[name]) == _compact(torch_default):
+            return OMIT
+        return self.arg(name)
+
+    def call(self, callee: str, *positional: Any, **keywords: Any) -> Call:
+        if not callee.startswith("nn."):
+            self.gen.helpers.add(callee)  # a helper class of resdsl.backends.layers
+        parts = list(positional) + [f"{k}={v}" for k, v in keywords.items() if v is not OMIT]
+        return Call(callee, parts)
+
+
 @dataclass
 class ClassInfo:
     """A generated class (one variant of one definition) and how to call it."""
@@ -744,7 +788,8 @@ class Generator:
         return exprs
 
     def ctor(self, node: int, ctx: Ctx, chan: dict) -> Call:
-        """The torch constructor of one op, with the spec's expressions where they hold."""
+        """The torch constructor of one op, as its catalogue entry describes it, with the
+        spec's expressions where they hold for this instance."""
         from ..ops import REGISTRY
 
         data = self.graph.nodes[node]
@@ -752,94 +797,28 @@ class Generator:
         spec = REGISTRY[op]
         exprs = self.arg_exprs(node)
         rank = len(in_shape) - 1
-        automatic = data["shortcut"] and isinstance(self.stmts.get(_key(data["span"])), ir.Residual)
         in_sym = chan.get(data["inputs"][0])
-
-        def arg(name: str) -> str:
-            a = spec.arg(name)
-            return ctx.expr(exprs.get(name), args[name], a.kind if a else "int", rank)
-
-        def channels() -> str:
-            return ctx.expr(in_sym, in_shape[0])
-
-        def kw(name: str, key: str, default: Any, text: str | None = None) -> list[str]:
-            value = _compact(args[key])
-            if key not in exprs and value == default:
-                return []
-            return [f"{name}={text if text is not None else arg(key)}"]
-
-        out_sym = in_sym
-        if op in ("conv", "upconv"):
-            kind = "Conv" if op == "conv" else "ConvTranspose"
-            out_text = arg("out_channels")
-            out_sym = ctx.sym(exprs.get("out_channels"), args["out_channels"]) or _int(args["out_channels"])
-            parts = [channels(), out_text, f"kernel_size={arg('kernel')}"]
-            if automatic:  # a projection: stride from the shapes, spelled as the body spells it
-                parts.append(f"stride={ctx.match(args['stride'], 'tuple', rank, *self._body_strides(node))}")
-            else:
-                parts += kw("stride", "stride", 1 if op == "conv" else _compact(args["kernel"]))
-            parts += kw("padding", "pad", 0)
-            if op == "conv":
-                parts += kw("dilation", "dilation", 1) + kw("groups", "groups", 1)
-            parts += kw("bias", "bias", True)
-            if op == "upconv" and "stride" not in exprs and _compact(args["stride"]) == _compact(args["kernel"]):
-                parts.insert(3, f"stride={arg('kernel')}")
-            if automatic:
-                body = self._body_chan(node, chan)
-                parts[1] = ctx.match(args["out_channels"], "int", 0, body)
-                out_sym = ctx.sym(body, args["out_channels"]) or _int(args["out_channels"])
-            call = Call(f"nn.{kind}{rank}d", parts)
-        elif op == "linear":
-            in_text = channels() if len(in_shape) == 1 else _lit(in_shape[-1])
-            out_sym = ctx.sym(exprs.get("out_features"), args["out_features"]) or _int(args["out_features"])
-            call = Call("nn.Linear", [in_text, arg("out_features")] + kw("bias", "bias", True))
-            if automatic:  # a flat projection: its width must follow the body's, symbolically
-                body = self._body_chan(node, chan)
-                call.args[1] = ctx.match(args["out_features"], "int", 0, body)
-                out_sym = ctx.sym(body, args["out_features"]) or _int(args["out_features"])
-        elif op == "batchnorm":
-            cls = ("BatchNorm1d", "BatchNorm1d", "BatchNorm2d", "BatchNorm3d")[len(in_shape) - 1]
-            call = Call(f"nn.{cls}", [channels()] + kw("eps", "eps", 1e-5) + kw("momentum", "momentum", 0.1))
-        elif op == "layernorm":
-            cls = "nn.LayerNorm" if len(in_shape) == 1 else "ChannelLayerNorm"
-            if cls == "ChannelLayerNorm":
-                self.helpers.add("ChannelLayerNorm")
-            call = Call(cls, [channels()] + kw("eps", "eps", 1e-5))
-        elif op == "groupnorm":
-            call = Call("nn.GroupNorm", [arg("groups"), channels()] + kw("eps", "eps", 1e-5))
-        elif op in ("relu", "gelu", "silu", "sigmoid", "tanh"):
-            call = Call("nn." + {"relu": "ReLU", "gelu": "GELU", "silu": "SiLU", "sigmoid": "Sigmoid",
-                                 "tanh": "Tanh"}[op], [])
-        elif op == "leaky_relu":
-            call = Call("nn.LeakyReLU", [arg("slope")])
-        elif op in ("maxpool", "avgpool"):
-            cls = ("MaxPool" if op == "maxpool" else "AvgPool") + f"{rank}d"
-            parts = [arg("kernel")]
-            if "stride" in exprs or args["stride"] != args["kernel"]:
-                parts.append(f"stride={arg('stride')}")
-            parts += kw("padding", "pad", 0)
-            call = Call(f"nn.{cls}", parts)
-        elif op == "adaptive_avgpool":
-            call = Call(f"nn.AdaptiveAvgPool{rank}d", [arg("size")])
-        elif op == "upsample":
-            mode = args["mode"]
-            mode = {1: "linear", 2: "bilinear", 3: "trilinear"}[rank] if mode == "linear" else mode
-            parts = [f"scale_factor={arg('factor')}", f"mode={_lit(mode)}"]
-            if mode != "nearest":
-                parts.append("align_corners=False")
-            call = Call("nn.Upsample", parts)
-        elif op == "dropout":
-            call = Call("nn.Dropout", [arg("p")])
-        elif op == "flatten":
-            call = Call("nn.Flatten", ["1"])
-            out_sym = in_sym if all(d == 1 for d in in_shape[1:]) else _int(prod(in_shape))
-        elif op == "identity":
-            call = Call("nn.Identity", [])
-        else:  # pragma: no cover - a new op needs a line here
-            raise NotImplementedError(f"code generation has no rule for op '{op}'")
-        chan[node] = ctx.sym(out_sym, shape[0]) if out_sym is not None and shape else None
-        if chan[node] is None and shape:
-            chan[node] = _int(shape[0])
+        width = "out_channels" if "out_channels" in args else "out_features" if "out_features" in args else None
+        overrides: dict[str, str] = {}
+        width_sym = ctx.sym(exprs.get(width), args[width]) if width else None
+        if width and data["shortcut"] and isinstance(self.stmts.get(_key(data["span"])), ir.Residual):
+            # An automatic projection: its stride and width come from the shapes, so spell
+            # them as the residual body does.
+            body = self._body_chan(node, chan)
+            overrides[width] = ctx.match(args[width], "int", 0, body)
+            width_sym = ctx.sym(body, args[width])
+            if "stride" in args:
+                overrides["stride"] = ctx.match(args["stride"], "tuple", rank, *self._body_strides(node))
+        code_args = CodeArgs(self, spec, ctx, in_shape, args, exprs, overrides, in_sym)
+        call = spec.code(code_args)
+        # Channels for the next op: the op's width argument, else the input's when the op
+        # keeps them (norms, pools, activations, a flatten of a 1x1 map), else the number.
+        sym = None
+        for candidate in (width_sym, in_sym):
+            sym = ctx.sym(candidate, shape[0]) if candidate is not None and shape else None
+            if sym is not None:
+                break
+        chan[node] = sym if sym is not None else (_int(shape[0]) if shape else None)
         return call
 
     def _body_chan(self, node: int, chan: dict) -> ir.Expr | None:
@@ -1099,27 +1078,15 @@ def _coerce(value: Any, type_: str) -> Any:
     return value
 
 
-HELPERS = {
-    "ChannelLayerNorm": '''class ChannelLayerNorm(nn.LayerNorm):
-    """LayerNorm over the channel dimension of a [N, C, ...] tensor (as in ConvNeXt)."""
+def _helper_sources() -> dict[str, str]:
+    """Source of the helpers a generated file may need, from their one definition."""
+    from . import layers
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.movedim(1, -1)
-        x = F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
-        return x.movedim(-1, 1)''',
-    "_center_crop": '''def _center_crop(x: torch.Tensor, like: torch.Tensor, dims: list[int]) -> torch.Tensor:
-    """Crop ``x`` to the spatial size of ``like`` in ``dims``, keeping the center."""
-    for dim in dims:
-        x = x.narrow(dim, (x.shape[dim] - like.shape[dim]) // 2, like.shape[dim])
-    return x''',
-    "_drop_path": '''def _drop_path(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
-    """Stochastic depth: zero the residual body of random samples while training."""
-    if not training or p == 0.0:
-        return x
-    keep = 1.0 - p
-    mask = x.new_empty((x.shape[0],) + (1,) * (x.dim() - 1)).bernoulli_(keep).div_(keep)
-    return x * mask''',
-}
+    return {name: inspect.getsource(getattr(layers, name)).rstrip()
+            for name in ("ChannelLayerNorm", "_center_crop", "_drop_path")}
+
+
+HELPERS = _helper_sources()
 
 
 # ---- public API ------------------------------------------------------------------------------

@@ -6,8 +6,12 @@
 """
 
 from . import activation, layers, merge, misc, norm, pool  # noqa: F401  (register ops)
-from .base import REGISTRY, REQUIRED, ArgSpec, OpError, OpSpec, Shape, bind, signature_hint, user_ops
+from .base import (
+    OMIT, REGISTRY, REQUIRED, ArgSpec, OpError, OpSpec, Shape, TorchArgs, ValueArgs, bind, signature_hint,
+    user_ops,
+)
 
 __all__ = [
-    "REGISTRY", "REQUIRED", "ArgSpec", "OpError", "OpSpec", "Shape", "bind", "signature_hint", "user_ops",
+    "OMIT", "REGISTRY", "REQUIRED", "ArgSpec", "OpError", "OpSpec", "Shape", "TorchArgs", "ValueArgs", "bind",
+    "signature_hint", "user_ops",
 ]

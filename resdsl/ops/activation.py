@@ -13,13 +13,8 @@ _TORCH_CLASSES = {
 }
 
 
-def _builder(class_name: str):
-    def build(in_shape: Shape, args: dict):
-        from torch import nn
-
-        return getattr(nn, class_name)()
-
-    return build
+def _code(class_name: str):
+    return lambda c: c.call(f"nn.{class_name}")
 
 
 for _name, _class in _TORCH_CLASSES.items():
@@ -31,14 +26,10 @@ for _name, _class in _TORCH_CLASSES.items():
         keywords=(),
         infer=lambda s, a: s,
         label=lambda a, i, o, _n=_name: _n,
-        build=_builder(_class),
+        code=_code(_class),
     ))
 
 
-def _build_leaky_relu(in_shape: Shape, args: dict):
-    from torch import nn
-
-    return nn.LeakyReLU(args["slope"])
 
 
 register(OpSpec(
@@ -49,5 +40,5 @@ register(OpSpec(
     keywords=(),
     infer=lambda s, a: s,
     label=lambda a, i, o: f"leaky relu {a['slope']:g}",
-    build=_build_leaky_relu,
+    code=lambda c: c.call("nn.LeakyReLU", c.arg("slope")),
 ))

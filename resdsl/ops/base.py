@@ -1,6 +1,7 @@
-"""What an op is: its arguments, its shape rule, its cost and its torch builder.
+"""What an op is: its arguments, its shape rule, its cost and its torch module.
 
-An op entry never imports torch at module level: ``build`` functions import it
+An op entry never imports torch at module level: its ``code`` describes the
+torch constructor to whichever back end asks, and only building imports torch,
 when called, so loading the catalogue (and ``resdsl check``) stays torch-free.
 """
 
@@ -42,6 +43,7 @@ class ArgSpec:
     min: float | None = None
     max: float | None = None
     doc: str = ""
+    same_as: str | None = None  # the default is this other argument (pool stride = kernel)
 
 
 def _zero(*_: Any) -> int:
@@ -59,9 +61,18 @@ class OpSpec:
     params: Callable[[Shape, dict], int] = _zero
     macs: Callable[[Shape, Shape, dict], int] = _zero
     label: Callable[[dict, Shape, Shape], str] = field(default=lambda args, i, o: "")
-    build: Callable[[Shape, dict], Any] | None = None
+    # The torch module, described once for both back ends: ``code(c)`` calls
+    # ``c.call("nn.Conv2d", c.channels(), c.arg("out_channels"), stride=c.kw("stride", 1))``
+    # and the like; codegen's ``c`` gives Python source, :class:`ValueArgs` gives values.
+    code: Callable[["TorchArgs"], Any] | None = None
     min_rank: int = 1  # input rank (with channels) the op accepts
-    internal: bool = False  # made by resdsl itself, not callable from a spec
+    internal: bool = False  # made by resdsl itself, not callable from a spec (codegen inlines these)
+
+    def build(self, in_shape: Shape, args: dict) -> Any:
+        """The torch module for this op (imports torch)."""
+        if self.code is None:
+            raise TypeError(f"op {self.name} is written inline by the code generator, not built")
+        return self.code(ValueArgs(in_shape, args))
 
     @property
     def args(self) -> tuple[ArgSpec, ...]:
@@ -80,6 +91,86 @@ class OpSpec:
     @property
     def weighted(self) -> bool:
         return self.category == "weight"
+
+
+class _Omit:
+    def __repr__(self) -> str:
+        return "OMIT"
+
+
+#: Returned by ``kw`` when a keyword argument is left at torch's default.
+OMIT = _Omit()
+
+
+class TorchArgs:
+    """What an op's ``code`` function may ask: the interface both back ends implement."""
+
+    in_shape: Shape
+    args: dict
+
+    @property
+    def rank(self) -> int:
+        """Spatial rank of the input (0 for a flat tensor)."""
+        return len(self.in_shape) - 1
+
+    def arg(self, name: str) -> Any:  # pragma: no cover - interface
+        """The resolved argument ``name``."""
+        raise NotImplementedError
+
+    def channels(self) -> Any:  # pragma: no cover - interface
+        """The input's channels (its first dimension)."""
+        raise NotImplementedError
+
+    def features(self) -> Any:  # pragma: no cover - interface
+        """The input's last dimension (what ``nn.Linear`` reads)."""
+        raise NotImplementedError
+
+    def lit(self, value: Any) -> Any:  # pragma: no cover - interface
+        """A constant."""
+        raise NotImplementedError
+
+    def kw(self, name: str, torch_default: Any) -> Any:  # pragma: no cover - interface
+        """The argument, or :data:`OMIT` where it equals torch's default and the spec left it."""
+        raise NotImplementedError
+
+    def call(self, callee: str, *positional: Any, **keywords: Any) -> Any:  # pragma: no cover
+        """``callee(*positional, **keywords)`` with :data:`OMIT` keywords left out.
+
+        ``callee`` is ``nn.NAME`` or a helper of :mod:`resdsl.backends.layers`.
+        """
+        raise NotImplementedError
+
+
+class ValueArgs(TorchArgs):
+    """Builds the module directly: arguments are the resolved values."""
+
+    def __init__(self, in_shape: Shape, args: dict):
+        self.in_shape = in_shape
+        self.args = args
+
+    def arg(self, name: str) -> Any:
+        return self.args[name]
+
+    def channels(self) -> int:
+        return self.in_shape[0]
+
+    def features(self) -> int:
+        return self.in_shape[-1]
+
+    def lit(self, value: Any) -> Any:
+        return value
+
+    def kw(self, name: str, torch_default: Any) -> Any:
+        return self.args[name]
+
+    def call(self, callee: str, *positional: Any, **keywords: Any) -> Any:
+        from torch import nn
+
+        from ..backends import layers
+
+        owner, _, attr = callee.rpartition(".")
+        target = getattr(nn if owner == "nn" else layers, attr)
+        return target(*positional, **{k: v for k, v in keywords.items() if v is not OMIT})
 
 
 REGISTRY: dict[str, OpSpec] = {}

@@ -57,13 +57,11 @@ def _conv_label(args: dict, in_shape: Shape, out_shape: Shape) -> str:
     return text
 
 
-def _build_conv(in_shape: Shape, args: dict):
-    from torch import nn
-
-    cls = (nn.Conv1d, nn.Conv2d, nn.Conv3d)[len(in_shape) - 2]
-    return cls(
-        in_shape[0], args["out_channels"], args["kernel"], stride=args["stride"],
-        padding=args["pad"], dilation=args["dilation"], groups=args["groups"], bias=args["bias"],
+def _conv_code(c):
+    return c.call(
+        f"nn.Conv{c.rank}d", c.channels(), c.arg("out_channels"), kernel_size=c.arg("kernel"),
+        stride=c.kw("stride", 1), padding=c.kw("pad", 0), dilation=c.kw("dilation", 1),
+        groups=c.kw("groups", 1), bias=c.kw("bias", True),
     )
 
 
@@ -86,7 +84,7 @@ register(OpSpec(
     params=_conv_params,
     macs=_conv_macs,
     label=_conv_label,
-    build=_build_conv,
+    code=_conv_code,
     min_rank=2,
 ))
 
@@ -111,12 +109,11 @@ def _upconv_macs(in_shape: Shape, out_shape: Shape, args: dict) -> int:
     return prod(in_shape) * args["out_channels"] * prod(args["kernel"])
 
 
-def _build_upconv(in_shape: Shape, args: dict):
-    from torch import nn
-
-    cls = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)[len(in_shape) - 2]
-    return cls(in_shape[0], args["out_channels"], args["kernel"], stride=args["stride"],
-               padding=args["pad"], bias=args["bias"])
+def _upconv_code(c):
+    return c.call(
+        f"nn.ConvTranspose{c.rank}d", c.channels(), c.arg("out_channels"), kernel_size=c.arg("kernel"),
+        stride=c.kw("stride", 1), padding=c.kw("pad", 0), bias=c.kw("bias", True),
+    )
 
 
 register(OpSpec(
@@ -125,7 +122,7 @@ register(OpSpec(
     category="weight",
     positional=(ArgSpec("kernel", "tuple", min=1), ArgSpec("out_channels", "int", min=1)),
     keywords=(
-        ArgSpec("stride", "tuple", lambda a: a["kernel"], min=1, doc="kernel"),
+        ArgSpec("stride", "tuple", lambda a: a["kernel"], min=1, doc="kernel", same_as="kernel"),
         ArgSpec("pad", "tuple", 0, min=0),
         ArgSpec("bias", "bool", True),
     ),
@@ -133,15 +130,13 @@ register(OpSpec(
     params=_upconv_params,
     macs=_upconv_macs,
     label=lambda a, i, o: f"{_dims(a['kernel'])} up-conv, {a['out_channels']}",
-    build=_build_upconv,
+    code=_upconv_code,
     min_rank=2,
 ))
 
 
-def _build_linear(in_shape: Shape, args: dict):
-    from torch import nn
-
-    return nn.Linear(in_shape[-1], args["out_features"], bias=args["bias"])
+def _linear_code(c):
+    return c.call("nn.Linear", c.features(), c.arg("out_features"), bias=c.kw("bias", True))
 
 
 register(OpSpec(
@@ -154,5 +149,5 @@ register(OpSpec(
     params=lambda s, a: s[-1] * a["out_features"] + (a["out_features"] if a["bias"] else 0),
     macs=lambda i, o, a: prod(i) * a["out_features"],
     label=lambda a, i, o: f"fc {a['out_features']}",
-    build=_build_linear,
+    code=_linear_code,
 ))

@@ -34,19 +34,11 @@ def _concat_shapes(shapes: list[Shape], args: dict) -> Shape:
     return (current[0] + other[0], *current[1:])
 
 
-def _builder(class_name: str, *arg_names: str):
-    def build(in_shape: Shape, args: dict):
-        from ..backends import layers
-
-        return getattr(layers, class_name)(*(args[name] for name in arg_names))
-
-    return build
-
-
-def _merge(name: str, doc: str, infer, build, label, macs=lambda i, o, a: prod(o)) -> None:
+def _merge(name: str, doc: str, infer, label, macs=lambda i, o, a: prod(o)) -> None:
+    # Merges are statements, not modules: the code generator writes them inline.
     register(OpSpec(
         name=name, doc=doc, category="merge", positional=(), keywords=(),
-        infer=infer, build=build, label=label, macs=macs, internal=True,
+        infer=infer, label=label, macs=macs, internal=True,
     ))
 
 
@@ -54,14 +46,11 @@ register(OpSpec(
     name="input", doc="The network's input tensor.", category="io", positional=(), keywords=(),
     infer=lambda s, a: s, label=lambda a, i, o: "input", internal=True,
 ))
-_merge("residual_add", "out = scale * drop_path(body) + shortcut", _same_shapes,
-       _builder("ResidualAdd", "scale", "drop_path"), lambda a, i, o: "+")
-_merge("add", "Element-wise sum with an earlier tensor (long skip).", _same_shapes,
-       _builder("Add"), lambda a, i, o: "+")
-_merge("mul", "Element-wise product with an earlier tensor (gating).", _same_shapes,
-       _builder("Mul"), lambda a, i, o: "x")
+_merge("residual_add", "out = scale * drop_path(body) + shortcut", _same_shapes, lambda a, i, o: "+")
+_merge("add", "Element-wise sum with an earlier tensor (long skip).", _same_shapes, lambda a, i, o: "+")
+_merge("mul", "Element-wise product with an earlier tensor (gating).", _same_shapes, lambda a, i, o: "x")
 _merge("concat", "Channel concatenation [current, earlier], optionally center-cropping the earlier.",
-       _concat_shapes, _builder("Concat", "crop"), lambda a, i, o: "concat", macs=lambda i, o, a: 0)
+       _concat_shapes, lambda a, i, o: "concat", macs=lambda i, o, a: 0)
 
 
 def _zero_pad_shape(in_shape: Shape, args: dict) -> Shape:
@@ -71,7 +60,6 @@ def _zero_pad_shape(in_shape: Shape, args: dict) -> Shape:
 
 _merge("zero_pad", "Option-A shortcut: strided subsampling, then zero channels appended.",
        lambda shapes, args: _zero_pad_shape(shapes[0], args),
-       _builder("ZeroPadShortcut", "stride", "channels"),
        lambda a, i, o: "zero-pad", macs=lambda i, o, a: 0)
 
 

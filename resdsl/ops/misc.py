@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from math import prod
 
-from .base import ArgSpec, OpError, OpSpec, Shape, register
+from .base import OMIT, ArgSpec, OpError, OpSpec, Shape, register
 
 _LINEAR_MODES = {1: "linear", 2: "bilinear", 3: "trilinear"}
 
@@ -20,21 +20,10 @@ def _upsample_out(in_shape: Shape, args: dict) -> Shape:
     return (in_shape[0], *(size * args["factor"] for size in in_shape[1:]))
 
 
-def _build_upsample(in_shape: Shape, args: dict):
-    from torch import nn
-
-    mode = _torch_mode(args["mode"], len(in_shape) - 1)
-    align = False if mode != "nearest" else None
-    return nn.Upsample(scale_factor=args["factor"], mode=mode, align_corners=align)
-
-
-def _build_simple(class_name: str, *init):
-    def build(in_shape: Shape, args: dict):
-        from torch import nn
-
-        return getattr(nn, class_name)(*[args[name] if isinstance(name, str) else name for name in init])
-
-    return build
+def _upsample_code(c):
+    mode = _torch_mode(c.args["mode"], c.rank)
+    align = c.lit(False) if mode != "nearest" else OMIT  # torch warns unless it is explicit
+    return c.call("nn.Upsample", scale_factor=c.arg("factor"), mode=c.lit(mode), align_corners=align)
 
 
 register(OpSpec(
@@ -45,7 +34,7 @@ register(OpSpec(
     keywords=(),
     infer=lambda s, a: s,
     label=lambda a, i, o: "identity",
-    build=_build_simple("Identity"),
+    code=lambda c: c.call("nn.Identity"),
 ))
 
 register(OpSpec(
@@ -56,7 +45,7 @@ register(OpSpec(
     keywords=(ArgSpec("mode", "enum", "nearest", choices=("nearest", "linear", "bicubic")),),
     infer=_upsample_out,
     label=lambda a, i, o: f"upsample x{a['factor']}",
-    build=_build_upsample,
+    code=_upsample_code,
     min_rank=2,
 ))
 
@@ -68,7 +57,7 @@ register(OpSpec(
     keywords=(),
     infer=lambda s, a: s,
     label=lambda a, i, o: f"dropout {a['p']:g}",
-    build=_build_simple("Dropout", "p"),
+    code=lambda c: c.call("nn.Dropout", c.arg("p")),
 ))
 
 register(OpSpec(
@@ -79,5 +68,5 @@ register(OpSpec(
     keywords=(),
     infer=lambda s, a: (prod(s),),
     label=lambda a, i, o: "flatten",
-    build=_build_simple("Flatten", 1),
+    code=lambda c: c.call("nn.Flatten", c.lit(1)),
 ))

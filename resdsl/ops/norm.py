@@ -7,21 +7,15 @@ from math import prod
 from .base import ArgSpec, OpError, OpSpec, Shape, register
 
 
-def _build_batchnorm(in_shape: Shape, args: dict):
-    from torch import nn
-
-    cls = (nn.BatchNorm1d, nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)[len(in_shape) - 1]
-    return cls(in_shape[0], eps=args["eps"], momentum=args["momentum"])
+def _batchnorm_code(c):
+    rank = max(c.rank, 1)  # [C] and [C, L] both use BatchNorm1d
+    return c.call(f"nn.BatchNorm{rank}d", c.channels(), eps=c.kw("eps", 1e-5), momentum=c.kw("momentum", 0.1))
 
 
-def _build_layernorm(in_shape: Shape, args: dict):
-    from torch import nn
-
-    if len(in_shape) == 1:
-        return nn.LayerNorm(in_shape[0], eps=args["eps"])
-    from ..backends.layers import ChannelLayerNorm
-
-    return ChannelLayerNorm(in_shape[0], eps=args["eps"])
+def _layernorm_code(c):
+    # Flat input: over its features; otherwise over the channels at each position.
+    callee = "nn.LayerNorm" if c.rank == 0 else "ChannelLayerNorm"
+    return c.call(callee, c.channels(), eps=c.kw("eps", 1e-5))
 
 
 def _groupnorm_shape(in_shape: Shape, args: dict) -> Shape:
@@ -40,10 +34,8 @@ def _groupnorm_shape(in_shape: Shape, args: dict) -> Shape:
     return in_shape
 
 
-def _build_groupnorm(in_shape: Shape, args: dict):
-    from torch import nn
-
-    return nn.GroupNorm(args["groups"], in_shape[0], eps=args["eps"])
+def _groupnorm_code(c):
+    return c.call("nn.GroupNorm", c.arg("groups"), c.channels(), eps=c.kw("eps", 1e-5))
 
 
 def _elementwise_macs(in_shape: Shape, out_shape: Shape, args: dict) -> int:
@@ -62,7 +54,7 @@ register(OpSpec(
     params=lambda s, a: 2 * s[0],
     macs=_elementwise_macs,
     label=lambda a, i, o: "batch norm",
-    build=_build_batchnorm,
+    code=_batchnorm_code,
 ))
 
 register(OpSpec(
@@ -75,7 +67,7 @@ register(OpSpec(
     params=lambda s, a: 2 * s[0],
     macs=_elementwise_macs,
     label=lambda a, i, o: "layer norm",
-    build=_build_layernorm,
+    code=_layernorm_code,
 ))
 
 register(OpSpec(
@@ -88,6 +80,6 @@ register(OpSpec(
     params=lambda s, a: 2 * s[0],
     macs=_elementwise_macs,
     label=lambda a, i, o: f"group norm, {a['groups']}",
-    build=_build_groupnorm,
+    code=_groupnorm_code,
     min_rank=2,
 ))

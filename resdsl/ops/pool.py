@@ -38,15 +38,13 @@ def _pool_out(in_shape: Shape, args: dict) -> Shape:
     return (in_shape[0], *sizes)
 
 
-def _pool_builder(kind: str):
-    def build(in_shape: Shape, args: dict):
-        from torch import nn
+def _pool_code(kind: str):
+    def code(c):
+        # torch's pooling stride defaults to the kernel, as ours does.
+        return c.call(f"nn.{kind}{c.rank}d", c.arg("kernel"), stride=c.kw("stride", c.args["kernel"]),
+                      padding=c.kw("pad", 0))
 
-        rank = len(in_shape) - 1
-        cls = getattr(nn, f"{kind}{rank}d")
-        return cls(args["kernel"], stride=args["stride"], padding=args["pad"])
-
-    return build
+    return code
 
 
 def _pool_label(word: str):
@@ -67,23 +65,17 @@ for _name, _class, _word, _infer in (("maxpool", "MaxPool", "max", _pool_out),
         category="pool",
         positional=(ArgSpec("kernel", "tuple", min=1),),
         keywords=(
-            ArgSpec("stride", "tuple", lambda a: a["kernel"], min=1, doc="kernel"),
+            ArgSpec("stride", "tuple", lambda a: a["kernel"], min=1, doc="kernel", same_as="kernel"),
             ArgSpec("pad", "tuple", 0, min=0),
         ),
         infer=_infer,
         macs=lambda i, o, a: prod(o) * prod(a["kernel"]),
         label=_pool_label(_word),
-        build=_pool_builder(_class),
+        code=_pool_code(_class),
         min_rank=2,
     ))
 
 
-def _build_adaptive(in_shape: Shape, args: dict):
-    from torch import nn
-
-    cls = (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d)[len(in_shape) - 2]
-    size = args["size"]
-    return cls(size[0] if len(size) == 1 else size)
 
 
 register(OpSpec(
@@ -95,6 +87,6 @@ register(OpSpec(
     infer=lambda s, a: (s[0], *a["size"]),
     macs=lambda i, o, a: prod(i),
     label=lambda a, i, o: "avg pool" if all(d == 1 for d in a["size"]) else f"adaptive avg pool {_dims(a['size'])}",
-    build=_build_adaptive,
+    code=lambda c: c.call(f"nn.AdaptiveAvgPool{c.rank}d", c.arg("size")),
     min_rank=2,
 ))
