@@ -1,6 +1,9 @@
 """Peak memory of an inference forward (torch.no_grad, resnet50, batch 8), ours against
-torchvision's, measured the same way for both: the rise of the process's peak
-resident set size (ru_maxrss) during one forward, in a fresh subprocess each time.
+torchvision's, measured the same way for both, in a fresh subprocess each time: the
+process's peak resident set size is reset just before the forward (Linux
+/proc/self/clear_refs), and the peak reached during it, minus the resident size
+before it, is the forward's memory. (ru_maxrss alone fails here: building the model
+can set a higher mark than the forward ever reaches.)
 
     python benchmarks/memory.py
 """
@@ -19,7 +22,7 @@ from common import print_table  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 PROBE = """
-import json, resource, sys, torch
+import json, sys, torch
 torch.set_num_threads(1)
 which = sys.argv[1]
 if which == "resdsl":
@@ -29,10 +32,18 @@ else:
     import torchvision
     model = torchvision.models.resnet50().eval()
 x = torch.randn(8, 3, 224, 224)
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+def status_kib(field):
+    for line in open("/proc/self/status"):
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+
+with open("/proc/self/clear_refs", "w") as handle:
+    handle.write("5")  # reset VmHWM (the peak RSS) to the current RSS
+before = status_kib("VmRSS")
 with torch.no_grad():
     model(x)
-after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+after = status_kib("VmHWM")
 print(json.dumps({"peak_rise_mib": (after - before) / 1024}))
 """
 

@@ -31,7 +31,11 @@ def machine() -> str:
 
 def main(argv: list[str]) -> None:
     chosen = argv or list(SUITES)
+    unknown = [name for name in chosen if name not in SUITES]
+    if unknown:
+        raise SystemExit(f"unknown benchmark {unknown[0]!r}; choose from {', '.join(SUITES)}")
     print(f"machine: {machine()}")
+    sys.argv = sys.argv[:1]  # each suite parses its own (default) options
     for name in chosen:
         module = importlib.import_module(SUITES[name])
         module.main()
