@@ -156,20 +156,19 @@ class ErrorList:
         hint: str | None = None,
         notes: Iterable[str] = (),
     ) -> None:
-        key = (span.file, span.line, span.column, message)
-        if key in self._seen or len(self.diagnostics) >= self.limit:
-            return
-        self._seen.add(key)
-        self.diagnostics.append(
-            Diagnostic(span, message, hint, self.source_line(span), tuple(notes))
-        )
+        self._append(Diagnostic(span, message, hint, self.source_line(span), tuple(notes)))
 
     def extend(self, error: SpecError) -> None:
         for diag in error.diagnostics:
-            key = (diag.span.file, diag.span.line, diag.span.column, diag.message)
-            if key not in self._seen and len(self.diagnostics) < self.limit:
-                self._seen.add(key)
-                self.diagnostics.append(diag)
+            self._append(diag)
+
+    def _append(self, diag: Diagnostic) -> None:
+        # The same problem met again (a block body in every instance) is reported once.
+        key = (diag.span.file, diag.span.line, diag.span.column, diag.message)
+        if key in self._seen or len(self.diagnostics) >= self.limit:
+            return
+        self._seen.add(key)
+        self.diagnostics.append(diag)
 
     def source_line(self, span: Span) -> str | None:
         text = self.sources.get(span.file)

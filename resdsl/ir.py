@@ -164,5 +164,13 @@ class SpecFile(IRNode):
     networks: tuple[Network, ...] = ()
 
 
+def args_by_name(args: tuple[Arg, ...], names: list[str] | tuple[str, ...]) -> dict[str, Expr]:
+    """Each argument's expression under the name it binds to: positional arguments
+    take ``names`` in order, keyword arguments their own name."""
+    bound = dict(zip(names, (a.value for a in args if a.name is None)))
+    bound.update((a.name, a.value) for a in args if a.name is not None)
+    return bound
+
+
 for _model in (BinOp, Neg, FuncCall, Arg, Residual, Block, Network):
     _model.model_rebuild()

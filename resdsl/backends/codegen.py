@@ -756,13 +756,7 @@ class Generator:
         block = self.block_ir.get(box.block)
         if stmt is None or block is None or not hasattr(stmt, "args"):
             return {}
-        exprs: dict[str, ir.Expr] = {}
-        positional = [a for a in stmt.args if a.name is None]
-        for param, arg in zip(block.params, positional):
-            exprs[param.name] = arg.value
-        for arg in stmt.args:
-            if arg.name is not None:
-                exprs[arg.name] = arg.value
+        exprs = ir.args_by_name(stmt.args, [p.name for p in block.params])
         if isinstance(stmt, ir.Stage) and parent is not None and parent.kind == "stage" and \
                 self._local(path) == "0":
             for option in stmt.options:
@@ -777,15 +771,7 @@ class Generator:
             return {}
         from ..ops import REGISTRY
 
-        op = REGISTRY[data["op"]]
-        exprs: dict[str, ir.Expr] = {}
-        positional = [a for a in stmt.args if a.name is None]
-        for spec, arg in zip(op.positional, positional):
-            exprs[spec.name] = arg.value
-        for arg in stmt.args:
-            if arg.name is not None:
-                exprs[arg.name] = arg.value
-        return exprs
+        return ir.args_by_name(stmt.args, [spec.name for spec in REGISTRY[data["op"]].positional])
 
     def ctor(self, node: int, ctx: Ctx, chan: dict) -> Call:
         """The torch constructor of one op, as its catalogue entry describes it, with the
