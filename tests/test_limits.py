@@ -25,6 +25,11 @@ def _error(text: str, located: bool = True, **kwargs) -> SpecError:
     return err
 
 
+# These inputs probe nesting limits with files over the default size limit (128 KiB);
+# raise it so the nesting limit is what they meet, still within a second.
+BIG_FILES = Limits(max_file_bytes=1_000_000)
+
+
 def _where(err: SpecError) -> tuple[int, int]:
     return err.diagnostics[0].span.line, err.diagnostics[0].span.column
 
@@ -77,7 +82,7 @@ def test_unlabelled_residuals_count_toward_depth():
             pad += "    "
         lines.append(pad + (f"b{i + 1}" if i < 59 else "relu"))
     lines.append("    b0")
-    err = _error("\n".join(lines) + "\n")
+    err = _error("\n".join(lines) + "\n", limits=BIG_FILES)
     assert "nested more than 64 deep" in err.diagnostics[0].message
     assert err.diagnostics[0].span.line > 3
 
@@ -173,7 +178,7 @@ def test_moderate_nesting_still_works():
 
 def test_deep_indentation_is_a_located_error():
     body = "".join(" " * (4 * i + 4) + "residual:\n" for i in range(400)) + " " * 1604 + "relu\n"
-    err = _error(HEAD + body)
+    err = _error(HEAD + body, limits=BIG_FILES)
     assert err.diagnostics[0].span.line > 3
 
 
@@ -186,7 +191,7 @@ def test_huge_single_indent_is_a_located_error():
 def test_deep_yaml_flow_collections_are_located_and_fast(opener):
     closer = {"[": "]", "{": "}"}[opener]
     text = "network: n\ninput: 'x: [3]'\nbody: " + opener * 100_000 + closer * 100_000 + "\n"
-    err = _error(text, fmt="yaml")
+    err = _error(text, fmt="yaml", limits=BIG_FILES)
     assert _where(err)[0] == 3 and "nested more than" in err.diagnostics[0].message
 
 
