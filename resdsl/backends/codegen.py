@@ -49,7 +49,6 @@ import re
 import sys
 import types
 from dataclasses import dataclass, field
-from math import prod
 from typing import TYPE_CHECKING, Any, Callable
 
 from .. import ir

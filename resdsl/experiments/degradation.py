@@ -14,13 +14,12 @@ Expected: deeper plain networks train worse; deeper residual networks do not.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 from typing import Sequence
 
-from .training import SPEC, Run, digits, set_threads, spread, train
+from .training import SPEC, Run, digits, pyplot, save_results, set_threads, spread, train
 
 OUT = Path(__file__).resolve().parents[2] / "docs" / "images"
 
@@ -69,12 +68,9 @@ def summary(runs: list[Run]) -> list[dict]:
     return rows
 
 
-def plot(runs: list[Run], path: Path, steps: int) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def plot(runs: list[Run], steps: int):
+    """Training error against steps, plain twins left, residual right; returns the figure."""
+    plt = pyplot()
     depths = sorted({r.depth for r in runs})
     colors = dict(zip(depths, plt.get_cmap("viridis")([0.85, 0.5, 0.1, 0.3][:len(depths)])))
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
@@ -92,9 +88,7 @@ def plot(runs: list[Run], path: Path, steps: int) -> None:
     axes[0].set_ylabel("training error (%)")
     seeds = sorted({r.seed for r in runs})
     fig.suptitle(f"Degradation on digits: {steps} steps, seeds {seeds} (line: mean, band: min-max)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    return fig
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
@@ -102,19 +96,17 @@ def main(argv: Sequence[str] | None = None) -> dict:
     set_threads()
     start = time.perf_counter()
     runs = run_all(args)
-    args.out.mkdir(parents=True, exist_ok=True)
-    plot(runs, args.out / "science_degradation.png", args.steps)
     result = {"steps": args.steps, "lr": args.lr, "summary": summary(runs),
               "curves": [{"depth": r.depth, "plain": r.plain, "seed": r.seed, "steps": r.steps,
                           "train_error": r.train_error, "test_error": r.test_error} for r in runs],
               "seconds": round(time.perf_counter() - start, 1)}
-    (args.out / "science_degradation.json").write_text(json.dumps(result, indent=1) + "\n")
+    figure = save_results(plot(runs, args.steps), result, args.out, "science_degradation")
     for row in result["summary"]:
         tr, te = row["train_error"], row["test_error"]
         print(f"{'plain' if row['plain'] else 'resnet'}-{row['depth']}: train error "
               f"{100 * tr['mean']:.1f}% ({100 * tr['min']:.1f}-{100 * tr['max']:.1f}), "
               f"test error {100 * te['mean']:.1f}% ({100 * te['min']:.1f}-{100 * te['max']:.1f})")
-    print(f"wall time {result['seconds']} s; figure {args.out / 'science_degradation.png'}")
+    print(f"wall time {result['seconds']} s; figure {figure}")
     return result
 
 

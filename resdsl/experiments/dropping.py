@@ -18,7 +18,6 @@ second panel removes k random shape-keeping blocks at once::
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import sys
 import time
@@ -27,7 +26,7 @@ from typing import Sequence
 
 from ..graph import residual_units
 from .probes import dropped, shortcut_node
-from .training import SPEC, Run, digits, error, set_threads, spread, train
+from .training import SPEC, Run, digits, error, pyplot, save_results, set_threads, spread, train
 
 OUT = Path(__file__).resolve().parents[2] / "docs" / "images"
 
@@ -96,11 +95,9 @@ def measure(args: argparse.Namespace) -> dict:
     return results
 
 
-def plot(results: dict, path: Path, depth: int) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def plot(results: dict, depth: int):
+    """Accuracy with one block removed (left) and with several (right); returns the figure."""
+    plt = pyplot()
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4), gridspec_kw={"width_ratios": [3, 2]})
     units = results["units"]
@@ -131,9 +128,7 @@ def plot(results: dict, path: Path, depth: int) -> None:
         ax.set_ylim(0, 100)
         ax.grid(alpha=0.3)
         ax.legend(loc="lower left")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    return fig
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
@@ -141,18 +136,16 @@ def main(argv: Sequence[str] | None = None) -> dict:
     set_threads()
     start = time.perf_counter()
     results = measure(args)
-    args.out.mkdir(parents=True, exist_ok=True)
     depth = 6 * args.n + 2
-    plot(results, args.out / "science_dropping.png", depth)
     results.update(n=args.n, steps=args.steps, seconds=round(time.perf_counter() - start, 1))
-    (args.out / "science_dropping.json").write_text(json.dumps(results, indent=1) + "\n")
+    figure = save_results(plot(results, depth), results, args.out, "science_dropping")
     for name in ("residual", "plain"):
         rows = results[name]
         singles = [a for r in rows for a in r["each"] if a is not None]
         print(f"{name}-{depth}: baseline {100 * sum(r['baseline'] for r in rows) / len(rows):.1f}%, "
               f"one block removed: mean {100 * sum(singles) / len(singles):.1f}%, "
               f"worst {100 * min(singles):.1f}%")
-    print(f"wall time {results['seconds']} s; figure {args.out / 'science_dropping.png'}")
+    print(f"wall time {results['seconds']} s; figure {figure}")
     return results
 
 

@@ -133,6 +133,29 @@ def spread(values: list[list[float]]) -> tuple[list[float], list[float], list[fl
     return ([sum(c) / len(c) for c in columns], [min(c) for c in columns], [max(c) for c in columns])
 
 
+def pyplot():
+    """matplotlib's pyplot on the Agg back end (files only, no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_results(fig, result: dict, out: Path, stem: str) -> Path:
+    """Write ``out/stem.png`` (the figure) and ``out/stem.json`` (the numbers behind it)."""
+    import json
+
+    out.mkdir(parents=True, exist_ok=True)
+    figure = out / f"{stem}.png"
+    fig.tight_layout()
+    fig.savefig(figure, dpi=110)
+    pyplot().close(fig)
+    (out / f"{stem}.json").write_text(json.dumps(result, indent=1) + "\n")
+    return figure
+
+
 def set_threads() -> None:
     """One thread: these networks are small, and on shared cores a second thread
     waiting for a busy core made a training step ten times slower (measured)."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import ArgSpec, OpSpec, Shape, register
+from .base import ArgSpec, OpSpec, register
 
 _TORCH_CLASSES = {
     "relu": "ReLU",

@@ -15,7 +15,7 @@ from lark.exceptions import (
 )
 
 from .. import ir
-from ..errors import ErrorList, Span, SpecError
+from ..errors import ErrorList, Span
 from .grammar import IndentationProblem, get_parser
 
 #: Statements that refer to an earlier labelled tensor instead of applying an op.
@@ -230,7 +230,6 @@ class ToIR(Transformer):
 
     def network(self, meta, children):
         name, params, name_span = children[0]
-        span = self.span(meta)
         inputs = [c for c in children[1:] if isinstance(c, ir.Input)]
         blocks = tuple(c for c in children[1:] if isinstance(c, ir.Block))
         body = self.body([c for c in children[1:] if not isinstance(c, (ir.Input, ir.Block))])
