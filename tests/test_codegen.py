@@ -238,3 +238,13 @@ def test_a_new_op_needs_only_its_catalogue_entry():
             assert torch.equal(model(x), torch.nn.functional.softsign(model.conv_0(x)))
     finally:
         del REGISTRY["softsign"]
+
+
+def test_comments_of_an_imported_block_cite_the_block_file():
+    """specs/resnet18.res imports its blocks: their lines live in blocks/resnet.res."""
+    text = generate(resdsl.load(Path(__file__).resolve().parents[1] / "specs" / "resnet18.res")).text
+    block = text[text.index("class Basic"):text.index("class Resnet18")]
+    network = text[text.index("class Resnet18"):]
+    assert '"""Block ``basic`` (resnet.res:' in block
+    assert "# resnet18.res:" not in block and "# resnet.res:" in block
+    assert "# resnet18.res:" in network

@@ -423,6 +423,11 @@ class Generator:
             return None
         return f"{box.kind}:{box.span.line}:{box.span.column}:{self._owner_key(path)}"
 
+    def where(self, span: Any) -> str:
+        """``file:line`` for a comment: the file the statement is written in (an imported
+        block's own file), by base name."""
+        return f"{_safe_file(span.file)}:{span.line}"
+
     def _owner_key(self, path: str) -> str:
         while path:
             path = path.rsplit(".", 1)[0] if "." in path else ""
@@ -524,13 +529,14 @@ class Generator:
     def new_class(self, key: str, path: str, body: str, r: Rendered, variant: int) -> ClassInfo:
         box = self.boxes[path]
         if box.kind == "network":
-            base, doc = _camel(self.net.name), f"Network ``{self.net.name}`` ({self.file}:{box.span.line})."
+            base, doc = _camel(self.net.name), f"Network ``{self.net.name}`` ({self.where(box.span)})."
         elif box.kind == "block":
-            base, doc = _camel(box.block), f"Block ``{box.block}`` ({self.file}:{box.span.line})."
+            definition = self.block_ir[box.block].span if box.block in self.block_ir else box.span
+            base, doc = _camel(box.block), f"Block ``{box.block}`` ({self.where(definition)})."
         else:
             owner = self.class_of_owner(path)
             base = owner + _camel(self._local(path))
-            doc = f"The {box.kind} ``{self._local(path)}`` of {owner} ({self.file}:{box.span.line})."
+            doc = f"The {box.kind} ``{self._local(path)}`` of {owner} ({self.where(box.span)})."
         name = base if variant == 0 else f"{base}_{variant + 1}"
         while name in self.taken_class_names:
             name += "_"
@@ -602,9 +608,9 @@ class Generator:
                     skip_children.add(ref)
                     continue
                 call = self.child_call(ref, ctx, chan)
-                comment = f"# {self.file}:{child_box.span.line}"
+                comment = f"# {self.where(child_box.span)}"
                 init += _statement(f"self.{self._local(ref)}", call, inner, comment)
-                ops.append(Op(child_box.output, (child_box.input,), child_box.span.line,
+                ops.append(Op(child_box.output, (child_box.input,), child_box.span,
                               lambda v, r=ref: f"self.{self._local(r)}({v[0]})", kind="child",
                               local=self._local(ref)))
                 continue
@@ -621,7 +627,7 @@ class Generator:
                     if sc_path is not None:
                         seq = self.sequential(sc_path, ctx, chan)
                         lines = _statement(f"self.{local}", Cond(seq, flag), inner,
-                                           f"# {self.file}:{unit.span.line}")
+                                           f"# {self.where(unit.span)}")
                         filled[ukey] = lines
                     placeholders[token] = ukey
                     init.append(token)
@@ -631,9 +637,9 @@ class Generator:
                 continue
             ctor = self.ctor(ref, ctx, chan)
             init += _statement(f"self.{self._local(data['module'])}", ctor, inner,
-                               f"# {self.file}:{data['span'].line}")
+                               f"# {self.where(data['span'])}")
             local = self._local(data["module"])
-            ops.append(Op(ref, tuple(data["inputs"]), data["span"].line,
+            ops.append(Op(ref, tuple(data["inputs"]), data["span"],
                           lambda v, local=local: f"self.{local}({v[0]})", kind="module",
                           local=local, op=data["op"]))
         forward, inplace = self.forward(path, ops, box)
@@ -842,7 +848,7 @@ class Generator:
     # -- forward pieces --------------------------------------------------------------------
     def inline_op(self, node: int, ctx: Ctx) -> "Op":
         data = self.graph.nodes[node]
-        op, args, line = data["op"], data["args"], data["span"].line
+        op, args, line = data["op"], data["args"], data["span"]
         if op == "residual_add":
             return self.residual_op(node, ctx)
         if op in ("add", "mul"):
@@ -868,7 +874,7 @@ class Generator:
 
     def residual_op(self, node: int, ctx: Ctx, shortcut_var: str | None = None) -> "Op":
         data = self.graph.nodes[node]
-        args, line = data["args"], data["span"].line
+        args, line = data["args"], data["span"]
         stmt = self.stmts.get(_key(data["span"]))
         options = {o.name: o.value for o in getattr(stmt, "options", ())}
         scale, drop = args["scale"], args["drop_path"]
@@ -918,7 +924,7 @@ class Generator:
             dead = [n for n in dict.fromkeys(op.inputs) if last.get(n) == index]
             mutable = {n for n in dead if n != box.input and op.inputs.count(n) == 1 and
                        self.graph.nodes[n]["op"] in MUTABLE_PRODUCERS}
-            comment = f"  # {self.file}:{op.line}"
+            comment = f"  # {self.where(op.span)}"
             temporaries: set[str] = set()
             if op.optional is not None:  # torchvision's optional downsample
                 ident = self._fresh("identity", live)
@@ -1028,7 +1034,7 @@ class Op:
 
     node: int
     inputs: tuple[int, ...]
-    line: int
+    span: Any  # where in the spec (file and line) the statement comes from
     rhs: Callable[[list[str]], str]
     kind: str = "expr"  # module | child | add | expr
     local: str | None = None
