@@ -159,7 +159,7 @@ DEEP = 3000
     "-" * DEEP + "1",
     "+".join(["1"] * DEEP),
     "min(" * DEEP + "1" + ", 1)" * DEEP,
-])
+], ids=["parentheses", "unary-minus", "long-sum", "nested-min"])
 def test_deep_expressions_are_located_errors(expr):
     limit = sys.getrecursionlimit()
     text = HEAD + f"    linear {expr}\n"
