@@ -46,13 +46,18 @@ class Net:
     """
 
     def __init__(self, network: ir.Network, graph: nx.DiGraph, filename: str,
-                 params: Mapping[str, Any], plain: bool, shortcut: str | None = None):
+                 params: Mapping[str, Any], plain: bool, shortcut: str | None = None,
+                 blocks: Mapping[str, ir.Block] | None = None):
         self.ir = network
         self.graph = graph
         self.filename = filename
         self.params = dict(params)
         self.plain = plain
         self.shortcut = "none" if plain else shortcut
+        # Every block definition in scope (file, imports, network): code generation maps
+        # statements back to them.
+        self.blocks = dict(blocks or {})
+        self._source = None  # generated PyTorch source, made on first build (a Net never changes)
 
     @property
     def name(self) -> str:
@@ -265,16 +270,10 @@ def _gc_paused():
             gc.enable()
 
 
+@_gc_paused()
 def _compile(text: str, filename: str, fmt: str | None, network: str | None, plain: bool,
              params: Mapping[str, Any], limits: Limits, root_dir: Path | None,
              shortcut: str | None = None) -> Net:
-    with _gc_paused():
-        return _compile_unpaused(text, filename, fmt, network, plain, params, limits, root_dir, shortcut)
-
-
-def _compile_unpaused(text: str, filename: str, fmt: str | None, network: str | None, plain: bool,
-                      params: Mapping[str, Any], limits: Limits, root_dir: Path | None,
-                      shortcut: str | None) -> Net:
     errors = ErrorList()
     errors.sources[filename] = text
     if len(text.encode("utf-8", "surrogatepass")) > limits.max_file_bytes:
@@ -297,9 +296,7 @@ def _compile_unpaused(text: str, filename: str, fmt: str | None, network: str | 
         for check in PIPELINE:
             check(graph, errors)
     errors.raise_if_any()
-    net = Net(chosen, graph, filename, graph.graph["params"], plain, shortcut)
-    net.blocks = blocks  # every block definition in scope: code generation maps statements back to them
-    return net
+    return Net(chosen, graph, filename, graph.graph["params"], plain, shortcut, blocks)
 
 
 def _choose_network(spec: ir.SpecFile, filename: str, network: str | None,

@@ -365,7 +365,7 @@ class Generator:
         self.signature = dict(net.params if signature is None else signature)
         self.frozen = frozen or {}
         self.stmts: dict[tuple, Any] = {}
-        self.block_ir: dict[str, ir.Block] = dict(getattr(net, "blocks", {}) or {})
+        self.block_ir: dict[str, ir.Block] = dict(net.blocks)
         for block in net.ir.blocks:
             self.block_ir.setdefault(block.name, block)
         self._index(net.ir.body)

@@ -30,11 +30,9 @@ def source_of(net: "Net") -> "Source":
     """The generated source of ``net`` (made once per Net; a Net never changes)."""
     from .codegen import generate
 
-    cached = net.__dict__.get("_resdsl_source")
-    if cached is None:
-        cached = generate(net)
-        net.__dict__["_resdsl_source"] = cached
-    return cached
+    if net._source is None:
+        net._source = generate(net)
+    return net._source
 
 
 def build_module(net: "Net", *, zero_init_residual: bool = False,
