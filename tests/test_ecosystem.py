@@ -165,6 +165,10 @@ DDP_WORKER = textwrap.dedent("""\
         assert all(torch.equal(gathered[0], g) for g in gathered[1:]), "replicas diverged"
         assert not torch.equal(flat, initial), "two steps did not train"
         print("replicas identical")
+    # DDP holds the process group: release it first, or the group outlives
+    # destroy_process_group and its gloo threads die with the interpreter, aborting the
+    # process about one run in six ("terminate called without an active exception").
+    del model, optimizer
     dist.destroy_process_group()
 """)
 
