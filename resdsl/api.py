@@ -47,7 +47,8 @@ class Net:
 
     def __init__(self, network: ir.Network, graph: nx.DiGraph, filename: str,
                  params: Mapping[str, Any], plain: bool, shortcut: str | None = None,
-                 blocks: Mapping[str, ir.Block] | None = None):
+                 blocks: Mapping[str, ir.Block] | None = None, limits: Limits | None = None,
+                 inputs: tuple[str, ...] = ()):
         self.ir = network
         self.graph = graph
         self.filename = filename
@@ -57,6 +58,10 @@ class Net:
         # Every block definition in scope (file, imports, network): code generation maps
         # statements back to them.
         self.blocks = dict(blocks or {})
+        # The limits it was checked under: later stages (code generation, build) keep them.
+        self.limits = limits or Limits()
+        # Every file it was read from (the spec, then each import), resolved: outputs never replace them.
+        self.inputs = tuple(inputs)
         self._source = None  # generated PyTorch source, made on first build (a Net never changes)
 
     @property
@@ -296,7 +301,8 @@ def _compile(text: str, filename: str, fmt: str | None, network: str | None, pla
         for check in PIPELINE:
             check(graph, errors)
     errors.raise_if_any()
-    return Net(chosen, graph, filename, graph.graph["params"], plain, shortcut, blocks)
+    inputs = tuple(str(Path(name).resolve()) for name in errors.sources) if root_dir is not None else ()
+    return Net(chosen, graph, filename, graph.graph["params"], plain, shortcut, blocks, limits, inputs)
 
 
 def _choose_network(spec: ir.SpecFile, filename: str, network: str | None,

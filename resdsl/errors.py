@@ -177,6 +177,11 @@ class ErrorList:
         lines = text.splitlines()
         return lines[span.line - 1] if 0 < span.line <= len(lines) else None
 
+    @property
+    def full(self) -> bool:
+        """True once the cap is reached: callers skip building diagnostics that would be dropped."""
+        return len(self.diagnostics) >= self.limit
+
     def __bool__(self) -> bool:
         return bool(self.diagnostics)
 
