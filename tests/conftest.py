@@ -9,7 +9,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = ROOT / "specs"
-SHARED = ROOT.parent / "shared"
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -67,5 +67,5 @@ def test_usage_errors_exit_2(argv, capsys):
 
 def test_console_script_runs_as_a_process():
     result = subprocess.run([sys.executable, "-m", "resdsl", "check", "specs/unet.res"],
-                            capture_output=True, text=True, cwd=ROOT, timeout=120)
+                            capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert result.returncode == 0 and result.stdout.startswith("unet: ok")

@@ -36,8 +36,11 @@ def test_golden(spec: Path, capsys, monkeypatch):
     monkeypatch.chdir(ROOT)
     actual = run_cli(spec, capsys)
     expected_file = spec.with_suffix(".expected")
-    if os.environ.get("RESDSL_UPDATE_GOLDEN") or not expected_file.exists():
+    if os.environ.get("RESDSL_UPDATE_GOLDEN"):
         expected_file.write_text(actual)
+    # A missing expected file is a failure, never a silent pass: write it with
+    # RESDSL_UPDATE_GOLDEN=1 and review it like any other change.
+    assert expected_file.exists(), f"{expected_file.relative_to(ROOT)} is missing; see the module docstring"
     assert actual == expected_file.read_text()
 
 
@@ -49,5 +52,8 @@ def test_error_specs_fail_and_ok_specs_pass(capsys, monkeypatch):
         assert first_line == wanted, spec.name
 
 
-def test_enough_bad_specs():
-    assert len([p for p in SPECS if p.parent.name == "errors"]) >= 15
+def test_enough_bad_and_good_specs():
+    folders = [p.parent.name for p in SPECS]
+    assert folders.count("errors") >= 15
+    assert folders.count("ok") >= 3
+    assert set(folders) == {"errors", "ok"}, "golden specs live in errors/ or ok/"

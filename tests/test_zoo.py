@@ -429,10 +429,9 @@ def test_torchvision_specs_share_their_blocks(name: str):
     assert "\nblock " not in text and "    block " not in text
 
 
-LANGUAGE_MD = SPECS.parents[1] / "shared" / "LANGUAGE.md"
+LANGUAGE_MD = SPECS.parent / "tests" / "language" / "LANGUAGE.md"  # vendored language v1
 
 
-@pytest.mark.skipif(not LANGUAGE_MD.exists(), reason="../shared/LANGUAGE.md not beside the checkout")
 @pytest.mark.parametrize("name", ["resnet50", "unet"])
 def test_language_examples_kept_verbatim(name: str):
     """specs/resnet50.res and specs/unet.res are LANGUAGE.md's examples; only their
