@@ -28,6 +28,8 @@ MAX_INT_DIGITS = 20
 #: Deepest syntax tree the (recursive) transformer is given; far beyond real specs,
 #: far below Python's recursion limit.
 MAX_SYNTAX_DEPTH = 200
+#: Distinct YAML statement strings whose syntax trees are kept (bounds the cache's memory).
+MAX_CACHED_TREES = 1024
 
 #: Attribute names of torch.nn.Module; a submodule with one of these names would
 #: shadow the method. Kept here (not read from torch) so the front end stays
@@ -91,6 +93,27 @@ def check_identifier(name: str, span: Span, errors: ErrorList, what: str) -> Non
         )
 
 
+class _CappedErrors:
+    """The transformer's view of an ErrorList: once the cap is reached, ``add`` builds
+    nothing (a diagnostic copies its source line; thousands of dropped ones cost seconds)."""
+
+    __slots__ = ("errors",)
+
+    def __init__(self, errors: ErrorList):
+        self.errors = errors
+
+    def add(self, span: Span, message: str, hint: str | None = None, notes: Iterable[str] = ()) -> None:
+        if not self.errors.full:
+            self.errors.add(span, message, hint, notes)
+
+    @property
+    def full(self) -> bool:
+        return self.errors.full
+
+    def __bool__(self) -> bool:
+        return bool(self.errors)
+
+
 class _Head:
     """A statement head before we know whether it opens a body."""
 
@@ -136,7 +159,7 @@ class ToIR(Transformer):
     def __init__(self, locate: Locate, errors: ErrorList):
         super().__init__()
         self.locate = locate
-        self.errors = errors
+        self.errors = _CappedErrors(errors)
         # lark's v_args wrapper builds a new bound wrapper (functools.update_wrapper) on
         # every attribute lookup, i.e. once per tree node; bind each rule method once.
         for name in _RULE_METHODS:
@@ -663,23 +686,38 @@ def _first_position(tree: Tree) -> tuple[int, int]:
 
 
 def parse_fragment(
-    text: str, start: str, locate: Locate, errors: ErrorList, source: str | None = None
+    text: str, start: str, locate: Locate, errors: ErrorList, source: str | None = None,
+    converter: ToIR | None = None, trees: dict[tuple[str, str], Tree] | None = None,
 ) -> Any:
-    """Parse ``text`` with one start rule and transform it to IR, recording errors."""
+    """Parse ``text`` with one start rule and transform it to IR, recording errors.
+
+    The YAML reader parses thousands of statement strings: it passes one ``converter``
+    (building a ToIR costs more than parsing ``relu``) and a ``trees`` cache, so each
+    distinct string is parsed once (trees are position-relative; ``locate`` maps them).
+    """
+    tree = trees.get((start, text)) if trees is not None else None
+    if tree is None:
+        try:
+            tree = get_parser().parse(text, start=start)
+        except (UnexpectedInput, IndentationProblem) as exc:
+            if not errors.full:
+                syntax_diagnostic(exc, source if source is not None else text, locate, errors)
+            return None
+        deep = _too_deep(tree, MAX_SYNTAX_DEPTH)
+        if deep is not None:
+            line, column = _first_position(deep)
+            errors.add(locate(line, column, line, column + 1),
+                       f"nested more than {MAX_SYNTAX_DEPTH} levels deep (parentheses, operators or indented bodies)",
+                       hint="split the expression or flatten the structure; blocks help")
+            return None
+        if trees is not None and len(trees) < MAX_CACHED_TREES:
+            trees[(start, text)] = tree
+    if converter is None:
+        converter = ToIR(locate, errors)
+    else:
+        converter.locate = locate
     try:
-        tree = get_parser().parse(text, start=start)
-    except (UnexpectedInput, IndentationProblem) as exc:
-        syntax_diagnostic(exc, source if source is not None else text, locate, errors)
-        return None
-    deep = _too_deep(tree, MAX_SYNTAX_DEPTH)
-    if deep is not None:
-        line, column = _first_position(deep)
-        errors.add(locate(line, column, line, column + 1),
-                   f"nested more than {MAX_SYNTAX_DEPTH} levels deep (parentheses, operators or indented bodies)",
-                   hint="split the expression or flatten the structure; blocks help")
-        return None
-    try:
-        return ToIR(locate, errors).transform(tree)
+        return converter.transform(tree)
     except VisitError as exc:  # a bug in a transformer method; never a user's fault
         raise exc.orig_exc from None
 
