@@ -170,7 +170,7 @@ class Elaborator:
                     f"network '{net.name}' has no parameters" if not declared else None
                 )
                 self.error(net.span, f"unknown parameter '{name}' for network '{net.name}'",
-                                hint=hint)
+                           hint=hint)
         env: dict[str, Value] = {}
         for param in net.params:
             value = None
@@ -182,7 +182,7 @@ class Elaborator:
                 value = self.eval_param_default(param, env)
             elif param.name not in self.overrides:
                 self.error(param.span, f"network parameter '{param.name}' has no default and no value",
-                                hint=f"give it a default, or pass -D {param.name}=VALUE")
+                           hint=f"give it a default, or pass -D {param.name}=VALUE")
             if value is not None:
                 env[param.name] = value
         return env
@@ -217,8 +217,8 @@ class Elaborator:
         converted = _convert(value, param.type)
         if converted is None:
             self.error(param.default.span,
-                            f"default of '{param.name}' is {describe(value)}, not a {param.type}",
-                            hint=f"give '{param.name}' a {param.type} default")
+                       f"default of '{param.name}' is {describe(value)}, not a {param.type}",
+                       hint=f"give '{param.name}' a {param.type} default")
         return converted
 
     def input_shape(self, decl: ir.Input, env: Mapping[str, Value]) -> Shape | None:
@@ -231,20 +231,20 @@ class Elaborator:
                 return None
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 self.error(expr.span, f"input size must be a positive integer, not {describe(value)}",
-                                hint="write the shape without the batch dimension, e.g. [3, 224, 224]")
+                           hint="write the shape without the batch dimension, e.g. [3, 224, 224]")
                 return None
             dims.append(value)
         if not 1 <= len(dims) <= 4:
             self.error(decl.span, f"input rank must be 1 to 4 ([C], [C, L], [C, H, W] or [C, D, H, W]), "
-                            f"got {len(dims)}", hint="give the shape without the batch dimension")
+                       f"got {len(dims)}", hint="give the shape without the batch dimension")
             return None
         return self.checked_size(tuple(dims), decl.span)
 
     def checked_size(self, shape: Shape | None, span: Span) -> Shape | None:
         if shape is not None and prod(shape) > self.limits.max_tensor_elements:
             self.error(span, f"tensor {format_shape(shape)} has {prod(shape):,} elements per sample, "
-                            f"over the limit of {self.limits.max_tensor_elements:,}",
-                            hint="use smaller sizes")
+                       f"over the limit of {self.limits.max_tensor_elements:,}",
+                       hint="use smaller sizes")
             return None
         return shape
 
@@ -252,7 +252,7 @@ class Elaborator:
         for name, block in self.blocks.items():
             if name in self.ops or name in ("residual", "shortcut", "stage", "add", "mul", "concat", "from"):
                 self.error(block.span, f"block '{name}' has the name of a built-in op",
-                                hint=f"rename the block, e.g. '{name}_block'")
+                           hint=f"rename the block, e.g. '{name}_block'")
 
     def check_param_names(self) -> None:
         """Generated PyTorch code names a class after the network and each block
@@ -429,17 +429,17 @@ class Elaborator:
         op = self.ops.get(stmt.op)
         if op is None:
             self.error(stmt.name_span, f"defaults for unknown op '{stmt.op}'",
-                            hint=did_you_mean(stmt.op, self.ops))
+                       hint=did_you_mean(stmt.op, self.ops))
             return defaults
         values = dict(defaults.get(stmt.op, {}))
         for arg in stmt.args:
             if arg.name is None:
                 self.error(arg.span, "defaults take keyword arguments only",
-                                hint=f"write e.g. defaults {stmt.op}(name=value)")
+                           hint=f"write e.g. defaults {stmt.op}(name=value)")
                 continue
             if op.arg(arg.name) is None:
                 self.error(arg.span, f"{stmt.op} has no argument '{arg.name}'",
-                                hint=did_you_mean(arg.name, [a.name for a in op.args]))
+                           hint=did_you_mean(arg.name, [a.name for a in op.args]))
                 continue
             try:
                 values[arg.name] = evaluate(arg.value, scope.env)
