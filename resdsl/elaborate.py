@@ -9,6 +9,8 @@ together as one :class:`~resdsl.errors.SpecError`.
 
 from __future__ import annotations
 
+import re
+from collections import ChainMap
 from dataclasses import dataclass, field
 from math import prod
 from typing import Any, Iterable, Mapping
@@ -27,15 +29,27 @@ from .ops.merge import merge_shape
 class Limits:
     """Bounds on the work one spec can ask for; each hit is a located error."""
 
-    max_nodes: int = 1_000_000
+    max_nodes: int = 50_000  # elaborated ops: 10-25 us each, so about 1 s at the limit
+    # Elaboration steps: every statement visited (weighted by the size of its expressions)
+    # and every block, stage, residual or shortcut instance opened. Blocks with no op
+    # make no node, so max_nodes alone never stops 2**40 empty instances.
+    max_work: int = 200_000
     max_depth: int = 64  # nested block calls / residuals
     max_repeat: int = 100_000  # stage x N
     max_tensor_elements: int = 2**34  # per sample, any activation
     max_weight_elements: int = 2**32  # any single op's parameters
-    max_file_bytes: int = 131_072  # spec source size: parsing costs ~3 us a byte, so <0.5 s
+    max_file_bytes: int = 65_536  # spec source size: parsing costs ~6-8 us a byte, so ~0.5 s
 
 
 SHORTCUT_POLICIES = ("auto", "A", "B", "C", "identity", "none")
+
+
+class LimitProblem(Problem):
+    """A limit crossed while elaborating: reported once, and elaboration stops."""
+
+
+class _Full(Exception):
+    """The diagnostic cap is reached: the spec fails anyway, so elaboration stops."""
 
 
 @dataclass
@@ -60,11 +74,25 @@ class Scope:
     sequential: bool = False  # shortcut paths name unlabelled statements 0, 1, 2 like nn.Sequential
     position: int = 0
     depth: int = 0
-    notes: tuple[str, ...] = ()
+    notes: tuple[Any, ...] = ()  # str or _CallNote, formatted only when a problem is reported
     block_stack: tuple[str, ...] = ()
 
     def module_path(self, name: str) -> str:
         return f"{self.path}.{name}" if self.path else name
+
+
+class _CallNote:
+    """"in PATH = BLOCK(ARGS), used at FILE:LINE:COL", built only if a problem needs it
+    (formatting it for every block instance cost more than the instance itself)."""
+
+    __slots__ = ("path", "name", "bound", "span")
+
+    def __init__(self, path: str, name: str, bound: Mapping[str, Value], span: Span):
+        self.path, self.name, self.bound, self.span = path, name, bound, span
+
+    def __str__(self) -> str:
+        call = f"{self.name}({', '.join(describe(v) for v in self.bound.values())})"
+        return f"in {self.path} = {call}, used at {self.span.where()}"
 
 
 def _declared_labels(stmts: Iterable[ir.Stmt]) -> set[str]:
@@ -101,6 +129,13 @@ class Elaborator:
         self.nodes = 0
         self.ops = user_ops()
         self.resolved: dict[tuple, Any] = {}  # see resolve()
+        self.work = 0  # elaboration steps, against limits.max_work
+        self.costs: dict[int, int] = {}  # id(statement or block) -> its steps, see cost()
+        self.labels_of: dict[int, set[str]] = {}  # id(body) -> _declared_labels(body)
+        self.norms: list[int] = []  # batchnorm nodes off any shortcut, in creation order
+        self.reported: set[tuple] = set()  # keys of problems already reported (dedup before building)
+        self.failures = 0  # problems met, repeats included: a failed stage instance ends its stage
+        self.hints: dict[str, str | None] = {}  # unknown name -> did-you-mean hint
 
     # ---- entry point -----------------------------------------------------------
     def run(self) -> nx.DiGraph:
@@ -118,6 +153,7 @@ class Elaborator:
             root.labels["input"] = x
         self.graph.graph["input"] = x.node
         self.check_block_names()
+        self.check_param_names()
         out = self.body(net.body, root, x, {})
         self.graph.graph["output"] = out.node
         self.graph.graph["containers"][""].input = x.node
@@ -133,8 +169,8 @@ class Elaborator:
                 hint = did_you_mean(name, declared) or (
                     f"network '{net.name}' has no parameters" if not declared else None
                 )
-                self.errors.add(net.span, f"unknown parameter '{name}' for network '{net.name}'",
-                                hint=hint)
+                self.error(net.span, f"unknown parameter '{name}' for network '{net.name}'",
+                           hint=hint)
         env: dict[str, Value] = {}
         for param in net.params:
             value = None
@@ -145,8 +181,8 @@ class Elaborator:
             elif param.default is not None:  # also after a bad override, to avoid cascades
                 value = self.eval_param_default(param, env)
             elif param.name not in self.overrides:
-                self.errors.add(param.span, f"network parameter '{param.name}' has no default and no value",
-                                hint=f"give it a default, or pass -D {param.name}=VALUE")
+                self.error(param.span, f"network parameter '{param.name}' has no default and no value",
+                           hint=f"give it a default, or pass -D {param.name}=VALUE")
             if value is not None:
                 env[param.name] = value
         return env
@@ -157,14 +193,14 @@ class Elaborator:
             value = _parse_literal(value)
         converted = _convert(value, param.type)
         if converted is None:
-            self.errors.add(
+            self.error(
                 param.span,
                 f"override {param.name}={_shown(text)} is not a valid {param.type}",
                 hint=f"'{param.name}' is declared as {param.type}",
             )
         elif not isinstance(converted, bool) and (converted != converted or abs(converted) > INT_LIMIT):
             # Overrides obey the bounds of spec literals (-D n=1e400 or n=10**5000).
-            self.errors.add(
+            self.error(
                 param.span,
                 f"override {param.name}={_shown(text)} is out of range (limit is +-2**31)",
                 hint="use smaller numbers",
@@ -180,9 +216,9 @@ class Elaborator:
             return None
         converted = _convert(value, param.type)
         if converted is None:
-            self.errors.add(param.default.span,
-                            f"default of '{param.name}' is {describe(value)}, not a {param.type}",
-                            hint=f"give '{param.name}' a {param.type} default")
+            self.error(param.default.span,
+                       f"default of '{param.name}' is {describe(value)}, not a {param.type}",
+                       hint=f"give '{param.name}' a {param.type} default")
         return converted
 
     def input_shape(self, decl: ir.Input, env: Mapping[str, Value]) -> Shape | None:
@@ -194,29 +230,49 @@ class Elaborator:
                 self.report(problem)
                 return None
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                self.errors.add(expr.span, f"input size must be a positive integer, not {describe(value)}",
-                                hint="write the shape without the batch dimension, e.g. [3, 224, 224]")
+                self.error(expr.span, f"input size must be a positive integer, not {describe(value)}",
+                           hint="write the shape without the batch dimension, e.g. [3, 224, 224]")
                 return None
             dims.append(value)
         if not 1 <= len(dims) <= 4:
-            self.errors.add(decl.span, f"input rank must be 1 to 4 ([C], [C, L], [C, H, W] or [C, D, H, W]), "
-                            f"got {len(dims)}", hint="give the shape without the batch dimension")
+            self.error(decl.span, f"input rank must be 1 to 4 ([C], [C, L], [C, H, W] or [C, D, H, W]), "
+                       f"got {len(dims)}", hint="give the shape without the batch dimension")
             return None
         return self.checked_size(tuple(dims), decl.span)
 
     def checked_size(self, shape: Shape | None, span: Span) -> Shape | None:
         if shape is not None and prod(shape) > self.limits.max_tensor_elements:
-            self.errors.add(span, f"tensor {format_shape(shape)} has {prod(shape):,} elements per sample, "
-                            f"over the limit of {self.limits.max_tensor_elements:,}",
-                            hint="use smaller sizes")
+            self.error(span, f"tensor {format_shape(shape)} has {prod(shape):,} elements per sample, "
+                       f"over the limit of {self.limits.max_tensor_elements:,}",
+                       hint="use smaller sizes")
             return None
         return shape
 
     def check_block_names(self) -> None:
         for name, block in self.blocks.items():
             if name in self.ops or name in ("residual", "shortcut", "stage", "add", "mul", "concat", "from"):
-                self.errors.add(block.span, f"block '{name}' has the name of a built-in op",
-                                hint=f"rename the block, e.g. '{name}_block'")
+                self.error(block.span, f"block '{name}' has the name of a built-in op",
+                           hint=f"rename the block, e.g. '{name}_block'")
+
+    def check_param_names(self) -> None:
+        """Generated PyTorch code names a class after the network and each block
+        (``unit`` -> ``Unit``) and each stage, residual or shortcut inside them
+        (``NetLayer1``); a parameter with such a name would shadow the class in the
+        generated ``__init__``. Refused here, at the parameter."""
+        owners = {_class_name(self.network.name): f"network '{self.network.name}'", "Part": "a container"}
+        owners.update((_class_name(name), f"block '{name}'") for name in self.blocks)
+        params = [*self.network.params, *(p for b in self.blocks.values() for p in b.params)]
+        for param in params:
+            if not param.name[:1].isupper():
+                continue
+            core = re.sub(r"(_[0-9]+)?_*$", "", param.name)  # variants: Unit_2, Unit_
+            owner = owners.get(core) or next(
+                (what for prefix, what in owners.items()
+                 if core.startswith(prefix) and core[len(prefix):][:1].isupper()), None)
+            if owner is not None:
+                self.error(param.span, f"parameter '{param.name}' has the name of a class that generated "
+                           f"PyTorch code defines for {owner}",
+                           hint=f"rename the parameter, e.g. '{param.name.lower()}'")
 
     # ---- graph construction -------------------------------------------------------
     def add_node(
@@ -235,10 +291,13 @@ class Elaborator:
         container: str | None = None,
     ) -> Tensor:
         if self.nodes >= self.limits.max_nodes:
-            raise Problem(span, f"the network has more than {self.limits.max_nodes:,} ops",
-                          hint="reduce the depth, or raise the limit (Limits.max_nodes)")
+            raise LimitProblem(span, f"the network has more than {self.limits.max_nodes:,} ops",
+                               hint="reduce the depth, or raise the limit (Limits.max_nodes)",
+                               notes=scope.notes)
         node = self.nodes
         self.nodes += 1
+        if op == "batchnorm" and not shortcut:
+            self.norms.append(node)
         self.graph.add_node(
             node, op=op, args=args, inputs=tuple(t.node for t in inputs),
             in_shapes=tuple(t.shape for t in inputs), shape=shape, module=module,
@@ -276,18 +335,72 @@ class Elaborator:
             scope.labels[label] = tensor
 
     def report(self, problem: Problem, scope: Scope | None = None) -> None:
-        notes = tuple(problem.notes) + (scope.notes if scope is not None else ())
+        """Record a problem; the same one met again (a block body in every instance) is
+        skipped before its diagnostic is built, and a full list ends elaboration."""
+        self.failures += 1
+        span = problem.span
+        key = (span.file, span.line, span.column, problem.message) if span is not None else None
+        if key is not None and key in self.reported:
+            return
+        if key is not None:
+            self.reported.add(key)
+        notes = tuple(map(str, problem.notes + (scope.notes if scope is not None else ())))
         self.errors.add(problem.span, problem.message, problem.hint, notes)
+        if self.errors.full:
+            raise _Full
+
+    def error(self, span: Span, message: str, hint: str | None = None) -> None:
+        self.report(Problem(span, message, hint))
+
+    # ---- work ---------------------------------------------------------------------------
+    def count(self, steps: int, span: Span, scope: Scope) -> None:
+        """Count elaboration steps; crossing max_work stops elaboration at ``span``."""
+        self.work += steps
+        if self.work > self.limits.max_work:
+            raise LimitProblem(
+                span, f"elaborating the network takes more than {self.limits.max_work:,} steps "
+                "(statements, and block, stage, residual and shortcut instances)",
+                hint="blocks that use other blocks several times multiply; use fewer repeats, "
+                     "or raise the limit (Limits.max_work)",
+                notes=scope.notes)
+
+    def cost(self, node: Any) -> int:
+        """Steps for visiting a statement (or binding a block): 1 plus the size of the
+        expressions evaluated there, so a huge argument list costs what it weighs."""
+        key = id(node)
+        cached = self.costs.get(key)
+        if cached is None:
+            cached = 1 + _expression_size(node)
+            self.costs[key] = cached
+        return cached
+
+    def declared_labels(self, stmts: tuple[ir.Stmt, ...]) -> set[str]:
+        key = id(stmts)
+        labels = self.labels_of.get(key)
+        if labels is None:
+            labels = self.labels_of[key] = _declared_labels(stmts)
+        return labels
+
+    def suggest(self, name: str) -> str | None:
+        """did_you_mean over every op and block, once per unknown name."""
+        if name not in self.hints:
+            self.hints[name] = did_you_mean(name, [*self.ops, *self.blocks])
+        return self.hints[name]
 
     # ---- statements -----------------------------------------------------------------
     def body(self, stmts: Iterable[ir.Stmt], scope: Scope, x: Tensor, defaults: dict) -> Tensor:
         current = x
         for stmt in stmts:
+            self.count(self.cost(stmt), stmt.span, scope)
+            if self.errors.full:
+                raise _Full
             if isinstance(stmt, ir.Defaults):
                 defaults = self.defaults(stmt, scope, defaults)
                 continue
             try:
                 current = self.statement(stmt, scope, current, defaults)
+            except LimitProblem:
+                raise
             except Problem as problem:
                 self.report(problem, scope)
                 current = Tensor(current.node, None, stmt.span)
@@ -303,7 +416,7 @@ class Elaborator:
             if stmt.name in self.blocks:
                 return self.apply_block(stmt.name, stmt.args, stmt.label, stmt, scope, x, defaults)
             raise Problem(stmt.name_span, f"unknown op or block '{stmt.name}'",
-                          hint=did_you_mean(stmt.name, [*self.ops, *self.blocks]))
+                          hint=self.suggest(stmt.name))
         if isinstance(stmt, ir.Stage):
             return self.stage(stmt, scope, x, defaults)
         if isinstance(stmt, ir.Residual):
@@ -315,18 +428,18 @@ class Elaborator:
     def defaults(self, stmt: ir.Defaults, scope: Scope, defaults: dict) -> dict:
         op = self.ops.get(stmt.op)
         if op is None:
-            self.errors.add(stmt.name_span, f"defaults for unknown op '{stmt.op}'",
-                            hint=did_you_mean(stmt.op, self.ops))
+            self.error(stmt.name_span, f"defaults for unknown op '{stmt.op}'",
+                       hint=did_you_mean(stmt.op, self.ops))
             return defaults
         values = dict(defaults.get(stmt.op, {}))
         for arg in stmt.args:
             if arg.name is None:
-                self.errors.add(arg.span, "defaults take keyword arguments only",
-                                hint=f"write e.g. defaults {stmt.op}(name=value)")
+                self.error(arg.span, "defaults take keyword arguments only",
+                           hint=f"write e.g. defaults {stmt.op}(name=value)")
                 continue
             if op.arg(arg.name) is None:
-                self.errors.add(arg.span, f"{stmt.op} has no argument '{arg.name}'",
-                                hint=did_you_mean(arg.name, [a.name for a in op.args]))
+                self.error(arg.span, f"{stmt.op} has no argument '{arg.name}'",
+                           hint=did_you_mean(arg.name, [a.name for a in op.args]))
                 continue
             try:
                 values[arg.name] = evaluate(arg.value, scope.env)
@@ -427,13 +540,14 @@ class Elaborator:
                               hint=_block_usage(block))
             bound[key] = value
         result: dict[str, Value] = {}
-        inner_env = dict(self.graph.graph["params"])
+        # A view, not a copy: copying every network parameter per instance cost O(params).
+        inner_env = ChainMap(result, self.graph.graph["params"])
         for index, param in enumerate(params):
             where = spans.get(param.name) or spans.get(f"#{index}") or span
             if param.name in bound:
                 value = bound[param.name]
             elif param.default is not None:
-                value = evaluate(param.default, {**inner_env, **result})
+                value = evaluate(param.default, inner_env)
             else:
                 raise Problem(span, f"block '{block.name}' needs a value for '{param.name}'",
                               hint=_block_usage(block))
@@ -454,26 +568,28 @@ class Elaborator:
         if scope.depth >= self.limits.max_depth:
             raise Problem(stmt.span, f"blocks are nested more than {self.limits.max_depth} deep",
                           hint="flatten the block structure")
+        self.count(self.cost(block), stmt.span, scope)  # binding evaluates the defaults
         bound = self.bind_block(block, args, scope.env, stmt.span, extra)
         local = instance_name if instance_name is not None else self.module_name(scope, label, name, stmt.span)
         path = scope.module_path(local)
-        call = f"{name}({', '.join(describe(v) for v in bound.values())})"
         inner = Scope(
-            path=path, container=path, env={**self.graph.graph["params"], **bound},
-            labels={"input": x}, reserved=_declared_labels(block.body),
+            path=path, container=path, env=ChainMap(bound, self.graph.graph["params"]),
+            labels={"input": x}, reserved=self.declared_labels(block.body),
             depth=scope.depth + 1,
-            notes=(f"in {path} = {call}, used at {stmt.span.where()}",) + scope.notes,
+            notes=(_CallNote(path, name, bound, stmt.span),) + scope.notes,
             block_stack=scope.block_stack + (name,),
         )
         container = Container(path, "block", stmt.span, input=x.node, block=name, args=bound)
-        self.open_container(scope, container)
+        self.open_container(scope, container, inner)
         out = self.body(block.body, inner, x, defaults)
         container.output = out.node
         if label is not None:
             self.set_label(scope, label, out, stmt.span)
         return out
 
-    def open_container(self, parent: Scope, container: Container) -> None:
+    def open_container(self, parent: Scope, container: Container, inner: Scope | None = None) -> None:
+        """Register a container: each instance is one step of work, even with no op inside."""
+        self.count(1, container.span, inner or parent)
         self.graph.graph["containers"][container.path] = container
         self.graph.graph["containers"][parent.container].children.append(container.path)
 
@@ -506,20 +622,37 @@ class Elaborator:
                             depth=scope.depth, notes=scope.notes, block_stack=scope.block_stack)
         current = x
         for index in range(count):
-            before = self.nodes
+            before, work_before, failures = self.nodes, self.work, self.failures
             current = self.apply_block(
                 block.name, stmt.args, None, stmt, stage_scope, current, defaults,
                 instance_name=str(index), extra=first_extra if index == 0 else None,
             )
-            # One instance tells the size of the rest: refuse a runaway stage at its own line.
-            remaining = (count - index - 1) * (self.nodes - before)
-            if index == 0 and self.nodes + remaining > self.limits.max_nodes:
-                raise Problem(stmt.span, f"this stage would make {self.nodes + remaining:,} ops in all, over "
-                              f"the limit of {self.limits.max_nodes:,}",
-                              hint="use fewer blocks, or raise the limit (Limits.max_nodes)")
+            if self.failures != failures:
+                # The other instances would meet the same problems: stop this stage here.
+                current = Tensor(current.node, None, stmt.span)
+                break
+            if index == 0:
+                self.check_stage_size(stmt, count, self.nodes - before, self.work - work_before)
         container.output = current.node
         self.set_label(scope, stmt.label, current, stmt.span)
         return current
+
+    def check_stage_size(self, stmt: ir.Stage, count: int, nodes: int, work: int) -> None:
+        """One instance tells the size of the rest: refuse a runaway stage at its own line.
+
+        Work is counted too (an instance takes at least one step), so a stage of blocks
+        that make no op cannot multiply unseen.
+        """
+        total = self.nodes + (count - 1) * nodes
+        if total > self.limits.max_nodes:
+            raise Problem(stmt.span, f"this stage would make {total:,} ops in all, over "
+                          f"the limit of {self.limits.max_nodes:,}",
+                          hint="use fewer blocks, or raise the limit (Limits.max_nodes)")
+        total = self.work + (count - 1) * max(work, 1)
+        if total > self.limits.max_work:
+            raise Problem(stmt.span, f"this stage would take {total:,} elaboration steps in all, over "
+                          f"the limit of {self.limits.max_work:,}",
+                          hint="use fewer blocks, or raise the limit (Limits.max_work)")
 
     # ---- residual units -------------------------------------------------------------
     def residual_options(self, stmt: ir.Residual, env) -> tuple[str, float, float]:
@@ -558,9 +691,9 @@ class Elaborator:
             name = self.module_name(scope, stmt.label, "residual", stmt.span)
             path = scope.module_path(name)
             inner = Scope(path=path, container=path, env=scope.env, labels={"input": x},
-                          reserved=_declared_labels(stmt.body), depth=scope.depth + 1,
+                          reserved=self.declared_labels(stmt.body), depth=scope.depth + 1,
                           notes=scope.notes, block_stack=scope.block_stack)
-            self.open_container(scope, Container(path, "residual", stmt.span, input=x.node))
+            self.open_container(scope, Container(path, "residual", stmt.span, input=x.node), inner)
         else:
             inner = scope
         first_node = self.nodes
@@ -571,10 +704,9 @@ class Elaborator:
             body_out = self.body(stmt.body, inner, x, defaults)
         finally:
             scope.depth -= depth_bump
-        body_nodes = range(first_node, self.nodes)
-        last_norm = next((n for n in reversed(body_nodes)
-                          if self.graph.nodes[n]["op"] == "batchnorm" and not self.graph.nodes[n]["shortcut"]),
-                         None)
+        # The body's last batchnorm off any shortcut: kept as it is made, not searched
+        # for (a search per unit cost O(depth x nodes) in nested residuals).
+        last_norm = self.norms[-1] if self.norms and self.norms[-1] >= first_node else None
         if self.plain or (policy == "none" and stmt.shortcut is None):
             out, kind = body_out, "none"
         else:
@@ -672,6 +804,8 @@ class Elaborator:
         first = self.nodes
         out = self.body(stmt.shortcut, inner, x, defaults)
         created = range(first, self.nodes)
+        while self.norms and self.norms[-1] >= first:  # shortcut norms are no body's last norm
+            self.norms.pop()
         weighted = any(self.graph.nodes[n]["params"] for n in created)
         kind = "skip-projection" if weighted else "skip-identity"
         for node in created:
@@ -761,6 +895,38 @@ class Elaborator:
                        hint="element-wise ops need equal shapes", notes=notes)
 
 
+def _class_name(name: str) -> str:
+    """The class name code generation gives a network or block (backends/codegen.py
+    ``_camel``, repeated here because the front end never imports a back end)."""
+    parts = [p for p in name.split("_") if p]
+    text = "".join(p[:1].upper() + p[1:] for p in parts) or "Net"
+    return text if text[0].isalpha() else "N" + text
+
+
+def _expression_size(node: Any) -> int:
+    """Expression nodes a statement (or a block's parameter defaults) evaluates, found
+    without recursion; bodies are not included (they are counted as they are visited)."""
+    roots: list[Any] = []
+    if isinstance(node, ir.Block):
+        roots = [p.default for p in node.params if p.default is not None]
+    else:
+        for name in ("args", "options"):
+            roots.extend(arg.value for arg in getattr(node, name, ()))
+        if isinstance(node, ir.Stage):
+            roots.append(node.count)
+    size, stack = 0, roots
+    while stack:
+        expr = stack.pop()
+        size += 1
+        if isinstance(expr, ir.BinOp):
+            stack += (expr.left, expr.right)
+        elif isinstance(expr, ir.Neg):
+            stack.append(expr.operand)
+        elif isinstance(expr, ir.FuncCall):
+            stack.extend(expr.args)
+    return size
+
+
 def _typed(values: Iterable[Any]) -> tuple:
     """Values and their types, so a cache key tells 1, 1.0 and true apart.
 
@@ -828,8 +994,13 @@ def elaborate(
     elaborator = Elaborator(network, blocks, errors, overrides, plain, limits, shortcut)
     try:
         return elaborator.run()
+    except _Full:  # the diagnostic cap is reached: more work would only be dropped
+        return elaborator.graph
     except Problem as problem:  # a limit hit: stop here
-        elaborator.report(problem)
+        try:
+            elaborator.report(problem)
+        except _Full:
+            pass
         return elaborator.graph
     except RecursionError:
         errors.add(network.span, "the spec is nested too deeply to elaborate",

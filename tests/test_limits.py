@@ -25,7 +25,7 @@ def _error(text: str, located: bool = True, **kwargs) -> SpecError:
     return err
 
 
-# These inputs probe nesting limits with files over the default size limit (128 KiB);
+# These inputs probe nesting limits with files over the default size limit (64 KiB);
 # raise it so the nesting limit is what they meet, still within a second.
 BIG_FILES = Limits(max_file_bytes=1_000_000)
 
@@ -45,7 +45,7 @@ def test_node_limit_is_configurable_and_names_the_stage():
 def test_runaway_stage_is_refused_after_one_instance_with_default_limits():
     block = "".join("        relu\n" for _ in range(20))
     err = _error(HEAD + f"    block b:\n{block}    stage b x 90000\n")
-    assert _where(err)[0] == 24 and "1,000,000" in err.diagnostics[0].message
+    assert _where(err)[0] == 24 and f"{Limits().max_nodes:,}" in err.diagnostics[0].message
 
 
 def test_nested_stages_are_refused_quickly():
@@ -183,7 +183,7 @@ def test_deep_indentation_is_a_located_error():
 
 
 def test_huge_single_indent_is_a_located_error():
-    err = _error(HEAD + "    relu\n" + " " * 100_000 + "relu\n")
+    err = _error(HEAD + "    relu\n" + " " * 100_000 + "relu\n", limits=BIG_FILES)
     assert err.diagnostics[0].span.line == 4
 
 
@@ -197,7 +197,7 @@ def test_deep_yaml_flow_collections_are_located_and_fast(opener):
 
 def test_deep_yaml_block_nesting_is_located():
     body = "".join("  " * i + "- residual:\n" for i in range(1, 300)) + "  " * 300 + "- relu\n"
-    err = _error("network: n\ninput: 'x: [3]'\nbody:\n" + body, fmt="yaml")
+    err = _error("network: n\ninput: 'x: [3]'\nbody:\n" + body, fmt="yaml", limits=BIG_FILES)
     assert "nested more than" in err.diagnostics[0].message
 
 

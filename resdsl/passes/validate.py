@@ -29,7 +29,7 @@ def validate(graph: nx.DiGraph, errors: ErrorList) -> None:
         errors.add(graph.nodes[backward[1]]["span"], "the network contains a cycle")
         return
     output = graph.graph["output"]
-    sources = [n for n in graph if graph.in_degree(n) == 0]
+    sources = [n for n, inputs in graph.nodes(data="inputs") if not inputs]  # in-degree 0, without a view per node
     if sources != [graph.graph["input"]]:  # pragma: no cover - every op consumes a tensor
         errors.add(graph.nodes[sources[-1]]["span"], "the network must have exactly one input")
     live = live_nodes(graph, output)
@@ -37,6 +37,8 @@ def validate(graph: nx.DiGraph, errors: ErrorList) -> None:
     for node, data in graph.nodes(data=True):
         if node in live or data["op"] == "input":
             continue
+        if errors.full:  # a flood of dead branches: the rest would be dropped
+            break
         # Report where a dead branch starts, once per statement, not each op after it.
         span = data["span"]
         key = (span.file, span.line, span.column)

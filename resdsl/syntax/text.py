@@ -28,21 +28,33 @@ MAX_INT_DIGITS = 20
 #: Deepest syntax tree the (recursive) transformer is given; far beyond real specs,
 #: far below Python's recursion limit.
 MAX_SYNTAX_DEPTH = 200
+#: Distinct YAML statement strings whose syntax trees are kept (bounds the cache's memory).
+MAX_CACHED_TREES = 1024
 
-#: Attribute names of torch.nn.Module; a submodule with one of these names would
-#: shadow the method. Kept here (not read from torch) so the front end stays
-#: torch-free; tests/test_names.py checks the list against torch.
+#: Attribute names of torch.nn.Module, public and private (its methods, and the
+#: instance attributes ``nn.Module()`` sets, such as ``_modules`` and ``training``). A
+#: submodule with one of these names would shadow it and break build or forward. Kept
+#: here (not read from torch) so the front end stays torch-free;
+#: tests/test_limits_work.py checks it against the installed torch (dunder names are
+#: refused by their '__' prefix).
 MODULE_ATTRIBUTES = frozenset(
-    """T_destination add_module apply bfloat16 buffers call_super_init children compile
-    cpu cuda double dump_patches eval extra_repr float forward get_buffer
-    get_extra_state get_parameter get_submodule half ipu load_state_dict modules mtia
-    named_buffers named_children named_modules named_parameters parameters
-    register_backward_hook register_buffer register_forward_hook
-    register_forward_pre_hook register_full_backward_hook
+    """T_destination _apply _backward_hooks _backward_pre_hooks _buffers _call_impl
+    _compiled_call_impl _forward_hooks _forward_hooks_always_called _forward_hooks_with_kwargs
+    _forward_pre_hooks _forward_pre_hooks_with_kwargs _get_backward_hooks
+    _get_backward_pre_hooks _get_name _is_full_backward_hook _load_from_state_dict
+    _load_state_dict_post_hooks _load_state_dict_pre_hooks _maybe_warn_non_full_backward_hook
+    _modules _named_members _non_persistent_buffers_set _parameters
+    _register_load_state_dict_pre_hook _register_state_dict_hook _replicate_for_data_parallel
+    _save_to_state_dict _slow_forward _state_dict_hooks _state_dict_pre_hooks _version
+    _wrapped_call_impl add_module apply bfloat16 buffers call_super_init children compile cpu
+    cuda double dump_patches eval extra_repr float forward get_buffer get_extra_state
+    get_parameter get_submodule half ipu load_state_dict modules mtia named_buffers
+    named_children named_modules named_parameters parameters register_backward_hook
+    register_buffer register_forward_hook register_forward_pre_hook register_full_backward_hook
     register_full_backward_pre_hook register_load_state_dict_post_hook
     register_load_state_dict_pre_hook register_module register_parameter
-    register_state_dict_post_hook register_state_dict_pre_hook requires_grad_
-    set_extra_state set_submodule share_memory smart_apply state_dict to to_empty train training type xpu
+    register_state_dict_post_hook register_state_dict_pre_hook requires_grad_ set_extra_state
+    set_submodule share_memory smart_apply state_dict to to_empty train training type xpu
     zero_grad""".split()
 )
 
@@ -80,8 +92,9 @@ def check_identifier(name: str, span: Span, errors: ErrorList, what: str) -> Non
     elif name in MODULE_ATTRIBUTES:
         errors.add(
             span,
-            f"{what} '{name}' would shadow torch.nn.Module.{name}",
-            hint=f"rename it, e.g. '{name}_'",
+            f"{what} '{name}' would shadow torch.nn.Module.{name}"
+            + (" (an internal attribute)" if name.startswith("_") else ""),
+            hint=f"rename it, e.g. '{name.lstrip('_')}_'",
         )
     elif name in RESERVED_NAMES:
         errors.add(
@@ -89,6 +102,27 @@ def check_identifier(name: str, span: Span, errors: ErrorList, what: str) -> Non
             f"{what} '{name}' is reserved: generated Python code relies on that name",
             hint=f"rename it, e.g. '{name}_'",
         )
+
+
+class _CappedErrors:
+    """The transformer's view of an ErrorList: once the cap is reached, ``add`` builds
+    nothing (a diagnostic copies its source line; thousands of dropped ones cost seconds)."""
+
+    __slots__ = ("errors",)
+
+    def __init__(self, errors: ErrorList):
+        self.errors = errors
+
+    def add(self, span: Span, message: str, hint: str | None = None, notes: Iterable[str] = ()) -> None:
+        if not self.errors.full:
+            self.errors.add(span, message, hint, notes)
+
+    @property
+    def full(self) -> bool:
+        return self.errors.full
+
+    def __bool__(self) -> bool:
+        return bool(self.errors)
 
 
 class _Head:
@@ -136,7 +170,7 @@ class ToIR(Transformer):
     def __init__(self, locate: Locate, errors: ErrorList):
         super().__init__()
         self.locate = locate
-        self.errors = errors
+        self.errors = _CappedErrors(errors)
         # lark's v_args wrapper builds a new bound wrapper (functools.update_wrapper) on
         # every attribute lookup, i.e. once per tree node; bind each rule method once.
         for name in _RULE_METHODS:
@@ -663,23 +697,38 @@ def _first_position(tree: Tree) -> tuple[int, int]:
 
 
 def parse_fragment(
-    text: str, start: str, locate: Locate, errors: ErrorList, source: str | None = None
+    text: str, start: str, locate: Locate, errors: ErrorList, source: str | None = None,
+    converter: ToIR | None = None, trees: dict[tuple[str, str], Tree] | None = None,
 ) -> Any:
-    """Parse ``text`` with one start rule and transform it to IR, recording errors."""
+    """Parse ``text`` with one start rule and transform it to IR, recording errors.
+
+    The YAML reader parses thousands of statement strings: it passes one ``converter``
+    (building a ToIR costs more than parsing ``relu``) and a ``trees`` cache, so each
+    distinct string is parsed once (trees are position-relative; ``locate`` maps them).
+    """
+    tree = trees.get((start, text)) if trees is not None else None
+    if tree is None:
+        try:
+            tree = get_parser().parse(text, start=start)
+        except (UnexpectedInput, IndentationProblem) as exc:
+            if not errors.full:
+                syntax_diagnostic(exc, source if source is not None else text, locate, errors)
+            return None
+        deep = _too_deep(tree, MAX_SYNTAX_DEPTH)
+        if deep is not None:
+            line, column = _first_position(deep)
+            errors.add(locate(line, column, line, column + 1),
+                       f"nested more than {MAX_SYNTAX_DEPTH} levels deep (parentheses, operators or indented bodies)",
+                       hint="split the expression or flatten the structure; blocks help")
+            return None
+        if trees is not None and len(trees) < MAX_CACHED_TREES:
+            trees[(start, text)] = tree
+    if converter is None:
+        converter = ToIR(locate, errors)
+    else:
+        converter.locate = locate
     try:
-        tree = get_parser().parse(text, start=start)
-    except (UnexpectedInput, IndentationProblem) as exc:
-        syntax_diagnostic(exc, source if source is not None else text, locate, errors)
-        return None
-    deep = _too_deep(tree, MAX_SYNTAX_DEPTH)
-    if deep is not None:
-        line, column = _first_position(deep)
-        errors.add(locate(line, column, line, column + 1),
-                   f"nested more than {MAX_SYNTAX_DEPTH} levels deep (parentheses, operators or indented bodies)",
-                   hint="split the expression or flatten the structure; blocks help")
-        return None
-    try:
-        return ToIR(locate, errors).transform(tree)
+        return converter.transform(tree)
     except VisitError as exc:  # a bug in a transformer method; never a user's fault
         raise exc.orig_exc from None
 

@@ -17,6 +17,10 @@ from .. import ir
 from ..errors import ErrorList, Span, did_you_mean
 from .text import Locate, ToIR, parse_fragment
 
+# libyaml's parser when PyYAML has it: the pure-Python one costs about 20 us a byte
+# (3 s for a file at the size limit). Both compose nodes only; nothing is constructed.
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 _CORE_TAGS = {
     "tag:yaml.org,2002:str",
     "tag:yaml.org,2002:seq",
@@ -36,6 +40,9 @@ class _Reader:
         self.filename = filename
         self.errors = errors
         self.seen: set[int] = set()
+        # One converter and one tree cache for every statement string of the file.
+        self.converter = ToIR(lambda *pos: Span(filename, *pos), errors)
+        self.trees: dict = {}
 
     # -- positions ---------------------------------------------------------------
     def node_span(self, node: yaml.Node) -> Span:
@@ -59,11 +66,14 @@ class _Reader:
     def check(self, node: yaml.Node) -> bool:
         """Reject aliases and non-core tags; True if the node may be read."""
         if id(node) in self.seen:
-            self.errors.add(self.node_span(node), "YAML aliases (*name) are not supported in specs",
+            if not self.errors.full:
+                self.errors.add(self.node_span(node), "YAML aliases (*name) are not supported in specs",
                             hint="write the repeated part out, or define a block and use it twice")
             return False
         self.seen.add(id(node))
         if node.tag not in _CORE_TAGS:
+            if self.errors.full:
+                return False
             tag = node.tag.replace("tag:yaml.org,2002:", "!!")
             self.errors.add(self.node_span(node), f"YAML tag '{tag}' is not allowed in specs",
                             hint="specs are plain YAML: strings, lists and mappings only")
@@ -74,7 +84,8 @@ class _Reader:
         if not self.check(node):
             return None
         if not isinstance(node, yaml.ScalarNode) or node.tag != "tag:yaml.org,2002:str":
-            self.errors.add(self.node_span(node), f"{what} must be a string",
+            if not self.errors.full:
+                self.errors.add(self.node_span(node), f"{what} must be a string",
                             hint='quote it: "conv1: conv 3x3, 64"')
             return None
         return node.value
@@ -100,17 +111,19 @@ class _Reader:
         if text is None:
             return None
         return parse_fragment(text, start, self.locator(node), self.errors,
-                              source=text)
+                              source=text, converter=self.converter, trees=self.trees)
 
     # -- structure ---------------------------------------------------------------
     def statements(self, node: yaml.Node, what: str) -> tuple[ir.Stmt, ...]:
         items = []
         for item in self.seq(node, what):
+            if self.errors.full:  # the spec fails anyway; what follows would be dropped
+                break
             if isinstance(item, yaml.MappingNode) and self.check(item):
                 items.append(self.compound(item))
             else:
                 items.append(self.fragment(item, "yaml_simple", "a statement"))
-        return ToIR(lambda *pos: Span(self.filename, *pos), self.errors).body(items)
+        return self.converter.body(items)
 
     def compound(self, node: yaml.MappingNode) -> Any:
         if len(node.value) != 1:
@@ -122,8 +135,8 @@ class _Reader:
         if head is None:
             return None
         body = self.statements(value, f"the body of '{key.value}'")
-        converter = ToIR(self.locator(key), self.errors)
-        return converter.statement(head.label, head.head, body=body)
+        self.converter.locate = self.locator(key)
+        return self.converter.statement(head.label, head.head, body=body)
 
     def document(self, root: yaml.Node) -> ir.SpecFile:
         fields: dict[str, yaml.Node] = {}
@@ -132,6 +145,8 @@ class _Reader:
             if name is None:
                 continue
             if name not in TOP_LEVEL_KEYS:
+                if self.errors.full:
+                    break
                 self.errors.add(self.node_span(key), f"unknown top-level key '{name}'",
                                 hint=did_you_mean(name, TOP_LEVEL_KEYS))
                 continue
@@ -203,7 +218,7 @@ def _depth_ok(text: str, filename: str, errors: ErrorList) -> bool:
                    hint="flatten the structure; blocks help")
         return False
     depth, aliases = 0, False
-    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+    for event in yaml.parse(text, Loader=_LOADER):
         if isinstance(event, yaml.CollectionStartEvent):
             depth += 1
             if depth > MAX_YAML_DEPTH:
@@ -215,11 +230,13 @@ def _depth_ok(text: str, filename: str, errors: ErrorList) -> bool:
         elif isinstance(event, yaml.CollectionEndEvent):
             depth -= 1
         elif isinstance(event, yaml.AliasEvent):  # located here, at the '*name' itself
+            aliases = True
+            if errors.full:  # the rest would be dropped: stop reading
+                break
             mark = event.start_mark
             errors.add(Span(filename, mark.line + 1, mark.column + 1, mark.line + 1, mark.column + 2),
                        "YAML aliases (*name) are not supported in specs",
                        hint="write the repeated part out, or define a block and use it twice")
-            aliases = True
     return not aliases
 
 
@@ -231,7 +248,7 @@ def parse_yaml(text: str, filename: str = "<spec>", errors: ErrorList | None = N
     try:
         if not _depth_ok(text, filename, errors):
             errors.raise_if_any()
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        root = yaml.compose(text, Loader=_LOADER)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
