@@ -269,7 +269,7 @@ class _Outside(Exception):
 
 
 class _LinkLoop(Exception):
-    """Too many symbolic links (a loop) or too many path components."""
+    """Too many symbolic links (a loop) or too many path components; the message says which."""
 
 
 FileKey = tuple[int, int]  # (st_dev, st_ino): one file, whatever name reached it
@@ -401,10 +401,8 @@ class _Imports:
         except _Outside:
             self.errors.add(imp.span, f"import \"{imp.path}\" resolves outside the spec's directory "
                             "(symbolic link?)", hint="keep imported files inside the spec's directory tree")
-        except _LinkLoop:
-            self.errors.add(imp.span, f"import \"{imp.path}\" goes through more than {MAX_SYMLINKS} symbolic "
-                            f"links or {MAX_PATH_PARTS} path components (a loop of links?)",
-                            hint="point the link at the file itself")
+        except _LinkLoop as exc:
+            self.errors.add(imp.span, f"import \"{imp.path}\" {exc}", hint="point the link at the file itself")
         except (OSError, ValueError) as exc:  # ValueError: a path the OS cannot encode
             self.errors.add(imp.span, f"cannot read '{name}': {_reason(exc)}", hint="check the path")
         return None
@@ -422,7 +420,7 @@ class _Imports:
                 part = todo.pop()
                 walked += 1
                 if walked > MAX_PATH_PARTS:
-                    raise _LinkLoop()
+                    raise _LinkLoop(f"goes through more than {MAX_PATH_PARTS} path components")
                 if part in ("", "."):
                     continue
                 if part == "..":
@@ -440,7 +438,8 @@ class _Imports:
                         raise
                     links += 1
                     if links > MAX_SYMLINKS:
-                        raise _LinkLoop() from None
+                        raise _LinkLoop(f"goes through more than {MAX_SYMLINKS} symbolic links "
+                                        "(a loop of links?)") from None
                     if os.path.isabs(target):
                         todo.extend(reversed(self._under_root(target)))
                         while stack:
