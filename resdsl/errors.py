@@ -283,14 +283,44 @@ class Problem(Exception):
         self.notes = tuple(notes)
 
 
+#: difflib compares every candidate, quadratically in the names' lengths: 6,000 similar
+#: block names cost 80 ms a hint, 200 random 64-letter ones 66 ms. Beyond these sizes a
+#: hint suggests only names one edit away, found without scanning the pool.
+MAX_FUZZY_POOL = 100
+MAX_FUZZY_NAME = 24
+MAX_HINT_NAME = 64
+_NAME_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_"
+
+
 def did_you_mean(name: str, candidates: Iterable[str]) -> str | None:
-    """A hint naming the closest candidate, or listing the few there are."""
+    """A hint naming the closest candidate, or listing the few there are.
+
+    >>> did_you_mean("blokc7", [f"block{n}" for n in range(1000)])
+    "did you mean 'block7'?"
+    """
     import difflib
 
-    pool = sorted(set(candidates))
-    close = difflib.get_close_matches(name, pool, n=1, cutoff=0.6)
+    pool = set(candidates)
+    if len(name) > MAX_HINT_NAME:
+        close = []
+    elif len(pool) > MAX_FUZZY_POOL or len(name) > MAX_FUZZY_NAME:
+        close = sorted(_one_edit(name) & pool)
+    else:
+        # A ratio of 0.6 needs the lengths within a factor of 2.3: longer names cannot match.
+        near = sorted(c for c in pool if len(c) <= 3 * MAX_FUZZY_NAME)
+        close = difflib.get_close_matches(name, near, n=1, cutoff=0.6)
     if close:
         return f"did you mean '{close[0]}'?"
     if pool and len(pool) <= 12:
-        return "expected one of: " + ", ".join(pool)
+        return "expected one of: " + ", ".join(sorted(pool))
     return None
+
+
+def _one_edit(name: str) -> set[str]:
+    """Every identifier one deletion, transposition, replacement or insertion away."""
+    splits = [(name[:i], name[i:]) for i in range(len(name) + 1)]
+    edits = {a + b[1:] for a, b in splits if b}
+    edits |= {a + b[1] + b[0] + b[2:] for a, b in splits if len(b) > 1}
+    edits |= {a + c + b[1:] for a, b in splits if b for c in _NAME_CHARS}
+    edits |= {a + c + b for a, b in splits for c in _NAME_CHARS}
+    return edits
