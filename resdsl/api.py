@@ -36,6 +36,13 @@ from .syntax.yaml import parse_yaml
 
 _YAML_SNIFF = re.compile(r"^(network|input|body|blocks|defaults)\s*:", re.M)
 MAX_IMPORT_DEPTH = 16
+#: Import statements followed per compile, over the spec and every file it imports.
+MAX_IMPORTS = 1_000
+#: Symbolic links followed, and path components walked, while resolving one import.
+MAX_SYMLINKS = 40
+MAX_PATH_PARTS = 256
+#: The spec and every file it imports hold at most this many times Limits.max_file_bytes.
+SOURCE_BYTES_FACTOR = 2
 
 
 class Net:
@@ -174,39 +181,74 @@ def _detect_format(text: str, filename: str, fmt: str | None) -> str:
     return "yaml" if _YAML_SNIFF.search(text) else "res"
 
 
+#: Flags for opening a spec or an import: a FIFO must not block the open (it is then
+#: refused by fstat), and a terminal must not become the controlling one.
+_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0) | \
+    getattr(os, "O_NOCTTY", 0)
+
+
 def _read(path: Path, limits: Limits, errors: ErrorList, span: Span | None = None) -> str | None:
+    """The text of the spec at ``path``: opened once, then checked and read through that descriptor."""
     where = span or Span(str(path), 0, 0, 0, 0)
     try:
-        if not stat.S_ISREG(path.stat().st_mode):  # a FIFO or device would block or never end
-            errors.add(where, f"'{path}' is not a regular file", hint="a spec is a text file")
+        fd = os.open(path, _OPEN_FLAGS)
+    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
+        errors.add(where, f"cannot read '{path}': {_reason(exc)}", hint="check the path")
+        return None
+    try:
+        return _read_descriptor(fd, str(path), limits, errors, where)
+    finally:
+        os.close(fd)
+
+
+def _reason(exc: Exception) -> str:
+    return (exc.strerror if isinstance(exc, OSError) else None) or str(exc)
+
+
+def _read_descriptor(fd: int, name: str, limits: Limits, errors: ErrorList, where: Span) -> str | None:
+    """Read an opened spec file: the descriptor, not a name that could be swapped, is
+    checked (a FIFO or device would block or never end), and the read is bounded."""
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            errors.add(where, f"'{name}' is not a regular file", hint="a spec is a text file")
             return None
-        with path.open("rb") as stream:
-            data = stream.read(limits.max_file_bytes + 1)  # bounded even if the file grows
-        if len(data) > limits.max_file_bytes:
-            errors.add(where, f"spec file '{path}' is over the limit of {limits.max_file_bytes:,} bytes",
-                       hint="specs are small text files")
-            return None
+        chunks, left = [], limits.max_file_bytes + 1  # bounded even if the file grows
+        while left > 0:
+            chunk = os.read(fd, min(left, 1 << 16))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+        data = b"".join(chunks)
+    except OSError as exc:
+        errors.add(where, f"cannot read '{name}': {_reason(exc)}", hint="check the path")
+        return None
+    if len(data) > limits.max_file_bytes:
+        errors.add(where, f"spec file '{name}' is over the limit of {limits.max_file_bytes:,} bytes",
+                   hint="specs are small text files")
+        return None
+    try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
         column = exc.start - data.rfind(b"\n", 0, exc.start)
-        errors.add(Span(str(path), line, column, line, column + 1),
-                   f"'{path}' is not UTF-8 text ({exc.reason} at byte {exc.start})",
+        errors.add(Span(name, line, column, line, column + 1),
+                   f"'{name}' is not UTF-8 text ({exc.reason} at byte {exc.start})",
                    hint="save the spec as UTF-8")
-    except OSError as exc:
-        errors.add(where, f"cannot read '{path}': {exc.strerror or exc}",
-                   hint="check the path")
     return None
 
 
 def _collect_blocks(spec: ir.SpecFile, filename: str, limits: Limits, errors: ErrorList,
-                    root_dir: Path | None, chain: tuple[Path, ...] = ()) -> dict[str, ir.Block]:
-    """The file's own blocks plus those of the files it imports (confined to root_dir)."""
+                    root_dir: Path | None) -> dict[str, ir.Block]:
+    """The file's own blocks plus those of every file it imports (confined to root_dir)."""
     blocks: dict[str, ir.Block] = {}
-    for imp in spec.imports:
-        imported = _import(imp, filename, limits, errors, root_dir, chain)
-        for name, block in imported.items():
-            _add_block(blocks, block, errors)
+    if root_dir is None:
+        for imp in spec.imports:
+            errors.add(imp.span, "imports need a spec file on disk", hint="use resdsl.load(path)")
+    elif spec.imports:
+        with _Imports(root_dir, filename, limits, errors) as imports:
+            imports.follow(spec, filename, (), blocks)
+        return blocks
     for block in spec.blocks:
         _add_block(blocks, block, errors)
     return blocks
@@ -214,47 +256,220 @@ def _collect_blocks(spec: ir.SpecFile, filename: str, limits: Limits, errors: Er
 
 def _add_block(blocks: dict[str, ir.Block], block: ir.Block, errors: ErrorList) -> None:
     if block.name in blocks and blocks[block.name] is not block:
-        first = blocks[block.name].span
-        errors.add(block.span, f"block '{block.name}' is defined twice (first at {first.where()})",
-                   hint="rename one of them")
+        if not errors.full:
+            first = blocks[block.name].span
+            errors.add(block.span, f"block '{block.name}' is defined twice (first at {first.where()})",
+                       hint="rename one of them")
         return
     blocks[block.name] = block
 
 
-def _import(imp: ir.Import, filename: str, limits: Limits, errors: ErrorList,
-            root_dir: Path | None, chain: tuple[Path, ...]) -> dict[str, ir.Block]:
-    if root_dir is None:
-        errors.add(imp.span, "imports need a spec file on disk", hint="use resdsl.load(path)")
-        return {}
-    if os.path.isabs(imp.path) or ".." in Path(imp.path).parts:
-        errors.add(imp.span, f"import \"{imp.path}\" leaves the spec's directory",
-                   hint="imports are relative paths inside the spec's directory, without '..'")
-        return {}
-    target = (Path(filename).parent / imp.path)
-    resolved = target.resolve()
-    if not resolved.is_relative_to(root_dir):
-        errors.add(imp.span, f"import \"{imp.path}\" resolves outside the spec's directory (symbolic link?)",
-                   hint="keep imported files inside the spec's directory tree")
-        return {}
-    if resolved in chain:
-        errors.add(imp.span, f"import cycle: {' -> '.join(p.name for p in chain + (resolved,))}",
-                   hint="remove one of the imports")
-        return {}
-    if len(chain) >= MAX_IMPORT_DEPTH:
-        errors.add(imp.span, f"imports nest more than {MAX_IMPORT_DEPTH} deep", hint="flatten the imports")
-        return {}
-    text = _read(target, limits, errors, imp.span)
-    if text is None:
-        return {}
-    name = str(target)
-    spec = parse_yaml(text, name, errors) if _detect_format(text, name, None) == "yaml" else \
-        parse_text(text, name, errors)
-    if spec is None:
-        return {}
-    if spec.networks:
-        errors.add(imp.span, f"imported file \"{imp.path}\" defines a network; imports share blocks only",
-                   hint="move the blocks into a file of their own")
-    return _collect_blocks(spec, name, limits, errors, root_dir, chain + (resolved,))
+class _Outside(Exception):
+    """The import path leaves the spec's directory tree."""
+
+
+class _LinkLoop(Exception):
+    """Too many symbolic links (a loop) or too many path components; the message says which."""
+
+
+FileKey = tuple[int, int]  # (st_dev, st_ino): one file, whatever name reached it
+
+
+class _Imports:
+    """Follows a spec's imports for one compile.
+
+    Each file is loaded once (keyed by device and inode), so a diamond, or a file
+    imported 8,000 times, costs one parse; cycles are still reported as cycles.
+    Import statements, link expansions and bytes read are all bounded. Paths are
+    opened component by component, relative to the descriptor of the directory
+    above and never following a link, and links are followed by hand within the
+    tree; so a link swapped in while an import is checked cannot lead outside: the
+    file that is read is the file that was checked.
+    """
+
+    def __init__(self, root_dir: Path, filename: str, limits: Limits, errors: ErrorList):
+        self.root_dir = root_dir
+        self.root_fd: int | None = None
+        self.limits = limits
+        self.errors = errors
+        self.seen: set[FileKey] = set()  # every file reached so far: loaded once
+        self.chain: list[tuple[FileKey | None, str]] = []  # files being followed, for cycles
+        self.statements = 0
+        self.bytes = len(errors.sources.get(filename, "").encode("utf-8", "surrogatepass"))
+        try:
+            info = os.stat(filename)
+            self.top: FileKey | None = (info.st_dev, info.st_ino)
+        except (OSError, ValueError):
+            self.top = None
+
+    def __enter__(self) -> "_Imports":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.root_fd is not None:
+            os.close(self.root_fd)
+            self.root_fd = None
+
+    def follow(self, spec: ir.SpecFile, name: str, folder: tuple[str, ...],
+               blocks: dict[str, ir.Block], key: FileKey | None = None) -> None:
+        """Add the blocks of ``spec``'s imports (depth first), then its own blocks."""
+        key = key if key is not None else self.top
+        if key is not None:
+            self.seen.add(key)
+        self.chain.append((key, name))
+        try:
+            for imp in spec.imports:
+                if self.statements >= MAX_IMPORTS:
+                    self.errors.add(imp.span, f"more than {MAX_IMPORTS:,} import statements in the spec "
+                                    "and the files it imports", hint="import each file once; its blocks "
+                                    "are then in scope everywhere")
+                    break
+                self.statements += 1
+                self._import(imp, name, folder, blocks)
+        finally:
+            self.chain.pop()
+        for block in spec.blocks:
+            _add_block(blocks, block, self.errors)
+
+    def _import(self, imp: ir.Import, importer: str, folder: tuple[str, ...],
+                blocks: dict[str, ir.Block]) -> None:
+        errors = self.errors
+        parts = self._parts(imp)
+        if parts is None:
+            return
+        name = str(Path(importer).parent / imp.path)
+        fd = self._open(imp, folder + parts, name)
+        if fd is None:
+            return
+        try:
+            info = os.fstat(fd)
+            key = (info.st_dev, info.st_ino)
+            if any(key == active for active, _ in self.chain):
+                names = [Path(n).name for _, n in self.chain] + [Path(name).name]
+                errors.add(imp.span, f"import cycle: {' -> '.join(names)}", hint="remove one of the imports")
+                return
+            if key in self.seen:  # already loaded: its blocks are in scope
+                return
+            self.seen.add(key)
+            if len(self.chain) >= MAX_IMPORT_DEPTH:
+                errors.add(imp.span, f"imports nest more than {MAX_IMPORT_DEPTH} deep",
+                           hint="flatten the imports")
+                return
+            text = _read_descriptor(fd, name, self.limits, errors, imp.span)
+        finally:
+            os.close(fd)
+        if text is None:
+            return
+        self.bytes += len(text.encode("utf-8"))
+        total = SOURCE_BYTES_FACTOR * self.limits.max_file_bytes
+        if self.bytes > total:
+            errors.add(imp.span, f"the spec and its imports hold more than {total:,} bytes",
+                       hint="specs are small text files; import only what the network uses")
+            return
+        spec = parse_yaml(text, name, errors) if _detect_format(text, name, None) == "yaml" else \
+            parse_text(text, name, errors)
+        if spec is None:
+            return
+        if spec.networks:
+            errors.add(imp.span, f"imported file \"{imp.path}\" defines a network; imports share blocks only",
+                       hint="move the blocks into a file of their own")
+        self.follow(spec, name, folder + parts[:-1], blocks, key)
+
+    def _parts(self, imp: ir.Import) -> tuple[str, ...] | None:
+        """The import's path as components, or None (and an error) if it is not a plain relative path."""
+        if "\0" in imp.path:
+            self.errors.add(imp.span, "the import path contains a NUL character",
+                            hint="imports name a file by its relative path")
+            return None
+        parts = tuple(p for p in imp.path.split("/") if p not in ("", "."))
+        if os.path.isabs(imp.path) or ".." in parts:
+            self.errors.add(imp.span, f"import \"{imp.path}\" leaves the spec's directory",
+                            hint="imports are relative paths inside the spec's directory, without '..'")
+            return None
+        if not parts:
+            self.errors.add(imp.span, f"import \"{imp.path}\" names no file",
+                            hint="imports name a .res or .yaml file")
+            return None
+        return parts
+
+    def _open(self, imp: ir.Import, parts: tuple[str, ...], name: str) -> int | None:
+        """A descriptor of the file at ``parts`` under the root, or None (and a located error)."""
+        try:
+            if self.root_fd is None:
+                self.root_fd = os.open(self.root_dir, os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0))
+            return self._open_beneath(list(parts))
+        except _Outside:
+            self.errors.add(imp.span, f"import \"{imp.path}\" resolves outside the spec's directory "
+                            "(symbolic link?)", hint="keep imported files inside the spec's directory tree")
+        except _LinkLoop as exc:
+            self.errors.add(imp.span, f"import \"{imp.path}\" {exc}", hint="point the link at the file itself")
+        except (OSError, ValueError) as exc:  # ValueError: a path the OS cannot encode
+            self.errors.add(imp.span, f"cannot read '{name}': {_reason(exc)}", hint="check the path")
+        return None
+
+    def _open_beneath(self, todo: list[str]) -> int:
+        """Open root/todo without leaving root: each component relative to its
+        directory's descriptor with O_NOFOLLOW; a link is read and its target walked
+        in turn ('..' may climb back to the root, an absolute target must lie under it)."""
+        nofollow = getattr(os, "O_NOFOLLOW", 0)
+        todo.reverse()  # components still to walk, the next one last
+        stack: list[int] = []  # descriptors of the directories below the root
+        links = walked = 0
+        try:
+            while todo:
+                part = todo.pop()
+                walked += 1
+                if walked > MAX_PATH_PARTS:
+                    raise _LinkLoop(f"goes through more than {MAX_PATH_PARTS} path components")
+                if part in ("", "."):
+                    continue
+                if part == "..":
+                    if not stack:
+                        raise _Outside()
+                    os.close(stack.pop())
+                    continue
+                here = stack[-1] if stack else self.root_fd
+                flags = _OPEN_FLAGS | nofollow | (0 if not todo else os.O_DIRECTORY)
+                try:
+                    fd = os.open(part, flags, dir_fd=here)
+                except OSError:
+                    target = _link_target(part, here)
+                    if target is None:
+                        raise
+                    links += 1
+                    if links > MAX_SYMLINKS:
+                        raise _LinkLoop(f"goes through more than {MAX_SYMLINKS} symbolic links "
+                                        "(a loop of links?)") from None
+                    if os.path.isabs(target):
+                        todo.extend(reversed(self._under_root(target)))
+                        while stack:
+                            os.close(stack.pop())
+                    else:
+                        todo.extend(reversed(target.split("/")))
+                    continue
+                if not todo:
+                    return fd
+                stack.append(fd)
+            raise IsADirectoryError(21, "not a file")  # the path ended in '..' or '.'
+        finally:
+            for fd in stack:
+                os.close(fd)
+
+    def _under_root(self, target: str) -> list[str]:
+        """An absolute link target as components under the root; _Outside if it is not under it.
+        (realpath may race, but its result is walked from the root like any path.)"""
+        real = Path(os.path.realpath(target))
+        if not real.is_relative_to(self.root_dir):
+            raise _Outside()
+        return list(real.relative_to(self.root_dir).parts)
+
+
+def _link_target(name: str, dir_fd: int) -> str | None:
+    """The target of the link ``name`` in ``dir_fd``, or None if it is not a link (any more)."""
+    try:
+        return os.readlink(name, dir_fd=dir_fd)
+    except (OSError, ValueError):
+        return None
 
 
 @contextmanager
@@ -289,8 +504,7 @@ def _compile(text: str, filename: str, fmt: str | None, network: str | None, pla
     spec = parse_yaml(text, filename, errors) if kind == "yaml" else parse_text(text, filename, errors)
     if spec is None or errors:
         errors.raise_if_any()
-    chain = (Path(filename).resolve(),) if root_dir is not None else ()
-    blocks = _collect_blocks(spec, filename, limits, errors, root_dir, chain)
+    blocks = _collect_blocks(spec, filename, limits, errors, root_dir)
     chosen = _choose_network(spec, filename, network, errors)
     if chosen is None:
         errors.raise_if_any()

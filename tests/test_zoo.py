@@ -383,8 +383,7 @@ def _resolved_ir(path: Path):
     errors = ErrorList()
     parse = parse_yaml if _detect_format(text, str(path), None) == "yaml" else parse_text
     spec = parse(text, str(path), errors)
-    blocks = _collect_blocks(spec, str(path), Limits(), errors, path.resolve().parent,
-                             (path.resolve(),))
+    blocks = _collect_blocks(spec, str(path), Limits(), errors, path.resolve().parent)
     errors.raise_if_any()
     (network,) = spec.networks
     blocks.update({b.name: b for b in network.blocks})

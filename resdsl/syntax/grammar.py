@@ -1,4 +1,12 @@
-"""The Lark parser for resdsl: built once per process, cached on disk between runs."""
+"""The Lark parser for resdsl: built once per process, never cached on disk.
+
+Lark's ``cache=True`` keeps pickled tables under a predictable name in the shared
+temporary directory and unpickles whatever it finds there, so a file planted by
+another user ran code, and a planted symlink made resdsl overwrite its target
+(issue 12). Building the tables costs about 0.05 s of CPU, under a tenth of a
+``resdsl check`` run, so there is no disk cache at all: nothing to plant, nothing
+to verify.
+"""
 
 from __future__ import annotations
 
@@ -103,7 +111,7 @@ def grammar_path() -> Path:
 
 @functools.lru_cache(maxsize=1)
 def get_parser() -> Lark:
-    """The LALR parser with a contextual lexer; Lark caches the tables on disk."""
+    """The LALR parser with a contextual lexer, built in memory (see the module note)."""
     return Lark(
         grammar_path().read_text(encoding="utf-8"),
         parser="lalr",
@@ -112,5 +120,5 @@ def get_parser() -> Lark:
         propagate_positions=True,
         maybe_placeholders=True,
         start=START_RULES,
-        cache=True,
+        cache=False,  # never a pickle from a shared directory
     )

@@ -567,7 +567,7 @@ def syntax_diagnostic(
     exc: Exception, text: str, locate: Locate, errors: ErrorList
 ) -> None:
     """Turn a Lark exception into one located, friendly diagnostic."""
-    lines = text.splitlines() or [""]
+    lines = _lines(text)
     last_line = len(lines)
 
     def at(line: int, column: int, width: int = 1) -> Span:
@@ -650,10 +650,19 @@ def syntax_diagnostic(
 _CLOSING = {"(": ")", "[": "]"}
 
 
+def _lines(text: str) -> list[str]:
+    """The lines as the lexer counts them: split at '\\n' only (str.splitlines also
+    splits at form feeds, U+2028 and others, which would shift line numbers)."""
+    lines = text.split("\n")
+    if len(lines) > 1 and not lines[-1]:
+        lines.pop()
+    return lines
+
+
 def _unclosed_bracket(text: str) -> tuple[int, int, str] | None:
     """Line, column and character of the innermost bracket left open, if any."""
     stack: list[tuple[int, int, str]] = []
-    for number, line in enumerate(text.splitlines(), 1):
+    for number, line in enumerate(_lines(text), 1):
         for column, char in enumerate(line.split("#", 1)[0], 1):
             if char in _CLOSING:
                 stack.append((number, column, char))

@@ -46,14 +46,14 @@ class _Reader:
 
     # -- positions ---------------------------------------------------------------
     def node_span(self, node: yaml.Node) -> Span:
-        start, end = node.start_mark, node.end_mark
-        end_column = end.column + 1 if end.line == start.line else start.column + 2
-        return Span(self.filename, start.line + 1, start.column + 1, start.line + 1, end_column)
+        (line, column), (end_line, end) = _position(self.errors, self.filename, node.start_mark.index), \
+            _position(self.errors, self.filename, node.end_mark.index)
+        return Span(self.filename, line, column, line, end if end_line == line else column + 1)
 
     def locator(self, node: yaml.ScalarNode) -> Locate:
         """Map positions inside a statement string to positions in the YAML file."""
-        base_line = node.start_mark.line
-        base_column = node.start_mark.column + (1 if node.style in ("'", '"') else 0)
+        base_line, base_column = _position(self.errors, self.filename, node.start_mark.index)
+        base_line, base_column = base_line - 1, base_column - 1 + (1 if node.style in ("'", '"') else 0)
 
         def locate(line: int, column: int, end_line: int, end_column: int) -> Span:
             col = base_column + column if line == 1 else column
@@ -203,6 +203,14 @@ def _flow_too_deep(text: str) -> int | None:
     return None
 
 
+def _position(errors: ErrorList, filename: str, index: int) -> tuple[int, int]:
+    """1-based line and column of a character offset, lines split at '\\n' only as the
+    text lexer and ErrorList count them (PyYAML's own marks also break lines at
+    U+0085, U+2028 and U+2029, which would point the caret at the wrong line)."""
+    lines = errors.line_index(filename)
+    return lines.position(index) if lines is not None else (1, index + 1)
+
+
 def _depth_ok(text: str, filename: str, errors: ErrorList) -> bool:
     """Bound the nesting of lists and mappings before PyYAML's (recursive) composer runs.
 
@@ -222,8 +230,8 @@ def _depth_ok(text: str, filename: str, errors: ErrorList) -> bool:
         if isinstance(event, yaml.CollectionStartEvent):
             depth += 1
             if depth > MAX_YAML_DEPTH:
-                mark = event.start_mark
-                errors.add(Span(filename, mark.line + 1, mark.column + 1, mark.line + 1, mark.column + 2),
+                line, column = _position(errors, filename, event.start_mark.index)
+                errors.add(Span(filename, line, column, line, column + 1),
                            f"YAML lists and mappings nested more than {MAX_YAML_DEPTH} levels deep",
                            hint="flatten the structure; blocks help")
                 return False
@@ -233,8 +241,8 @@ def _depth_ok(text: str, filename: str, errors: ErrorList) -> bool:
             aliases = True
             if errors.full:  # the rest would be dropped: stop reading
                 break
-            mark = event.start_mark
-            errors.add(Span(filename, mark.line + 1, mark.column + 1, mark.line + 1, mark.column + 2),
+            line, column = _position(errors, filename, event.start_mark.index)
+            errors.add(Span(filename, line, column, line, column + 1),
                        "YAML aliases (*name) are not supported in specs",
                        hint="write the repeated part out, or define a block and use it twice")
     return not aliases
@@ -251,10 +259,16 @@ def parse_yaml(text: str, filename: str = "<spec>", errors: ErrorList | None = N
         root = yaml.compose(text, Loader=_LOADER)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        line, column = _position(errors, filename, mark.index) if mark else (1, 1)
         errors.add(Span(filename, line, column, line, column + 1),
                    f"invalid YAML: {exc.problem or exc.context}",
                    hint="check indentation and quoting; strings holding ': ' must be quoted")
+        errors.raise_if_any()
+    except yaml.reader.ReaderError as exc:  # a character YAML forbids, e.g. a form feed
+        line, column = _position(errors, filename, exc.position)
+        errors.add(Span(filename, line, column, line, column + 1),
+                   f"invalid YAML: character {chr(exc.character)!r} is not allowed",
+                   hint="YAML allows printable characters, tabs and line breaks only")
         errors.raise_if_any()
     except yaml.YAMLError as exc:
         errors.add(Span(filename, 1, 1, 1, 2), f"invalid YAML: {exc}")
