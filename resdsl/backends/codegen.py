@@ -380,6 +380,11 @@ class Generator:
         self.class_of: dict[str, ClassInfo] = {}
         self.classes: list[ClassInfo] = []
         self.taken_class_names: set[str] = set(RESERVED)
+        # A class is called by name inside __init__ bodies whose arguments are spec
+        # parameters: a parameter named like a class (``Unit`` beside block ``unit``) would
+        # shadow it, so class names avoid every parameter name.
+        for params in [net.ir.params] + [block.params for block in self.block_ir.values()]:
+            self.taken_class_names |= {p.name for p in params} | {_pyname(p.name) for p in params}
         self.unit_kinds: dict[str, set[str]] = {}
         self.unit_local: dict[str, str] = {}
         # A shortcut=none unit has no merge: its "merge" is its body's output, which may be

@@ -312,6 +312,10 @@ def _check_weights_file(stream: IO[bytes], where: Span, limit: int) -> None:
     if size > limit:
         raise _weights_error(where, f"cannot load weights: the file has {_bytes(size)}, more than "
                              f"the {_bytes(limit)} a checkpoint of this spec can need")
+    room = available_memory()
+    if room is not None and size > room:
+        raise _weights_error(where, f"cannot load weights: the file has {_bytes(size)}, more than the "
+                             f"{_bytes(room)} of memory available")
     if not zipfile.is_zipfile(stream):
         stream.seek(0)
         return  # a legacy (pickle) checkpoint: its size is the bound
@@ -378,7 +382,8 @@ def _weight_mismatches(net: "Net", expected: dict, state: dict, where: Span) -> 
                 "the checkpoint was saved from a different kind of model")
         elif tuple(got.shape) != tuple(want.shape):
             add(key, f"weights: '{key}' has shape {list(got.shape)} in the checkpoint but "
-                f"{list(want.shape)} in the spec", "the statement's arguments differ from the checkpoint's architecture")
+                f"{list(want.shape)} in the spec",
+                "the statement's arguments differ from the checkpoint's architecture")
     unexpected = [key for key in state if key not in expected]  # the file's: shown up to a cap
     for key in unexpected[:MAX_DIAGNOSTICS]:
         diagnostics.append(Diagnostic(
