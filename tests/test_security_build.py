@@ -390,3 +390,14 @@ def test_a_parameter_named_like_a_generated_class_does_not_shadow_it():
     text = generate(net).text
     assert "class Unit_(nn.Module):" in text
     assert net.build()(torch.zeros(1, 4)).shape == (1, 4)
+
+
+def test_a_parameter_the_code_spells_by_coincidence_is_still_checked():
+    """The spec never names ``width``, but the projection's width equals it, so the code is
+    written in terms of it (Ctx.match): it must not be taken for an unused parameter."""
+    net = resdsl.loads("network g(width: int = 3):\n    input x: [3, 5, 7]\n    residual shortcut=C:\n"
+                       "        layernorm\n")
+    assert "width" in generate(net).text.split("super().__init__()")[1]
+    assert set(_frozen_params(net)) == {"width"}
+    with pytest.raises(ValueError, match="regenerate it"):
+        generate(net).module_class()(width=5)

@@ -392,6 +392,9 @@ class Generator:
         self.units_by_merge = {u.merge: u for u in residual_units(self.graph) if u.shortcut != "none"}
         self.children = self._children()
         self.flag_values: dict[str, dict[str, bool]] = {}
+        # Names the code is written in terms of: the spec's, and parameters whose value
+        # merely matched a shape-derived one (Ctx.match), which the spec never names.
+        self.mentioned: set[str] = set()
         # Units by their container and by their projection's container, so each lookup is
         # one dict access (a scan of every unit per container made generation quadratic).
         self.units_in: dict[str, list] = {}
@@ -660,6 +663,7 @@ class Generator:
                           lambda v, local=local: f"self.{local}({v[0]})", kind="module",
                           local=local, op=data["op"]))
         forward, inplace = self.forward(path, ops, box)
+        self.mentioned |= ctx.used
         for local in inplace:
             init = [line.replace(f"self.{local} = nn.ReLU()", f"self.{local} = nn.ReLU(inplace=True)")
                     for line in init]
@@ -1274,8 +1278,8 @@ def _frozen_params(net: "Net") -> dict[str, Any]:
 
     A parameter is live when changing it changes nothing in the generated code but
     its default: everything it feeds was written as an expression of it. The IR
-    tells most parameters apart: one that no evaluated expression mentions is live;
-    one that reaches a stage count, a shortcut policy, a ref option or a ``defaults``
+    tells most parameters apart: one that no evaluated expression mentions, and that
+    the code is not written in terms of, is live; one that reaches a stage count, a shortcut policy, a ref option or a ``defaults``
     statement is frozen. Each remaining one is checked by elaborating the in-memory
     IR again (never the file) with it changed and comparing the generated code,
     under the net's own limits and a total budget: parameters left when the budget
@@ -1286,13 +1290,13 @@ def _frozen_params(net: "Net") -> dict[str, Any]:
     flow = _Flow(net)
     if flow.cyclic:  # pragma: no cover - elaboration refuses recursive blocks
         return dict(net.params)
-    used, hard = flow.names(flow.used), flow.names(flow.hard)
+    generator = Generator(net, signature=net.params)
+    base = generator.run()
+    used = flow.names(flow.used) | generator.mentioned
+    hard = flow.names(flow.hard)
     frozen = {name: value for name, value in net.params.items() if name in hard}
     candidates = [name for name in net.params if name in used and name not in hard]
-    if not candidates:
-        return frozen
     budget = CHECK_BUDGET_FACTOR * net.num_ops + CHECK_BUDGET_BASE
-    base: str | None = None
     for name in candidates:
         value = net.params[name]
         if budget < CHECK_COST or type(value) not in (bool, int, float):
@@ -1302,11 +1306,7 @@ def _frozen_params(net: "Net") -> dict[str, Any]:
         try:
             other, cost = _rebuilt(net, {**net.params, name: _perturbed(value)}, budget - CHECK_COST)
             budget -= cost + CHECK_COST
-            if other is not None:
-                base = Generator(net, signature=net.params).run() if base is None else base
-                same = Generator(other, signature=net.params).run() == base
-            else:
-                same = False
+            same = other is not None and Generator(other, signature=net.params).run() == base
         except (SpecError, Problem, NotImplementedError):
             same = False
         if not same:
