@@ -168,8 +168,9 @@ def cmd_compile(args: argparse.Namespace) -> int:
         raise UsageError("--batch must be at least 1")
     import torch
 
-    from .backends.torch import observed_shapes
+    from .backends.torch import check_memory, observed_shapes
 
+    check_memory(net, args.batch)  # the spec too big: exit 1; the batch too big: exit 2
     model = net.build(zero_init_residual=args.zero_init_residual, weights=args.weights)
     model.eval()
     with torch.no_grad():
@@ -303,4 +304,8 @@ def run() -> None:  # pragma: no cover - console entry
 
 
 if __name__ == "__main__":  # pragma: no cover
-    run()
+    # `python -m resdsl.cli`: run the package's module, so exceptions raised elsewhere
+    # (resdsl.backends.torch.BatchTooLarge is a resdsl.cli.UsageError) are this main's own.
+    from resdsl.cli import run as _run
+
+    _run()

@@ -188,6 +188,7 @@ class Elaborator:
         return env
 
     def coerce_override(self, param: ir.Param, value: Any) -> Value | None:
+        value = _plain(value)  # API values may be subclasses with their own repr, str, eq...
         text = value
         if isinstance(value, str):
             value = _parse_literal(value)
@@ -953,8 +954,25 @@ def _parse_literal(text: str) -> Value:
     return text
 
 
+def _plain(value: Any) -> Any:
+    """An API value as a plain bool, int, float or str (the base type's own copy, so no
+    subclass method - ``__repr__``, ``__str__``, ``__index__`` - ever runs); other
+    objects are returned as they are, and refused by ``_convert``."""
+    if type(value) is bool:
+        return value
+    if isinstance(value, int):  # IntEnum, IntFlag, any int subclass
+        return int.__index__(value)
+    if isinstance(value, float):  # numpy.float64 and other float subclasses
+        return float.__float__(value)
+    if isinstance(value, str):
+        return str.__str__(value)
+    return value
+
+
 def _shown(value: Any) -> str:
     """An override as an error message shows it: short, and never str() of a huge int."""
+    if type(value) not in (bool, int, float, str):  # never run a foreign __str__
+        return f"<a {type(value).__name__} object>"
     if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
         return f"<a {value.bit_length():,}-bit integer>"
     text = str(value)

@@ -44,6 +44,7 @@ import hashlib
 import inspect
 import keyword
 import linecache
+import math
 import os
 import re
 import sys
@@ -102,18 +103,20 @@ def _compact(value: Any) -> Any:
 
 
 def _lit(value: Any) -> str:
+    """A literal of generated code. Exact types only: a subclass of int or str could
+    bring its own ``__repr__`` (normalised away at the API, refused here again)."""
     value = _compact(value)
-    if isinstance(value, str) and re.fullmatch(r"[\w .,;:=/()-]*", value):
+    if type(value) is str and re.fullmatch(r"[\w .,;:=/()-]*", value):
         return f'"{value}"'  # black's quotes; repr() for anything else
-    if isinstance(value, (bool, int, float, str)) or value is None:
+    if type(value) is str or value is None:
         return repr(value)
-    if isinstance(value, tuple):
+    if type(value) is tuple:
         return repr(tuple(_checked_scalar(v) for v in value))
-    raise TypeError(f"cannot write {type(value).__name__} into generated code")  # pragma: no cover
+    return repr(_checked_scalar(value))
 
 
 def _checked_scalar(value: Any) -> Any:
-    if isinstance(value, (bool, int, float)):
+    if type(value) in (bool, int) or (type(value) is float and math.isfinite(value)):
         return value
     raise TypeError(f"cannot write {type(value).__name__} into generated code")  # pragma: no cover
 
@@ -377,6 +380,11 @@ class Generator:
         self.class_of: dict[str, ClassInfo] = {}
         self.classes: list[ClassInfo] = []
         self.taken_class_names: set[str] = set(RESERVED)
+        # A class is called by name inside __init__ bodies whose arguments are spec
+        # parameters: a parameter named like a class (``Unit`` beside block ``unit``) would
+        # shadow it, so class names avoid every parameter name.
+        for params in [net.ir.params] + [block.params for block in self.block_ir.values()]:
+            self.taken_class_names |= {p.name for p in params} | {_pyname(p.name) for p in params}
         self.unit_kinds: dict[str, set[str]] = {}
         self.unit_local: dict[str, str] = {}
         # A shortcut=none unit has no merge: its "merge" is its body's output, which may be
@@ -384,6 +392,18 @@ class Generator:
         self.units_by_merge = {u.merge: u for u in residual_units(self.graph) if u.shortcut != "none"}
         self.children = self._children()
         self.flag_values: dict[str, dict[str, bool]] = {}
+        # Names the code is written in terms of: the spec's, and parameters whose value
+        # merely matched a shape-derived one (Ctx.match), which the spec never names.
+        self.mentioned: set[str] = set()
+        # Units by their container and by their projection's container, so each lookup is
+        # one dict access (a scan of every unit per container made generation quadratic).
+        self.units_in: dict[str, list] = {}
+        self.units_of_shortcut: dict[str, list] = {}
+        for unit in residual_units(self.graph):
+            self.units_in.setdefault(unit.container, []).append(unit)
+            path = self._shortcut_path(unit)
+            if path is not None:
+                self.units_of_shortcut.setdefault(path, []).append(unit)
 
     # -- indexes --------------------------------------------------------------------
     def _index(self, stmts) -> None:
@@ -593,8 +613,8 @@ class Generator:
         filled: dict[str, list[str]] = {}
         skip_children: set[str] = set()
         inner = INDENT * 2
-        for unit in residual_units(self.graph):  # optional shortcuts of this container
-            if unit.container == path and self.mixed(unit):
+        for unit in self.units_in.get(path, ()):  # optional shortcuts of this container
+            if self.mixed(unit):
                 ukey = self._unit_key(unit)
                 local = self.unit_local[ukey]
                 flag = _pyname(local, set(ctx.py.values()) | RESERVED | {f for f, _ in flags})
@@ -643,6 +663,7 @@ class Generator:
                           lambda v, local=local: f"self.{local}({v[0]})", kind="module",
                           local=local, op=data["op"]))
         forward, inplace = self.forward(path, ops, box)
+        self.mentioned |= ctx.used
         for local in inplace:
             init = [line.replace(f"self.{local} = nn.ReLU()", f"self.{local} = nn.ReLU(inplace=True)")
                     for line in init]
@@ -660,8 +681,8 @@ class Generator:
         box = self.boxes[path]
         if box.kind != "shortcut":
             return None
-        for unit in residual_units(self.graph):
-            if self._shortcut_path(unit) == path and self.mixed(unit):
+        for unit in self.units_of_shortcut.get(path, ()):
+            if self.mixed(unit):
                 return unit
         return None
 
@@ -814,18 +835,13 @@ class Generator:
 
     def _body_chan(self, node: int, chan: dict) -> ir.Expr | None:
         """For a projection: the channel expression of the residual body it must match."""
-        for unit in residual_units(self.graph):
-            path = self._shortcut_path(unit)
-            if path is not None and self.graph.nodes[node]["container"] == path:
-                return chan.get(unit.body_output)
+        for unit in self.units_of_shortcut.get(self.graph.nodes[node]["container"], ()):
+            return chan.get(unit.body_output)
         return None
 
     def _body_strides(self, node: int) -> list[ir.Expr]:
         """For a projection: the stride expressions written in its residual body, in order."""
-        for unit in residual_units(self.graph):
-            path = self._shortcut_path(unit)
-            if path is None or self.graph.nodes[node]["container"] != path:
-                continue
+        for unit in self.units_of_shortcut.get(self.graph.nodes[node]["container"], ()):
             body = range(unit.input + 1, unit.body_output + 1)
             return [e for n in body if (e := self.arg_exprs(n).get("stride")) is not None]
         return []
@@ -1101,40 +1117,201 @@ class Source:
 
 
 def _perturbed(value: Any) -> Any:
-    if isinstance(value, bool):
+    if type(value) is bool:
         return not value
-    if isinstance(value, int):
+    if type(value) is int:
         return value + 1
     return value * 0.5 + 0.25
+
+
+#: Work allowed to the perturbation checks of :func:`_frozen_params`, in elaborated ops
+#: summed over all re-elaborations: a few times the network's size plus a constant; each
+#: re-elaboration also costs ``CHECK_COST`` ops, so many parameters cannot add up either.
+CHECK_BUDGET_FACTOR = 4
+CHECK_BUDGET_BASE = 8192
+CHECK_COST = 64
+
+_NET = "net"  # a symbol of the flow analysis: ("net", name) is a network parameter
+_ARG = "arg"  # ("arg", name) is a parameter of the block being summarised
+
+
+class _Flow:
+    """Which network parameters reach which positions, read from the IR alone.
+
+    ``used``: parameters some evaluated expression mentions (the others change nothing).
+    ``hard``: parameters that reach a position the generator always writes as a literal:
+    a stage count (the number of instances), a residual's shortcut policy, a ref option
+    or a ``defaults`` statement. Each block is summarised once, over symbols of its own
+    parameters and of the network's, and the summary is mapped at every call.
+    """
+
+    def __init__(self, net: "Net"):
+        from ..ops import user_ops
+
+        self.ops = user_ops()
+        self.blocks: dict[str, ir.Block] = dict(net.blocks)
+        for block in net.ir.blocks:
+            self.blocks.setdefault(block.name, block)
+        self.net_names = {p.name for p in net.ir.params}
+        self.summaries: dict[str, tuple[set, set]] = {}
+        self.active: set[str] = set()
+        self.cyclic = False
+        env = {name: {(_NET, name)} for name in self.net_names}
+        self.used: set = set()
+        self.hard: set = set()
+        for expr in net.ir.input.shape:
+            self.used |= self.deps(expr, env)
+        self.body(net.ir.body, env, self.used, self.hard)
+
+    @staticmethod
+    def deps(expr: ir.Expr, env: dict[str, set]) -> set:
+        found: set = set()
+        for name in _names(expr):
+            found |= env.get(name, set())
+        return found
+
+    def body(self, stmts, env: dict[str, set], used: set, hard: set) -> None:
+        for stmt in stmts:
+            if isinstance(stmt, ir.Defaults):
+                for arg in stmt.args:
+                    found = self.deps(arg.value, env)
+                    used |= found
+                    hard |= found
+            elif isinstance(stmt, ir.Apply):
+                for arg in stmt.args:
+                    used |= self.deps(arg.value, env)
+                if stmt.name not in self.ops and stmt.name in self.blocks:
+                    self.call(self.blocks[stmt.name], stmt.args, {}, env, used, hard)
+            elif isinstance(stmt, ir.Stage):
+                found = self.deps(stmt.count, env)
+                used |= found
+                hard |= found
+                extra = {o.name: o.value for o in stmt.options if o.name == "stride"}
+                for arg in (*stmt.args, *stmt.options):
+                    used |= self.deps(arg.value, env)
+                if stmt.block in self.blocks:  # the first instance takes the stride option
+                    self.call(self.blocks[stmt.block], stmt.args, extra, env, used, hard)
+                    if extra:
+                        self.call(self.blocks[stmt.block], stmt.args, {}, env, used, hard)
+            elif isinstance(stmt, ir.Residual):
+                for option in stmt.options:
+                    found = self.deps(option.value, env)
+                    used |= found
+                    if option.name not in ("scale", "drop_path"):
+                        hard |= found
+                self.body(stmt.body, env, used, hard)
+                self.body(stmt.shortcut or (), env, used, hard)
+            elif isinstance(stmt, ir.Ref):
+                for option in stmt.options:
+                    found = self.deps(option.value, env)
+                    used |= found
+                    hard |= found
+
+    def call(self, block: ir.Block, args, extra: dict, env: dict[str, set], used: set, hard: set) -> None:
+        """Map ``block``'s summary through one call's argument expressions."""
+        given = {**ir.args_by_name(args, [p.name for p in block.params]), **extra}
+        bound: dict[str, set] = {}
+        for param in block.params:
+            if param.name in given:
+                bound[param.name] = self.deps(given[param.name], env)
+            elif param.default is not None:  # evaluated among the network's and earlier parameters
+                scope = {n: {(_NET, n)} for n in self.net_names} | bound
+                bound[param.name] = self.deps(param.default, scope)
+                used |= bound[param.name]
+        inner_used, inner_hard = self.summary(block)
+
+        def mapped(symbols: set) -> set:
+            out: set = set()
+            for kind, name in symbols:
+                out |= bound.get(name, set()) if kind == _ARG else {(kind, name)}
+            return out
+
+        used |= mapped(inner_used)
+        hard |= mapped(inner_hard)
+
+    def summary(self, block: ir.Block) -> tuple[set, set]:
+        if block.name in self.summaries:
+            return self.summaries[block.name]
+        if block.name in self.active:  # recursion: a checked net has none; be conservative
+            self.cyclic = True
+            return set(), set()
+        self.active.add(block.name)
+        env = {n: {(_NET, n)} for n in self.net_names}
+        env.update({p.name: {(_ARG, p.name)} for p in block.params})
+        used: set = set()
+        hard: set = set()
+        self.body(block.body, env, used, hard)
+        self.active.discard(block.name)
+        self.summaries[block.name] = (used, hard)
+        return used, hard
+
+    def names(self, symbols: set) -> set[str]:
+        return {name for kind, name in symbols if kind == _NET}
+
+
+def _rebuilt(net: "Net", params: dict[str, Any], max_nodes: int) -> tuple["Net | None", int]:
+    """``net`` elaborated again from its in-memory IR with other parameter values, under
+    the caller's limits (and at most ``max_nodes`` ops); (None, cost) when it fails."""
+    from dataclasses import replace
+
+    from ..api import Net
+    from ..elaborate import elaborate
+    from ..errors import ErrorList
+    from ..passes import PIPELINE
+
+    errors = ErrorList()
+    limits = replace(net.limits, max_nodes=max(1, min(net.limits.max_nodes, max_nodes)))
+    graph = elaborate(net.ir, net.blocks, errors, params, plain=net.plain, limits=limits,
+                      shortcut=None if net.plain else net.shortcut)
+    cost = graph.number_of_nodes()
+    if not errors:
+        for check in PIPELINE:
+            check(graph, errors)
+    if errors:
+        return None, cost
+    return Net(net.ir, graph, net.filename, graph.graph["params"], net.plain, net.shortcut,
+               net.blocks, net.limits, net.inputs), cost
 
 
 def _frozen_params(net: "Net") -> dict[str, Any]:
     """Network parameters the generated code does not express in general.
 
     A parameter is live when changing it changes nothing in the generated code but
-    its default: everything it feeds was written as an expression of it. Checked by
-    compiling the spec again with the parameter changed. Specs without a file on
-    disk (``loads``) cannot be recompiled: all their parameters are frozen.
+    its default: everything it feeds was written as an expression of it. The IR
+    tells most parameters apart: one that no evaluated expression mentions, and that
+    the code is not written in terms of, is live; one that reaches a stage count, a shortcut policy, a ref option or a ``defaults``
+    statement is frozen. Each remaining one is checked by elaborating the in-memory
+    IR again (never the file) with it changed and comparing the generated code,
+    under the net's own limits and a total budget: parameters left when the budget
+    is spent are frozen, which is always correct, only less general.
     """
     if not net.params:
         return {}
-    from ..api import load
-
-    if not os.path.isfile(net.filename):
+    flow = _Flow(net)
+    if flow.cyclic:  # pragma: no cover - elaboration refuses recursive blocks
         return dict(net.params)
-    base = Generator(net, signature=net.params).run()
-    frozen: dict[str, Any] = {}
-    for name, value in net.params.items():
-        changed = {**net.params, name: _perturbed(value)}
+    generator = Generator(net, signature=net.params)
+    base = generator.run()
+    used = flow.names(flow.used) | generator.mentioned
+    hard = flow.names(flow.hard)
+    frozen = {name: value for name, value in net.params.items() if name in hard}
+    candidates = [name for name in net.params if name in used and name not in hard]
+    budget = CHECK_BUDGET_FACTOR * net.num_ops + CHECK_BUDGET_BASE
+    for name in candidates:
+        value = net.params[name]
+        if budget < CHECK_COST or type(value) not in (bool, int, float):
+            frozen[name] = value
+            continue
+        other = None
         try:
-            other = load(net.filename, network=net.name, plain=net.plain,
-                         shortcut=None if net.plain else net.shortcut, **changed)
-            same = Generator(other, signature=net.params).run() == base
+            other, cost = _rebuilt(net, {**net.params, name: _perturbed(value)}, budget - CHECK_COST)
+            budget -= cost + CHECK_COST
+            same = other is not None and Generator(other, signature=net.params).run() == base
         except (SpecError, Problem, NotImplementedError):
             same = False
         if not same:
             frozen[name] = value
-    return frozen
+    return {name: frozen[name] for name in net.params if name in frozen}
 
 
 def generate(net: "Net") -> Source:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 import torch
 
+from ..backends.torch import check_memory
 from ..graph import residual_units, top_level_groups
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -117,6 +118,7 @@ def init_ratios(net: "Net", *, zero_init_residual: bool, batch: int = 8, seed: i
     ``||F(x) - x|| / ||x||``.
     """
     graph = net.graph
+    check_memory(net, batch, training=True)  # before allocating: a clear error, not an OOM kill
     torch.manual_seed(seed)
     model = net.build(zero_init_residual=zero_init_residual).train()
     x = random_batch(net, batch, seed)
@@ -147,6 +149,7 @@ def stage_gradients(net: "Net", *, batch: int = 8, seed: int = 0,
     ``train=False`` runs batchnorm on its running statistics, which at init are
     the identity: the network as if it had no normalization.
     """
+    check_memory(net, batch, training=True)
     torch.manual_seed(seed)
     model = net.build().train(train)
     x = random_batch(net, batch, seed)
