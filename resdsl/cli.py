@@ -14,8 +14,7 @@ from typing import Any, Sequence
 EXIT_OK, EXIT_SPEC, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 
 
-class UsageError(Exception):
-    pass
+from .errors import UsageError
 
 
 def _define(text: str) -> tuple[str, str]:
@@ -305,7 +304,7 @@ def run() -> None:  # pragma: no cover - console entry
 
 if __name__ == "__main__":  # pragma: no cover
     # `python -m resdsl.cli`: run the package's module, so exceptions raised elsewhere
-    # (resdsl.backends.torch.BatchTooLarge is a resdsl.cli.UsageError) are this main's own.
+    # (resdsl.backends.torch.BatchTooLarge is a resdsl.errors.UsageError) meet the same classes.
     from resdsl.cli import run as _run
 
     _run()

@@ -266,6 +266,11 @@ class ErrorList:
             raise SpecError(self.diagnostics)
 
 
+class UsageError(Exception):
+    """A request that cannot be met, though no spec line is at fault (a flag, a path,
+    a batch too big for memory): the CLI prints it and exits 2."""
+
+
 class Problem(Exception):
     """Raised inside a stage for one located problem; the stage records it and moves on."""
 

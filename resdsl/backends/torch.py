@@ -21,8 +21,7 @@ from typing import IO, TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from ..cli import UsageError
-from ..errors import Diagnostic, Span, SpecError
+from ..errors import Diagnostic, Span, SpecError, UsageError
 from ..graph import containers, format_shape, residual_units
 
 if TYPE_CHECKING:  # pragma: no cover
