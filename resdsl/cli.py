@@ -11,10 +11,9 @@ import json
 import sys
 from typing import Any, Sequence
 
-EXIT_OK, EXIT_SPEC, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
-
-
 from .errors import UsageError
+
+EXIT_OK, EXIT_SPEC, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 
 
 def _define(text: str) -> tuple[str, str]:
@@ -303,8 +302,4 @@ def run() -> None:  # pragma: no cover - console entry
 
 
 if __name__ == "__main__":  # pragma: no cover
-    # `python -m resdsl.cli`: run the package's module, so exceptions raised elsewhere
-    # (resdsl.backends.torch.BatchTooLarge is a resdsl.errors.UsageError) meet the same classes.
-    from resdsl.cli import run as _run
-
-    _run()
+    run()
