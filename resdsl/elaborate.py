@@ -153,7 +153,6 @@ class Elaborator:
             root.labels["input"] = x
         self.graph.graph["input"] = x.node
         self.check_block_names()
-        self.check_param_names()
         out = self.body(net.body, root, x, {})
         self.graph.graph["output"] = out.node
         self.graph.graph["containers"][""].input = x.node
@@ -254,26 +253,6 @@ class Elaborator:
             if name in self.ops or name in ("residual", "shortcut", "stage", "add", "mul", "concat", "from"):
                 self.error(block.span, f"block '{name}' has the name of a built-in op",
                            hint=f"rename the block, e.g. '{name}_block'")
-
-    def check_param_names(self) -> None:
-        """Generated PyTorch code names a class after the network and each block
-        (``unit`` -> ``Unit``) and each stage, residual or shortcut inside them
-        (``NetLayer1``); a parameter with such a name would shadow the class in the
-        generated ``__init__``. Refused here, at the parameter."""
-        owners = {_class_name(self.network.name): f"network '{self.network.name}'", "Part": "a container"}
-        owners.update((_class_name(name), f"block '{name}'") for name in self.blocks)
-        params = [*self.network.params, *(p for b in self.blocks.values() for p in b.params)]
-        for param in params:
-            if not param.name[:1].isupper():
-                continue
-            core = re.sub(r"(_[0-9]+)?_*$", "", param.name)  # variants: Unit_2, Unit_
-            owner = owners.get(core) or next(
-                (what for prefix, what in owners.items()
-                 if core.startswith(prefix) and core[len(prefix):][:1].isupper()), None)
-            if owner is not None:
-                self.error(param.span, f"parameter '{param.name}' has the name of a class that generated "
-                           f"PyTorch code defines for {owner}",
-                           hint=f"rename the parameter, e.g. '{param.name.lower()}'")
 
     # ---- graph construction -------------------------------------------------------
     def add_node(
@@ -894,14 +873,6 @@ class Elaborator:
                        f"{stmt.kind} '{stmt.target}': shapes differ: current {format_shape(x.shape)}, "
                        f"'{stmt.target}' {format_shape(target.shape)}",
                        hint="element-wise ops need equal shapes", notes=notes)
-
-
-def _class_name(name: str) -> str:
-    """The class name code generation gives a network or block (backends/codegen.py
-    ``_camel``, repeated here because the front end never imports a back end)."""
-    parts = [p for p in name.split("_") if p]
-    text = "".join(p[:1].upper() + p[1:] for p in parts) or "Net"
-    return text if text[0].isalpha() else "N" + text
 
 
 def _expression_size(node: Any) -> int:
