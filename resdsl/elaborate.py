@@ -9,7 +9,6 @@ together as one :class:`~resdsl.errors.SpecError`.
 
 from __future__ import annotations
 
-import re
 from collections import ChainMap
 from dataclasses import dataclass, field
 from math import prod
