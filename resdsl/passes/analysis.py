@@ -54,13 +54,15 @@ Two such distributions are kept:
 
 from __future__ import annotations
 
+import gc
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 from fractions import Fraction
 import math
 from math import ceil, prod
 from operator import add
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 import networkx as nx
 
@@ -391,7 +393,8 @@ def path_stats(graph: "nx.DiGraph | _Dag", source: int | None = None,
     lengths, length_moments = _distribution(dag, _category_cost(dag, _weighted), source, target)
     nonlinear, nonlinear_moments = _distribution(dag, _category_cost(dag, _nonlinear), source, target)
     exact_count = None
-    if length_moments is not None and nonlinear_moments is not None:
+    if (length_moments is not None and nonlinear_moments is not None
+            and length_moments.log2_count < EXACT_BITS + 1):  # else it cannot fit: skip the pass
         try:
             exact_count = _fold(dag, source, target, 1, _count_step)
         except _Inexact:
@@ -699,6 +702,24 @@ def stage_costs(graph: nx.DiGraph, fields: dict[int, tuple[int, ...] | None] | N
     return rows
 
 
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector for one report (or one drawing).
+
+    A pass allocates small acyclic objects while the network's graph fills the
+    heap, and each automatic collection rescans that heap: on a 150,000-op network
+    this made analyze superlinear (70 us/op against 30). The collector resumes after.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+@gc_paused()
 def analyze(net: "Net | nx.DiGraph") -> Analysis:
     """Cost, receptive field and paths of a loaded network (no torch).
 

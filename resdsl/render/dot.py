@@ -39,6 +39,7 @@ import networkx as nx
 
 from ..graph import Container, ResidualUnit, containers, residual_units
 from ..ops import REGISTRY
+from ..passes.analysis import gc_paused
 
 LEVELS = ("stage", "block", "layer")
 LAYOUTS = ("column", "u", "auto")
@@ -111,6 +112,7 @@ class View:
     node_of: dict[int, str]  # graph node -> drawn node key
 
 
+@gc_paused()
 def to_dot(graph: nx.DiGraph, *, level: str = "block", layout: str = "auto",
            shapes: bool = True, expand: bool = False, legend: bool = True,
            max_nodes: int | None = None, max_layout: int | None = None) -> str:
