@@ -151,7 +151,7 @@ class Net:
         from .render import render
 
         result = render(self.graph, path, level=level, layout=layout, shapes=shapes,
-                        expand=expand, protect=(self.filename,))
+                        expand=expand, protect=(self.filename, *self.inputs))
         if result.note:
             import warnings
 

@@ -1,7 +1,9 @@
 """The ``resdsl`` command: argument handling and printing only.
 
 Exit codes: 0 ok, 1 the spec has errors, 2 usage error (bad flags, unreadable
-file), 3 internal error (a bug in resdsl; the message says how to report it).
+file, an output path that must not or cannot be written, a drawing too large to
+lay out), 3 internal error (a bug in resdsl; the message says how to report it);
+143 terminated by SIGTERM (temporary files removed), 141 output pipe closed.
 """
 
 from __future__ import annotations
@@ -9,11 +11,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any, Sequence
+from contextlib import contextmanager
+from typing import Any, Iterator, Sequence
 
 from .errors import UsageError
 
 EXIT_OK, EXIT_SPEC, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
+EXIT_BROKEN_PIPE, EXIT_TERMINATED = 141, 143  # the shell's 128 + SIGPIPE, 128 + SIGTERM
 
 
 def _define(text: str) -> tuple[str, str]:
@@ -92,17 +96,17 @@ def _add_render(sub: Any) -> None:
 
 def cmd_render(args: argparse.Namespace) -> int:
     from .io import OutputError
-    from .render import RenderFailed, RenderOptionError, format_of, render
+    from .render import RenderFailed, RenderOptionError, plan, render
 
-    try:
-        format_of(args.output)
-    except RenderOptionError as err:
+    try:  # the format and the target (or the .dot fallback) first: before any work
+        plan(args.output, protect=(args.spec,))
+    except (RenderOptionError, OutputError) as err:
         raise UsageError(str(err)) from None
     net = _load(args)
     try:
         result = render(net.graph, args.output, level=args.level, layout=args.layout,
-                        shapes=args.shapes, expand=args.expand, protect=(args.spec,))
-    except (OutputError, RenderFailed) as err:
+                        shapes=args.shapes, expand=args.expand, protect=(args.spec, *net.inputs))
+    except (OutputError, RenderFailed, RenderOptionError) as err:  # RenderOptionError: too large
         raise UsageError(str(err)) from None
     if result.note:
         print(f"resdsl: {result.note}", file=sys.stderr)
@@ -161,7 +165,11 @@ def _net_json(net: Any) -> dict[str, Any]:
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
+    if args.output:  # an unwritable -o fails before the build, not after it
+        _check_output(args.output, (args.spec,))
     net = _load(args)
+    if args.output:  # now the imports are known: none of them is overwritten either
+        _check_output(args.output, (args.spec, *net.inputs))
     if args.batch < 1:
         raise UsageError("--batch must be at least 1")
     import torch
@@ -190,13 +198,22 @@ def cmd_compile(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _check_output(output: str, protect: tuple[str, ...]) -> None:
+    from .io import OutputError, check_output
+
+    try:
+        check_output(output, protect=protect)
+    except OutputError as err:
+        raise UsageError(str(err)) from None
+
+
 def _write_source(net: Any, output: str, spec: str, quiet: bool) -> None:
     from .backends.torch import source_of
     from .io import OutputError, atomic_write
 
     try:
-        path = atomic_write(output, source_of(net).text, protect=(spec,))
-    except (OutputError, OSError) as err:
+        path = atomic_write(output, source_of(net).text, protect=(spec, *net.inputs))
+    except OutputError as err:  # atomic_write turns every OSError about the path into one
         raise UsageError(str(err)) from None
     print(f"wrote {path}", file=sys.stderr if quiet else sys.stdout)
 
@@ -277,9 +294,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
         return int(exc.code or 0)
     from .errors import SpecError
+    from .io import Terminated
 
     try:
-        return COMMANDS[args.command](args)
+        with _sigterm_as_exception():
+            return COMMANDS[args.command](args)
+    except Terminated:  # files being written were removed on the way out
+        print("resdsl: terminated", file=sys.stderr)
+        return EXIT_TERMINATED
+    except BrokenPipeError:  # `resdsl analyze ... | head`: not our bug
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
     except SpecError as err:
         if getattr(args, "json", False):
             print(json.dumps(err.to_dict(), sort_keys=True))
@@ -295,6 +320,40 @@ def main(argv: Sequence[str] | None = None) -> int:
               "This is a bug in resdsl, not in your spec. Please report it with the spec attached.",
               file=sys.stderr)
         return EXIT_INTERNAL
+
+
+@contextmanager
+def _sigterm_as_exception() -> Iterator[None]:
+    """SIGTERM raises :class:`resdsl.io.Terminated` during a command, so that ``finally``
+    blocks run: a temporary output file is removed, a layout subprocess is killed.
+    Only on the main thread, and the previous handler comes back afterwards."""
+    import signal
+    import threading
+
+    from .io import Terminated
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _silence_stdout() -> None:
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
 
 
 def run() -> None:  # pragma: no cover - console entry

@@ -14,7 +14,8 @@ Cost (per top-level statement, as in ``resdsl compile``'s table, and in total):
   alive at once when ops run in graph order and each tensor is freed after its
   last use (inference).
 - **receptive field**: the theoretical one, in input pixels per spatial
-  dimension, of one output position (not clipped to the input size).
+  dimension, of one output position (not clipped to the input size; it
+  saturates at 2^62, shown as ``>=2^62``).
 
 Paths: every path from the input to the output of the DAG, counted with
 multiplicity (an edge feeding two ports of a node, as in ``add x`` with ``x``
@@ -53,10 +54,15 @@ Two such distributions are kept:
 
 from __future__ import annotations
 
+import gc
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from decimal import Decimal
 from fractions import Fraction
+import math
 from math import ceil, prod
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from operator import add
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 import networkx as nx
 
@@ -72,7 +78,17 @@ BYTES_PER_ELEMENT = 4  # float32
 # A distribution is (offset, coeffs): coeffs[i] paths cross offset + i counted nodes.
 # Shifting only moves the offset, so a chain of ops shares one list and the work is
 # O(merges x length), not O(nodes x length): ResNet-1202 takes a fraction of a second.
+# That product still grows as units**2 (and the integers' size as units), so analyze
+# keeps the exact distribution only within EXACT_WORK and EXACT_BITS and otherwise
+# summarises each distribution by moments carried in log space (O(1) per edge).
 Poly = tuple[int, list[int]]
+
+EXACT_BITS = 4096  # exact counts up to 2**4096 (1,234 digits: printable, JSON-safe)
+EXACT_WORK = 20_000_000  # coefficient additions (x words) per report: 0.1-0.4 s
+
+
+class _Inexact(Exception):
+    """The exact distribution would cost more than its budget."""
 
 
 def _poly_sum(terms: Iterable[tuple[int, Poly]]) -> Poly:
@@ -84,9 +100,11 @@ def _poly_sum(terms: Iterable[tuple[int, Poly]]) -> Poly:
     high = max(offset + len(coeffs) for _, (offset, coeffs) in terms)
     out = [0] * (high - low)
     for times, (offset, coeffs) in terms:
-        start = offset - low
-        for i, c in enumerate(coeffs):
-            out[start + i] += times * c
+        start, end = offset - low, offset - low + len(coeffs)
+        if times == 1:
+            out[start:end] = map(add, out[start:end], coeffs)
+        else:
+            out[start:end] = [a + times * c for a, c in zip(out[start:end], coeffs)]
     return low, out
 
 
@@ -95,12 +113,81 @@ def _poly_dict(poly: Poly) -> dict[int, int]:
     return {offset + i: c for i, c in enumerate(coeffs) if c}
 
 
+class _Dag:
+    """The graph's adjacency read once: predecessors with their port counts, where
+    each value is used last, and the topological order (node ids), so that the
+    several dynamic programmes of one report do not each walk networkx's views."""
+
+    def __init__(self, graph: nx.DiGraph):
+        self.graph = graph
+        self.order = sorted(graph.nodes)
+        self.index = {n: i for i, n in enumerate(self.order)}
+        self.preds = {v: [(u, len(graph.edges[u, v]["ports"])) for u in graph.predecessors(v)]
+                      for v in self.order}
+        self.frees: dict[int, list[int]] = {v: [] for v in self.order}  # node -> values it uses last
+        for u in self.order:
+            successors = graph.successors(u)
+            last = max(successors, default=None)
+            if last is not None:
+                self.frees[last].append(u)
+        self.budget = [EXACT_WORK]  # exact work left, shared by the distributions of one report
+        self._flags: dict[Callable, frozenset[int]] = {}
+
+    def span(self, source: int, target: int) -> list[int]:
+        """The nodes a source-to-target path can cross: ids are topological."""
+        return self.order[self.index[source]:self.index[target] + 1]
+
+    def flags(self, test: Callable[[Any], bool]) -> frozenset[int]:
+        """The nodes whose op passes ``test`` (computed once per test)."""
+        if test not in self._flags:
+            ops = self.graph.nodes(data="op")
+            self._flags[test] = frozenset(n for n, op in ops if test(REGISTRY[op]))
+        return self._flags[test]
+
+
+def _dag(graph: "nx.DiGraph | _Dag") -> _Dag:
+    return graph if isinstance(graph, _Dag) else _Dag(graph)
+
+
+def _fold(dag: _Dag, source: int, target: int, start: Any,
+          step: Callable[[int, list[tuple[int, Any]]], Any]) -> Any:
+    """A dynamic programme over the nodes between ``source`` and ``target``.
+
+    ``step(node, [(ports, value of predecessor), ...])`` makes a node's value from
+    its predecessors'; values are dropped after their last use. None: no path.
+    """
+    values: dict[int, Any] = {source: start}
+    preds, frees = dag.preds, dag.frees
+    for node in dag.span(source, target):
+        if node != source:
+            terms = [(times, values[u]) for u, times in preds[node] if u in values]
+            if terms:
+                values[node] = step(node, terms)
+        for u in frees[node]:
+            if u != target:
+                values.pop(u, None)
+    return values.get(target)
+
+
+def _poly_step(cost: Callable[[int], int], budget: list[int] | None) -> Callable:
+    def step(node: int, terms: list[tuple[int, Poly]]) -> Poly:
+        offset, coeffs = _poly_sum(terms)
+        if budget is not None and (len(terms) > 1 or terms[0][0] != 1):
+            top = max(coeffs).bit_length()
+            budget[0] -= len(coeffs) * (1 + top // 60)
+            if budget[0] < 0 or top > EXACT_BITS:
+                raise _Inexact
+        return offset + cost(node), coeffs
+    return step
+
+
 def path_polynomial(graph: nx.DiGraph, cost: Callable[[int], int], source: int | None = None,
                     target: int | None = None) -> dict[int, int]:
     """``{k: number of paths from source to target whose nodes' costs sum to k}``.
 
     The source's own cost is not counted, the target's is. Paths are counted with
-    multiplicity by edge ports. Empty if no path exists.
+    multiplicity by edge ports. Empty if no path exists. Exact, so its cost grows
+    with merges x distinct sums x digits: :func:`path_stats` bounds it.
 
     >>> g = nx.DiGraph()
     >>> g.add_edge(0, 1, ports=(0,)); g.add_edge(1, 2, ports=(0, 1)); g.add_edge(0, 2, ports=(2,))
@@ -109,26 +196,74 @@ def path_polynomial(graph: nx.DiGraph, cost: Callable[[int], int], source: int |
     """
     source = graph.graph["input"] if source is None else source
     target = graph.graph["output"] if target is None else target
-    order = [n for n in sorted(graph.nodes) if source <= n <= target]  # ids are topological
-    pending = {n: graph.out_degree(n) for n in order}  # free a node's poly after its last use
-    polys: dict[int, Poly] = {source: (0, [1])}
-    for node in order:
-        if node != source:
-            terms = [(len(graph.edges[u, node]["ports"]), polys[u])
-                     for u in graph.predecessors(node) if u in polys]
-            if terms:
-                offset, coeffs = _poly_sum(terms)
-                polys[node] = (offset + cost(node), coeffs)
-        for u in graph.predecessors(node):
-            if u in pending:
-                pending[u] -= 1
-                if pending[u] == 0 and u != target:
-                    polys.pop(u, None)
-    return _poly_dict(polys[target]) if target in polys else {}
+    poly = _fold(_dag(graph), source, target, (0, [1]), _poly_step(cost, None))
+    return _poly_dict(poly) if poly is not None else {}
 
 
-def _category_cost(graph: nx.DiGraph, test: Callable[[Any], bool]) -> Callable[[int], int]:
-    return lambda node: 1 if test(REGISTRY[graph.nodes[node]["op"]]) else 0
+@dataclass(frozen=True)
+class Moments:
+    """A path distribution summarised: log2 of the number of paths, the mean and
+    variance of the counted nodes per path, and the exact least and most."""
+
+    log2_count: float
+    mean: float
+    var: float
+    low: int
+    high: int
+
+
+def _moments_step(cost: Callable[[int], int], work: list[float] | None = None) -> Callable:
+    """Carry moments; add to ``work`` what the exact polynomial's merges would cost (at
+    most: spread x words of the count), to decide beforehand whether to compute it."""
+    def step(node: int, terms: list[tuple[int, Moments]]) -> Moments:
+        c = cost(node)
+        if len(terms) == 1 and terms[0][0] == 1:
+            m = terms[0][1]
+            if not c:
+                return m  # most ops: the chain shares one summary
+            return Moments(m.log2_count, m.mean + c, m.var, m.low + c, m.high + c)
+        logs = [m.log2_count + math.log2(times) for times, m in terms]
+        top = max(logs)
+        weights = [2.0 ** (x - top) for x in logs]
+        total = sum(weights)
+        mean = sum(w * m.mean for w, (_, m) in zip(weights, terms)) / total
+        var = sum(w * (m.var + (m.mean - mean) ** 2) for w, (_, m) in zip(weights, terms)) / total
+        merged = Moments(top + math.log2(total), mean + c, var,
+                         min(m.low for _, m in terms) + c, max(m.high for _, m in terms) + c)
+        if work is not None:
+            work[0] += (merged.high - merged.low + 1) * (1 + merged.log2_count // 60)
+        return merged
+    return step
+
+
+def path_moments(graph: "nx.DiGraph | _Dag", cost: Callable[[int], int], source: int | None = None,
+                 target: int | None = None) -> Moments | None:
+    """The moments of :func:`path_polynomial`'s distribution in O(edges), in floats
+    (log space for the count, so 2**1000000 paths are no harder than 2); None if no path."""
+    dag = _dag(graph)
+    source = dag.graph.graph["input"] if source is None else source
+    target = dag.graph.graph["output"] if target is None else target
+    return _fold(dag, source, target, Moments(0.0, 0.0, 0.0, 0, 0), _moments_step(cost))
+
+
+def _count_step(node: int, terms: list[tuple[int, int]]) -> int:
+    total = terms[0][1] if len(terms) == 1 and terms[0][0] == 1 else sum(t * c for t, c in terms)
+    if total.bit_length() > EXACT_BITS:
+        raise _Inexact
+    return total
+
+
+def _category_cost(dag: _Dag, test: Callable[[Any], bool]) -> Callable[[int], int]:
+    """1 for the nodes whose op passes ``test`` (a bool, which adds as an int), else 0."""
+    return dag.flags(test).__contains__
+
+
+def _weighted(op: Any) -> bool:
+    return op.weighted
+
+
+def _nonlinear(op: Any) -> bool:
+    return op.nonlinear
 
 
 def is_weight_layer(graph: nx.DiGraph, node: int) -> bool:
@@ -141,45 +276,82 @@ def is_nonlinearity(graph: nx.DiGraph, node: int) -> bool:
 
 @dataclass(frozen=True)
 class PathStats:
-    """Paths between two nodes: their number and two distributions over them."""
+    """Paths between two nodes: their number and two distributions over them.
+
+    Within the exact bound (:data:`EXACT_WORK`, :data:`EXACT_BITS`) ``lengths`` and
+    ``nonlinear`` give the exact number of paths per value. Beyond it a distribution
+    is empty and its ``*_moments`` summarise it: least and most exact, mean and
+    spread in floating point; ``count`` is then exact up to 2**EXACT_BITS, else None
+    (``log2_count`` always answers).
+    """
 
     lengths: dict[int, int]  # weight layers crossed -> number of paths
     nonlinear: dict[int, int]  # nonlinearities crossed -> number of paths
+    length_moments: Moments | None = None  # set when ``lengths`` is over the exact bound
+    nonlinear_moments: Moments | None = None
+    exact_count: int | None = None  # the count when neither distribution is exact
 
     @property
-    def count(self) -> int:
-        return sum(self.lengths.values())
+    def exact(self) -> bool:
+        return self.length_moments is None and self.nonlinear_moments is None
 
     @property
-    def effective_depth(self) -> Fraction:
-        """Mean length in weight layers over all paths (exact)."""
+    def count(self) -> int | None:
+        """Exact number of paths, or None when it is over 2**EXACT_BITS."""
+        if self.length_moments is None:
+            return sum(self.lengths.values())
+        if self.nonlinear_moments is None:
+            return sum(self.nonlinear.values())
+        return self.exact_count
+
+    @property
+    def log2_count(self) -> float | None:
+        count = self.count
+        if count is not None:
+            return math.log2(count) if count else None
+        return self.length_moments.log2_count if self.length_moments else None
+
+    @property
+    def effective_depth(self) -> Fraction | float:
+        """Mean length in weight layers over all paths (exact within the bound)."""
+        if self.length_moments is not None:
+            return self.length_moments.mean
         return Fraction(sum(k * c for k, c in self.lengths.items()), self.count or 1)
 
     @property
     def length_std(self) -> float:
-        mean = self.effective_depth
-        var = Fraction(sum(c * (k - mean) ** 2 for k, c in self.lengths.items()), self.count or 1)
-        return float(var) ** 0.5
+        if self.length_moments is not None:
+            return math.sqrt(max(self.length_moments.var, 0.0))
+        # exact in integers: var = (n * sum k^2 c - (sum k c)^2) / n^2
+        n = sum(self.lengths.values())
+        s1 = sum(k * c for k, c in self.lengths.items())
+        s2 = sum(k * k * c for k, c in self.lengths.items())
+        return math.sqrt(Fraction(n * s2 - s1 * s1, n * n)) if n else 0.0
 
     @property
     def min_length(self) -> int | None:
-        return min(self.lengths, default=None)
+        return self.length_moments.low if self.length_moments else min(self.lengths, default=None)
 
     @property
     def max_length(self) -> int | None:
-        return max(self.lengths, default=None)
+        return self.length_moments.high if self.length_moments else max(self.lengths, default=None)
 
     @property
     def min_nonlinear(self) -> int | None:
-        return min(self.nonlinear, default=None)
+        m = self.nonlinear_moments
+        return m.low if m else min(self.nonlinear, default=None)
 
     @property
     def max_nonlinear(self) -> int | None:
-        return max(self.nonlinear, default=None)
+        m = self.nonlinear_moments
+        return m.high if m else max(self.nonlinear, default=None)
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-ready; counts are ints within the exact bound, ``count`` None beyond it."""
         return {
             "count": self.count,
+            "log2_count": self.log2_count,
+            "exact": self.exact,
             "lengths": [[k, c] for k, c in sorted(self.lengths.items())],
             "effective_depth": float(self.effective_depth),
             "length_std": self.length_std,
@@ -191,20 +363,54 @@ class PathStats:
         }
 
 
-def path_stats(graph: nx.DiGraph, source: int | None = None, target: int | None = None) -> PathStats:
-    """Paths from ``source`` (default: the input) to ``target`` (default: the output)."""
-    return PathStats(
-        lengths=path_polynomial(graph, _category_cost(graph, lambda op: op.weighted), source, target),
-        nonlinear=path_polynomial(graph, _category_cost(graph, lambda op: op.nonlinear), source, target),
-    )
+def _distribution(dag: _Dag, cost: Callable[[int], int], source: int,
+                  target: int) -> tuple[dict[int, int], Moments | None]:
+    """The exact distribution when its cost, bounded beforehand from the moments (O(edges)),
+    fits the report's budget; else the moments."""
+    work = [0.0]
+    moments = _fold(dag, source, target, Moments(0.0, 0.0, 0.0, 0, 0), _moments_step(cost, work))
+    if moments is None:
+        return {}, None
+    if work[0] <= dag.budget[0] and moments.log2_count <= EXACT_BITS:
+        try:
+            poly = _fold(dag, source, target, (0, [1]), _poly_step(cost, dag.budget))
+            return _poly_dict(poly), None
+        except _Inexact:  # the bound is an upper bound: not reached, kept as a guard
+            pass
+    return {}, moments
+
+
+def path_stats(graph: "nx.DiGraph | _Dag", source: int | None = None,
+               target: int | None = None) -> PathStats:
+    """Paths from ``source`` (default: the input) to ``target`` (default: the output).
+
+    Beyond the exact bound the work is linear in the graph, so any network the
+    front end accepts is answered in bounded time.
+    """
+    dag = _dag(graph)
+    source = dag.graph.graph["input"] if source is None else source
+    target = dag.graph.graph["output"] if target is None else target
+    lengths, length_moments = _distribution(dag, _category_cost(dag, _weighted), source, target)
+    nonlinear, nonlinear_moments = _distribution(dag, _category_cost(dag, _nonlinear), source, target)
+    exact_count = None
+    if (length_moments is not None and nonlinear_moments is not None
+            and length_moments.log2_count < EXACT_BITS + 1):  # else it cannot fit: skip the pass
+        try:
+            exact_count = _fold(dag, source, target, 1, _count_step)
+        except _Inexact:
+            pass
+    return PathStats(lengths, nonlinear, length_moments, nonlinear_moments, exact_count)
 
 
 def count_paths(graph: nx.DiGraph) -> int:
-    """Number of input-to-output paths (exact; with multiplicity by ports).
+    """Number of input-to-output paths (exact, however large; with multiplicity by ports).
 
     A plain network has one; a residual network with n units has 2**n.
     """
-    return sum(path_polynomial(graph, lambda node: 0).values())
+    def add(node: int, terms: list[tuple[int, int]]) -> int:
+        return sum(t * c for t, c in terms)
+
+    return _fold(_Dag(graph), graph.graph["input"], graph.graph["output"], 1, add) or 0
 
 
 # ---- blocks: does every path through a block cross a nonlinearity? ------------------
@@ -218,14 +424,27 @@ class BlockPaths:
     max_nonlinear: int
 
 
-def block_paths(graph: nx.DiGraph) -> list[BlockPaths]:
+def _min_max(dag: _Dag, cost: Callable[[int], int], source: int, target: int) -> tuple[int, int]:
+    def step(node: int, terms: list[tuple[int, tuple[int, int]]]) -> tuple[int, int]:
+        c = cost(node)
+        return min(v[0] for _, v in terms) + c, max(v[1] for _, v in terms) + c
+
+    return _fold(dag, source, target, (0, 0), step) or (0, 0)
+
+
+def block_paths(graph: "nx.DiGraph | _Dag") -> list[BlockPaths]:
     """For each residual unit, nonlinearities crossed from its block's input to output.
 
     The block is the innermost container holding the unit (``layer1.0``), so a
     post-activation block's relu after the merge counts; a top-level unlabelled
-    residual is measured from its input to its merge.
+    residual is measured from its input to its merge. Each (input, output) pair is
+    measured once: a block holding thousands of units costs one pass, not thousands.
     """
+    dag = _dag(graph)
+    graph = dag.graph
     boxes = containers(graph)
+    cost = _category_cost(dag, _nonlinear)
+    seen: dict[tuple[int, int], tuple[int, int]] = {}
     rows = []
     for unit in residual_units(graph):
         box = boxes.get(unit.container)
@@ -233,14 +452,17 @@ def block_paths(graph: nx.DiGraph) -> list[BlockPaths]:
             source, target, where = unit.input, unit.merge, graph.nodes[unit.merge]["module"]
         else:
             source, target, where = box.input, box.output, box.path
-        counts = path_polynomial(graph, _category_cost(graph, lambda op: op.nonlinear), source, target)
-        rows.append(BlockPaths(where, unit.shortcut, min(counts), max(counts)))
+        if (source, target) not in seen:
+            seen[source, target] = _min_max(dag, cost, source, target)
+        rows.append(BlockPaths(where, unit.shortcut, *seen[source, target]))
     return rows
 
 
-def trunk_stats(graph: nx.DiGraph) -> PathStats | None:
+def trunk_stats(graph: "nx.DiGraph | _Dag") -> PathStats | None:
     """Paths from the first residual block's input to the last one's output ("stem to
     head"); None for a network without residual units."""
+    dag = _dag(graph)
+    graph = dag.graph
     units = residual_units(graph)
     if not units:
         return None
@@ -250,7 +472,7 @@ def trunk_stats(graph: nx.DiGraph) -> PathStats | None:
         box = boxes.get(unit.container)
         return (unit.input, unit.merge) if box is None or box.kind == "network" else (box.input, box.output)
 
-    return path_stats(graph, ends(units[0])[0], max(ends(u)[1] for u in units))
+    return path_stats(dag, ends(units[0])[0], max(ends(u)[1] for u in units))
 
 
 # ---- cost -----------------------------------------------------------------------------
@@ -265,21 +487,46 @@ def peak_activations(graph: nx.DiGraph) -> int:
     """Most float elements alive at once when running in graph order at batch 1."""
     remaining = {n: graph.out_degree(n) for n in graph.nodes}
     alive: dict[int, int] = {}
-    peak = 0
+    total = peak = 0  # a running sum: re-adding every live tensor per op is quadratic
     for node in sorted(graph.nodes):
         alive[node] = prod(graph.nodes[node]["shape"])
-        peak = max(peak, sum(alive.values()))
+        total += alive[node]
+        peak = max(peak, total)
         for u in graph.predecessors(node):
             remaining[u] -= 1
-            if remaining[u] == 0:
-                alive.pop(u, None)
+            if remaining[u] == 0 and u in alive:
+                total -= alive.pop(u)
     return peak
 
 
 # Receptive field: per spatial dimension, the field (in input pixels) of one position
 # and the jump (input pixels between adjacent positions), the usual recurrence
 # rf' = rf + (k - 1) * dilation * jump, jump' = jump * stride.
-Field = tuple[tuple[Fraction, ...], tuple[Fraction, ...]]
+# Values are exact Fractions while numerator and denominator fit 64 bits, then floats
+# saturating at RF_CAP: 10**5 stride-2 convs on a 1x1 map make a field of 2**100000,
+# and a stride-2-then-upsample-x3 chain a jump of 2**a / 3**b (work and digits would
+# grow with every op). RF_CAP is far beyond any input (max_tensor_elements).
+Field = tuple[tuple[Fraction | float, ...], tuple[Fraction | float, ...]]
+RF_CAP = 2 ** 62
+
+
+def _settle(value: int | Fraction | float) -> int | Fraction | float:
+    """An int or Fraction while exact and small (ints: the common case, and fast), else a
+    float at most RF_CAP."""
+    if type(value) is int and value < RF_CAP:
+        return value
+    if isinstance(value, float):
+        return min(value, float(RF_CAP))
+    if value.denominator == 1 and value.numerator.bit_length() <= 64:
+        return int(value)
+    if value.numerator.bit_length() <= 64 and value.denominator.bit_length() <= 64:
+        return value
+    return float(RF_CAP) if value >= RF_CAP else float(value)
+
+
+def _div(value: int | Fraction | float, by: int | float) -> Fraction | float:
+    """``value / by``, exact unless either side is already a float."""
+    return value / by if isinstance(value, float) or isinstance(by, float) else Fraction(value, 1) / by
 
 
 def _widen(field_: Field, kernels: Iterable[int], strides: Iterable[Fraction]) -> Field:
@@ -299,16 +546,16 @@ def _op_field(data: dict, field_: Field) -> Field | None:
     if op == "adaptive_avgpool":
         if all(o == 1 for o in args["size"]):
             return None  # global pooling: every input position
-        return _widen(field_, [ceil(n / o) for n, o in zip(in_spatial, args["size"])],
+        return _widen(field_, [-(-n // o) for n, o in zip(in_spatial, args["size"])],
                       [Fraction(n, o) for n, o in zip(in_spatial, args["size"])])
     if op == "upconv":  # an output position sees ceil(k / s) input positions
         rf, jump = field_
         rf = tuple(r + (ceil(k / s) - 1) * j for r, k, s, j in zip(rf, args["kernel"], args["stride"], jump))
-        return rf, tuple(j / s for j, s in zip(jump, args["stride"]))
+        return rf, tuple(_div(j, s) for j, s in zip(jump, args["stride"]))
     if op == "upsample":
         taps = {"nearest": 1, "linear": 2, "bicubic": 4}[args["mode"]]
         rf, jump = _widen(field_, [taps] * rank, [1] * rank)
-        return rf, tuple(j / args["factor"] for j in jump)
+        return rf, tuple(_div(j, args["factor"]) for j in jump)
     if op == "zero_pad":
         return _widen(field_, [1] * rank, args["stride"])
     if op == "flatten" and len(in_spatial) == rank and any(n > 1 for n in in_spatial):
@@ -338,7 +585,7 @@ def receptive_fields(graph: nx.DiGraph) -> dict[int, tuple[int, ...] | None]:
     rank = len(graph.nodes[start]["shape"]) - 1
     if rank == 0:
         return {}
-    fields: dict[int, Field | None] = {start: ((Fraction(1),) * rank, (Fraction(1),) * rank)}
+    fields: dict[int, Field | None] = {start: ((1,) * rank, (1,) * rank)}
     for node in sorted(graph.nodes):
         data = graph.nodes[node]
         if node == start or not data["inputs"]:
@@ -348,8 +595,9 @@ def receptive_fields(graph: nx.DiGraph) -> dict[int, tuple[int, ...] | None]:
             fields[node] = None
             continue
         widest = tuple(max(f[0][d] for f in ins) for d in range(rank))
-        fields[node] = _op_field(data, (widest, ins[0][1]))
-    return {n: None if f is None else tuple(ceil(r) for r in f[0]) for n, f in fields.items()}
+        out = _op_field(data, (widest, ins[0][1]))
+        fields[node] = None if out is None else (tuple(map(_settle, out[0])), tuple(map(_settle, out[1])))
+    return {n: None if f is None else tuple(min(ceil(r), RF_CAP) for r in f[0]) for n, f in fields.items()}
 
 
 # ---- the report -----------------------------------------------------------------------
@@ -400,7 +648,8 @@ class Analysis:
         return sum(s.activations for s in self.stages)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready; ``paths`` is the exact number of input-output paths (an int)."""
+        """JSON-ready; ``paths`` is the exact number of input-output paths (an int, or
+        None over 2**EXACT_BITS; ``paths_log2`` always answers)."""
         return {
             "name": self.name,
             "params": self.params,
@@ -411,7 +660,8 @@ class Analysis:
             "peak_activation_bytes": BYTES_PER_ELEMENT * self.peak_activations,
             "receptive_field": _rf_json(self.receptive_field),
             "stages": [s.to_dict() for s in self.stages],
-            "paths": self.paths.count,
+            "paths": self.paths.count,  # None beyond 2**EXACT_BITS: see paths_log2
+            "paths_log2": self.paths.log2_count,
             "path_stats": self.paths.to_dict(),
             "trunk": self.trunk.to_dict() if self.trunk else None,
             "residual_blocks": [
@@ -434,9 +684,9 @@ def _stage_kind(graph: nx.DiGraph, name: str, nodes: list[int]) -> str:
     return (box.block or "block") if box.kind == "block" else box.kind
 
 
-def stage_costs(graph: nx.DiGraph) -> list[StageCost]:
+def stage_costs(graph: nx.DiGraph, fields: dict[int, tuple[int, ...] | None] | None = None) -> list[StageCost]:
     """One row per top-level statement (the stem's ops one by one, each stage as one)."""
-    fields = receptive_fields(graph)
+    fields = receptive_fields(graph) if fields is None else fields
     boxes = containers(graph)
     rows = []
     for name, nodes in top_level_groups(graph):
@@ -452,6 +702,24 @@ def stage_costs(graph: nx.DiGraph) -> list[StageCost]:
     return rows
 
 
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector for one report (or one drawing).
+
+    A pass allocates small acyclic objects while the network's graph fills the
+    heap, and each automatic collection rescans that heap: on a 150,000-op network
+    this made analyze superlinear (70 us/op against 30). The collector resumes after.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+@gc_paused()
 def analyze(net: "Net | nx.DiGraph") -> Analysis:
     """Cost, receptive field and paths of a loaded network (no torch).
 
@@ -461,15 +729,17 @@ def analyze(net: "Net | nx.DiGraph") -> Analysis:
     (853018, True, 28)
     """
     graph = net if isinstance(net, nx.DiGraph) else net.graph
-    local = [f for f in receptive_fields(graph).values() if f is not None]
+    fields = receptive_fields(graph)
+    local = [f for f in fields.values() if f is not None]
+    dag = _Dag(graph)
     return Analysis(
         name=graph.graph.get("name", ""),
-        stages=stage_costs(graph),
+        stages=stage_costs(graph, fields),
         peak_activations=peak_activations(graph),
         receptive_field=tuple(max(f[d] for f in local) for d in range(len(local[0]))) if local else (),
-        paths=path_stats(graph),
-        trunk=trunk_stats(graph),
-        blocks=block_paths(graph),
+        paths=path_stats(dag),
+        trunk=trunk_stats(dag),
+        blocks=block_paths(dag),
     )
 
 
@@ -481,17 +751,30 @@ def _si(number: float) -> str:
     return f"{number:.0f}"
 
 
-def _big(number: int) -> str:
-    """Exact below 10**15, else 2**x with the exact digit count."""
+def _big(number: int | None, log2: float | None = None) -> str:
+    """Exact below 10**15, else scientific with the exact digit count (and 2^x when a
+    power of two); never ``str()`` of an int over Python's 4,300-digit limit nor
+    ``float()`` of one over 1e308. ``None``: only ``log2`` is known."""
+    if number is None:
+        if log2 is None:
+            return "none"
+        exponent = log2 * math.log10(2)
+        mantissa = 10 ** (exponent - math.floor(exponent))
+        return f"about {mantissa:.3f}e{math.floor(exponent)} (2^{log2:.1f})"
     if number < 10**15:
         return f"{number:,}"
     exponent = number.bit_length() - 1
     exact = " (= 2^%d)" % exponent if number == 1 << exponent else ""
-    return f"{number:.3e}".replace("e+", "e") + f", {len(str(number))} digits{exact}"
+    if exponent > EXACT_BITS:  # not reached by analyze, which stops being exact sooner
+        return f"about 2^{math.log2(number):.1f}"
+    digits = len(str(number))
+    return format(Decimal(number), ".3e").replace("e+", "e") + f", {digits} digits{exact}"
 
 
 def _rf(field_: tuple[int, ...] | None) -> str:
-    return "global" if field_ is None else "x".join(str(d) for d in field_) or "-"
+    if field_ is None:
+        return "global"
+    return "x".join(str(d) if d < RF_CAP else ">=2^62" for d in field_) or "-"
 
 
 def _cost_lines(a: Analysis) -> list[str]:
@@ -520,13 +803,16 @@ def _path_lines(a: Analysis) -> list[str]:
     lines = [
         "paths from input to output (weight layers: conv, upconv, linear, projections included; "
         "nonlinearities: activation ops, not maxpool)",
-        f"  paths: {_big(p.count)}",
+        f"  paths: {_big(p.count, p.log2_count)}",
         f"  length in weight layers: min {p.min_length}, max {p.max_length}, "
         f"mean (effective depth) {float(p.effective_depth):.2f}, std {p.length_std:.2f}",
         f"  nonlinearities on a path: min {p.min_nonlinear}, max {p.max_nonlinear}",
     ]
     if len(p.lengths) > 1:
         lines.append("  length distribution: " + _histogram(p.lengths))
+    elif p.length_moments is not None and p.min_length != p.max_length:
+        lines.append("  length distribution: too large to count exactly; min and max are exact, "
+                     "mean and std in floating point")
     if a.trunk is not None:
         t = a.trunk
         lines.append(f"  stem to head (first block's input to last block's output): "

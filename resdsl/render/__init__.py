@@ -3,7 +3,9 @@
 :func:`to_dot` makes the DOT text (pure Python, deterministic); :func:`render`
 writes ``.svg``, ``.png``, ``.pdf`` or ``.dot`` through the first renderer found
 (Graphviz ``dot``, else the pip-installable ``graphviz-pure``), and when there is
-none writes the ``.dot`` beside the requested file and says how to install one.
+none writes the ``.dot`` beside the requested file (never over an existing one)
+and says how to install one. Drawings too large to lay out in seconds are refused
+(:data:`MAX_LAYOUT_SIZE`), and the layout program runs with a timeout.
 Nothing here imports torch.
 
 >>> import resdsl
@@ -20,8 +22,9 @@ from pathlib import Path
 
 import networkx as nx
 
-from ..io import atomic_write
-from .dot import LAYOUTS, LEVELS, RenderOptionError, build_view, is_u_shaped, to_dot
+from ..io import OutputError, atomic_write, check_output
+from .dot import (LAYOUTS, LEVELS, MAX_DOT_NODES, MAX_LAYOUT_SIZE, DrawingTooLarge, RenderOptionError,
+                  build_view, is_u_shaped, layout_size, to_dot)
 from .graphviz import FORMATS, INSTALL_HINT, RenderFailed, RendererMissing, find_renderer
 
 
@@ -49,49 +52,84 @@ def format_of(path: str | os.PathLike) -> str:
     return suffix
 
 
+def plan(path: str | os.PathLike, *, protect: tuple[str | os.PathLike, ...] = ()) -> Path:
+    """Check, before any work, where :func:`render` will write ``path``: the format is
+    known, the target may be written, and when no renderer can make the format the
+    ``.dot`` beside it does not exist yet (it is never overwritten: the user did not
+    name it). Returns the file that will be written; raises
+    :class:`RenderOptionError` or :class:`~resdsl.io.OutputError`."""
+    fmt = format_of(path)
+    target = check_output(path, protect=protect)
+    if fmt != "dot" and find_renderer(fmt) is None:
+        return _fallback_target(target, fmt, protect)
+    return target
+
+
+def _fallback_target(target: Path, fmt: str, protect: tuple[str | os.PathLike, ...]) -> Path:
+    fallback = target.with_suffix(".dot")
+    try:
+        return check_output(fallback, protect=protect, create_only=True)
+    except OutputError as err:
+        raise OutputError(f"cannot draw '{target}': {_why_not(fmt)}, and the DOT text cannot go "
+                          f"beside it ({err}). Write it with -o {fallback} (replaces that file) "
+                          f"or -o another.dot, or {INSTALL_HINT}") from None
+
+
+def _why_not(fmt: str) -> str:
+    return "no Graphviz found" if fmt != "pdf" or find_renderer("svg") is None else \
+        "PDF needs Graphviz's dot"
+
+
 def render(graph: nx.DiGraph, path: str | os.PathLike, *, level: str = "block",
            layout: str = "auto", shapes: bool = True, expand: bool = False,
            protect: tuple[str | os.PathLike, ...] = ()) -> RenderResult:
     """Draw ``graph`` into ``path``; the format is the file's suffix.
 
-    Without any renderer the DOT text goes to ``path`` with the suffix ``.dot`` and
-    ``note`` says how to install Graphviz. Raises :class:`RenderFailed` if the
-    layout program itself fails, :class:`~resdsl.io.OutputError` if ``path``
-    cannot be written.
+    Without any renderer the DOT text goes to ``path`` with the suffix ``.dot``,
+    only if no such file exists, and ``note`` says how to install Graphviz.
+    ``protect`` lists the inputs (the spec and its imports), never overwritten.
+    Raises :class:`DrawingTooLarge` for a drawing over :data:`MAX_LAYOUT_SIZE`
+    (image formats) or :data:`MAX_DOT_NODES` (``.dot``), :class:`RenderFailed` if
+    the layout program fails or runs past its timeout, and
+    :class:`~resdsl.io.OutputError` if ``path`` must not or cannot be written.
     """
     fmt = format_of(path)
-    text = to_dot(graph, level=level, layout=layout, shapes=shapes, expand=expand)
+    target = plan(path, protect=protect)
     if fmt == "dot":
-        return RenderResult(atomic_write(path, text, protect=protect), None)
+        text = to_dot(graph, level=level, layout=layout, shapes=shapes, expand=expand,
+                      max_nodes=MAX_DOT_NODES)
+        return RenderResult(atomic_write(target, text, protect=protect), None)
     renderer = find_renderer(fmt)
+    text = to_dot(graph, level=level, layout=layout, shapes=shapes, expand=expand,
+                  max_nodes=MAX_DOT_NODES, max_layout=MAX_LAYOUT_SIZE if renderer else None)
     if renderer is not None:
         try:
             image = renderer.render(text, fmt)
         except RendererMissing:
             renderer = None
         else:
-            return RenderResult(atomic_write(path, image, protect=protect), renderer.name)
-    fallback = Path(path).with_suffix(".dot")
-    atomic_write(fallback, text, protect=protect)
-    why = "no Graphviz found" if fmt != "pdf" or find_renderer("svg") is None else \
-        "PDF needs Graphviz's dot"
-    return RenderResult(fallback, None, f"{why}; wrote {fallback} instead of {path}. To draw it, "
-                                        f"{INSTALL_HINT}")
+            return RenderResult(atomic_write(target, image, protect=protect), renderer.name)
+    fallback = _fallback_target(Path(path), fmt, protect)
+    atomic_write(fallback, text, protect=protect, create_only=True)
+    return RenderResult(fallback, None, f"{_why_not(fmt)}; wrote {fallback} instead of {path}. "
+                                        f"To draw it, {INSTALL_HINT}")
 
 
 def svg(graph: nx.DiGraph, *, level: str = "block", layout: str = "auto",
         shapes: bool = True, expand: bool = False) -> str | None:
-    """The diagram as SVG text, or ``None`` when no renderer is installed."""
+    """The diagram as SVG text, or ``None`` when no renderer is installed or the
+    drawing is too large to lay out (see :data:`MAX_LAYOUT_SIZE`)."""
     renderer = find_renderer("svg")
     if renderer is None:
         return None
-    text = to_dot(graph, level=level, layout=layout, shapes=shapes, expand=expand)
     try:
+        text = to_dot(graph, level=level, layout=layout, shapes=shapes, expand=expand,
+                      max_nodes=MAX_DOT_NODES, max_layout=MAX_LAYOUT_SIZE)
         return renderer.render(text, "svg").decode("utf-8")
-    except (RendererMissing, RenderFailed):
+    except (RendererMissing, RenderFailed, DrawingTooLarge):
         return None
 
 
-__all__ = ["to_dot", "render", "svg", "build_view", "is_u_shaped", "format_of", "RenderResult",
-           "RenderOptionError", "RenderFailed", "RendererMissing", "find_renderer", "LEVELS",
-           "LAYOUTS", "FORMATS"]
+__all__ = ["to_dot", "render", "plan", "svg", "build_view", "is_u_shaped", "layout_size", "format_of",
+           "RenderResult", "RenderOptionError", "DrawingTooLarge", "RenderFailed", "RendererMissing",
+           "find_renderer", "LEVELS", "LAYOUTS", "FORMATS", "MAX_LAYOUT_SIZE", "MAX_DOT_NODES"]

@@ -2,13 +2,13 @@
 
 The chain, first found wins:
 
-1. Graphviz's ``dot`` on PATH, run through the ``graphviz`` Python package;
+1. Graphviz's ``dot`` on PATH (run directly, with :data:`TIMEOUT_S`);
 2. ``graphviz-pure`` (a pip-installed, self-contained port of ``dot``; SVG and
    PNG, no PDF), found on PATH or beside the running Python;
 3. neither: the caller writes the ``.dot`` and prints :data:`INSTALL_HINT`.
 
-No path ever lets ``graphviz.ExecutableNotFound`` or a subprocess error reach a
-user: failures become :class:`RendererMissing` or :class:`RenderFailed`.
+No subprocess error reaches a user: failures become :class:`RendererMissing` or
+:class:`RenderFailed`, and a layout that runs past :data:`TIMEOUT_S` is stopped.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from pathlib import Path
 FORMATS = ("svg", "png", "pdf", "dot")
 INSTALL_HINT = ("install Graphviz (apt-get install graphviz, brew install graphviz, "
                 "or https://graphviz.org/download) or run 'pip install graphviz-pure'")
-TIMEOUT_S = 300
+TIMEOUT_S = 30  # the drawing is capped (MAX_LAYOUT_SIZE) to lay out in seconds; this backs it up
 
 
 class RendererMissing(Exception):
@@ -32,7 +32,7 @@ class RendererMissing(Exception):
 
 
 class RenderFailed(Exception):
-    """The layout program ran and failed (its first stderr line is the message)."""
+    """The layout program ran and failed or ran out of time (the message says which)."""
 
 
 @dataclass(frozen=True)
@@ -47,32 +47,20 @@ class Renderer:
         """The image bytes of ``dot_text`` in ``fmt`` (``svg``, ``png``, ``pdf``)."""
         if fmt not in self.formats:
             raise RendererMissing(f"{self.name} cannot write {fmt}; {INSTALL_HINT}")
-        if self.name == "dot":
-            return _run_graphviz_package(dot_text, fmt)
         return _run(self.executable, dot_text, fmt)
 
 
-def _run_graphviz_package(dot_text: str, fmt: str) -> bytes:
-    try:
-        import graphviz
-    except ImportError:  # dot without the Python package: call it directly
-        return _run(shutil.which("dot") or "dot", dot_text, fmt)
-    try:
-        return graphviz.pipe("dot", fmt, dot_text.encode("utf-8"), quiet=True)
-    except graphviz.ExecutableNotFound as exc:
-        raise RendererMissing(f"Graphviz 'dot' not found; {INSTALL_HINT}") from exc
-    except graphviz.CalledProcessError as exc:
-        raise RenderFailed(_first_line(exc.stderr)) from exc
-
-
 def _run(executable: str, dot_text: str, fmt: str) -> bytes:
+    """Run the layout program with a time limit (the ``graphviz`` package's ``pipe`` has
+    none); on timeout or any exception, ``subprocess.run`` kills it."""
     try:
         done = subprocess.run([executable, f"-T{fmt}"], input=dot_text.encode("utf-8"),
                               capture_output=True, timeout=TIMEOUT_S, check=False)
     except OSError as exc:
         raise RendererMissing(f"cannot run {executable}: {exc.strerror or exc}; {INSTALL_HINT}") from exc
     except subprocess.TimeoutExpired as exc:
-        raise RenderFailed(f"{Path(executable).name} took over {TIMEOUT_S} s") from exc
+        raise RenderFailed(f"{Path(executable).name} did not finish the layout within {TIMEOUT_S} s "
+                           "(stopped); draw less (--level block or stage) or write a .dot file") from exc
     if done.returncode != 0:
         raise RenderFailed(_first_line(done.stderr) or f"{executable} exited {done.returncode}")
     return done.stdout
