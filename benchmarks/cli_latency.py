@@ -28,7 +28,7 @@ def wall(cmd: list[str]) -> float:
 
 
 def main(runs: int = 7) -> dict:
-    wall(CHECK), wall(TORCH)  # warm the OS file cache and lark's grammar cache
+    wall(CHECK), wall(TORCH)  # warm the OS file cache (resdsl keeps no cache of its own)
     check, torch = [], []
     for _ in range(runs):  # interleaved, so machine noise hits both alike
         check.append(wall(CHECK))

@@ -134,7 +134,7 @@ def test_jump_with_growing_denominators_stays_cheap():
 
 def test_one_block_holding_thousands_of_residuals_is_measured_once():
     """Every unit of the block is measured over the whole block: once per (input, output)."""
-    net = resdsl.loads(one_block_of_residuals(2000))
+    net = resdsl.loads(one_block_of_residuals(2000), limits=resdsl.Limits(max_file_bytes=131_072))
     report, cpu, _, _ = timed_analyze(net)
     assert cpu < CPU_BOUND_S
     assert len(report.blocks) == 2000 and {(b.min_nonlinear, b.max_nonlinear) for b in report.blocks} == {(0, 2000)}
