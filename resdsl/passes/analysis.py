@@ -28,7 +28,8 @@ Two such distributions are kept:
   1x1 conv counts, it is a layer on that path). For a ResNet of ``n`` identity
   units with two convs each, lengths are ``2 + 2k`` with ``C(n, k)`` paths: the
   binomial of Veit et al. 2016. Its mean is the **effective depth**.
-- the number of **nonlinearities** (the activation ops: relu, gelu, ...). Max
+- the number of **nonlinearities** (ops whose entry declares ``nonlinear``: the
+  activation ops relu, gelu, ...). Max
   pooling is piecewise linear like relu but is not counted, nor is ``mul``
   (bilinear gating): the question asked is about activation functions.
 
