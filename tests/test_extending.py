@@ -199,7 +199,8 @@ def test_register_refuses_a_malformed_entry(change, message):
 
 
 def test_a_window_of_the_wrong_rank_is_refused_where_it_is_used():
-    bad = dataclasses.replace(REGISTRY["maxpool"], name="pool_bad", receptive_field=lambda i, o, a: Window((2,), (2,)))
+    bad = dataclasses.replace(REGISTRY["maxpool"], name="pool_bad",
+                              receptive_field=lambda i, o, a: Window((2,), (2,)))
     with registered(bad):
         net = resdsl.loads("network n:\n    input x: [1, 8, 8]\n    pool_bad 2\n")
         with pytest.raises(ValueError, match="pool_bad.*one entry per spatial dimension"):

@@ -70,7 +70,9 @@ class Window:
     upscale: tuple[int, ...] | None = None  # None: 1 in every dimension
 
 
-class _Field:
+class _Marker:
+    """A named constant receptive field (POINTWISE, GLOBAL), compared by identity."""
+
     def __init__(self, name: str, doc: str):
         self.name, self.__doc__ = name, doc
 
@@ -79,16 +81,16 @@ class _Field:
 
 
 #: The op mixes nothing across positions: its output position sees what its input's did.
-POINTWISE = _Field("POINTWISE", "each output position depends on the same input position only")
+POINTWISE = _Marker("POINTWISE", "each output position depends on the same input position only")
 #: Each output position sees every input position (global pooling, flatten of a spatial map).
-GLOBAL = _Field("GLOBAL", "each output position depends on the whole input")
+GLOBAL = _Marker("GLOBAL", "each output position depends on the whole input")
 
-Field = Union[Window, _Field]
+ReceptiveField = Union[Window, _Marker]
 #: An entry's ``receptive_field``: a constant, or ``f(in_shape, out_shape, args)``.
-FieldRule = Union[Window, _Field, Callable[[Shape, Shape, dict], Field]]
+FieldRule = Union[ReceptiveField, Callable[[Shape, Shape, dict], ReceptiveField]]
 
 
-def field_of(op: "OpSpec", in_shape: Shape, out_shape: Shape, args: dict) -> Field:
+def field_of(op: "OpSpec", in_shape: Shape, out_shape: Shape, args: dict) -> ReceptiveField:
     """The op's receptive-field rule applied to one use of it."""
     rule = op.receptive_field
     field_ = rule(in_shape, out_shape, args) if callable(rule) else rule
@@ -309,12 +311,13 @@ def entry_problem(spec: OpSpec) -> str | None:
         (isinstance(spec.doc, str) and bool(spec.doc), "doc must say what the op computes"),
         (all(callable(f) for f in (spec.infer, spec.params, spec.macs, spec.label)),
          "infer, params, macs and label must be callables"),
-        (isinstance(spec.receptive_field, (Window, _Field)) or callable(spec.receptive_field),
+        (isinstance(spec.receptive_field, (Window, _Marker)) or callable(spec.receptive_field),
          "receptive_field must be POINTWISE, GLOBAL, a Window or a function returning one"),
         (type(spec.nonlinear) is bool and type(spec.zero_init_norm) is bool,
          "nonlinear and zero_init_norm must be True or False"),
         (isinstance(spec.diagram, Diagram) and spec.diagram.kind in DIAGRAM_KINDS
-         and spec.diagram.fold in FOLDS, "diagram must be a Diagram (kind input|op|merge, fold none|label|silent)"),
+         and spec.diagram.fold in FOLDS,
+         "diagram must be a Diagram (kind input|op|merge, fold none|label|silent)"),
         (spec.internal or spec.code is not None, "an op a spec may name needs its torch ``code``"),
         (type(spec.min_rank) is int and spec.min_rank >= 1, "min_rank must be an int >= 1"),
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from math import ceil, prod
 
-from .base import BOX, POINTWISE, ArgSpec, Field, OpError, OpSpec, Shape, Window, register
+from .base import BOX, POINTWISE, ArgSpec, OpError, OpSpec, ReceptiveField, Shape, Window, register
 
 
 def _dims(t: tuple[int, ...]) -> str:
@@ -152,7 +152,7 @@ register(OpSpec(
 ))
 
 
-def _linear_field(in_shape: Shape, out_shape: Shape, args: dict) -> Field:
+def _linear_field(in_shape: Shape, out_shape: Shape, args: dict) -> ReceptiveField:
     # Over a spatial tensor [C, ..., W] the layer mixes every position of the last dimension.
     rank = len(in_shape) - 1
     if rank == 0:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from math import prod
 
-from .base import GLOBAL, OMIT, POINTWISE, ArgSpec, Diagram, Field, OpError, OpSpec, Shape, Window, register
+from .base import (
+    GLOBAL, OMIT, POINTWISE, ArgSpec, Diagram, OpError, OpSpec, ReceptiveField, Shape, Window,
+    register,
+)
 
 SILENT = Diagram(fold="silent")  # drawn inside the box before it, without a label
 REGULARIZER = Diagram(fold="label")  # inside the box before it, with its label
@@ -31,7 +34,7 @@ def _upsample_field(in_shape: Shape, out_shape: Shape, args: dict) -> Window:
     return Window((_TAPS[args["mode"]],) * rank, (1,) * rank, upscale=(args["factor"],) * rank)
 
 
-def _flatten_field(in_shape: Shape, out_shape: Shape, args: dict) -> Field:
+def _flatten_field(in_shape: Shape, out_shape: Shape, args: dict) -> ReceptiveField:
     # What follows (a linear layer) mixes every position of a spatial map.
     return GLOBAL if any(n > 1 for n in in_shape[1:]) else POINTWISE
 

@@ -6,7 +6,7 @@ from math import prod
 
 from fractions import Fraction
 
-from .base import BOX, GLOBAL, ArgSpec, Field, OpError, OpSpec, Shape, Window, register
+from .base import BOX, GLOBAL, ArgSpec, OpError, OpSpec, ReceptiveField, Shape, Window, register
 
 
 def _dims(t) -> str:
@@ -81,7 +81,7 @@ for _name, _class, _word, _infer in (("maxpool", "MaxPool", "max", _pool_out),
     ))
 
 
-def _adaptive_field(in_shape: Shape, out_shape: Shape, args: dict) -> Field:
+def _adaptive_field(in_shape: Shape, out_shape: Shape, args: dict) -> ReceptiveField:
     if all(o == 1 for o in args["size"]):
         return GLOBAL
     # torch's adaptive windows: at most ceil(n / o) wide, n / o apart.
