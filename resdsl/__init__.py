@@ -20,12 +20,17 @@ module whose names and numbers match hand-written references.
 (10,)
 >>> net.num_params
 2938
+
+New ops are catalogue entries: :func:`register_op` adds one (see docs/extending.md).
 """
 
 from .api import Net, compile, load, loads
 from .elaborate import Limits
 from .errors import Diagnostic, Span, SpecError
+from .ops import register as register_op
+from .ops import unregister as unregister_op
 
 __version__ = "0.1.0"
 
-__all__ = ["Net", "SpecError", "Diagnostic", "Span", "Limits", "load", "loads", "compile", "__version__"]
+__all__ = ["Net", "SpecError", "Diagnostic", "Span", "Limits", "load", "loads", "compile", "register_op",
+           "unregister_op", "__version__"]

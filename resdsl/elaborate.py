@@ -20,7 +20,7 @@ from . import ir
 from .errors import ErrorList, Problem, Span, did_you_mean
 from .expr import INT_LIMIT, Value, describe, evaluate, type_name
 from .graph import Container, ResidualUnit, Shape, format_shape, new_graph
-from .ops import REGISTRY, OpError, bind, signature_hint, user_ops
+from .ops import REGISTRY, OpError, bind, projection, signature_hint, user_ops
 from .ops.merge import merge_shape
 
 
@@ -131,7 +131,7 @@ class Elaborator:
         self.work = 0  # elaboration steps, against limits.max_work
         self.costs: dict[int, int] = {}  # id(statement or block) -> its steps, see cost()
         self.labels_of: dict[int, set[str]] = {}  # id(body) -> _declared_labels(body)
-        self.norms: list[int] = []  # batchnorm nodes off any shortcut, in creation order
+        self.norms: list[int] = []  # zero-init norms (OpSpec.zero_init_norm) off any shortcut, in order
         self.reported: set[tuple] = set()  # keys of problems already reported (dedup before building)
         self.failures = 0  # problems met, repeats included: a failed stage instance ends its stage
         self.hints: dict[str, str | None] = {}  # unknown name -> did-you-mean hint
@@ -275,7 +275,7 @@ class Elaborator:
                                notes=scope.notes)
         node = self.nodes
         self.nodes += 1
-        if op == "batchnorm" and not shortcut:
+        if not shortcut and REGISTRY[op].zero_init_norm:
             self.norms.append(node)
         self.graph.add_node(
             node, op=op, args=args, inputs=tuple(t.node for t in inputs),
@@ -683,7 +683,7 @@ class Elaborator:
             body_out = self.body(stmt.body, inner, x, defaults)
         finally:
             scope.depth -= depth_bump
-        # The body's last batchnorm off any shortcut: kept as it is made, not searched
+        # The body's last zero-init norm off any shortcut: kept as it is made, not searched
         # for (a search per unit cost O(depth x nodes) in nested residuals).
         last_norm = self.norms[-1] if self.norms and self.norms[-1] >= first_node else None
         if self.plain or (policy == "none" and stmt.shortcut is None):
@@ -749,23 +749,15 @@ class Elaborator:
     def projection(self, stmt, scope: Scope, x: Tensor, target: Shape) -> Tensor:
         strides = self.shortcut_stride(stmt, x.shape, target, "projection")
         inner = self.shortcut_scope(scope, stmt, x)
-        channels = target[0]
-        if len(x.shape) == 1:
-            op, args = "linear", {"out_features": channels, "bias": False}
-        else:
-            op = "conv"
-            rank = len(x.shape) - 1
-            args = {"kernel": (1,) * rank, "out_channels": channels, "stride": strides,
-                    "pad": (0,) * rank, "dilation": (1,) * rank, "groups": 1, "bias": False}
-        spec = REGISTRY[op]
-        proj_shape = spec.infer(x.shape, args)
-        proj = self.add_node(op, args, [x], ["skip-projection"], proj_shape, inner, stmt.span,
-                             module=inner.module_path("0"), params=spec.params(x.shape, args), shortcut=True)
-        norm_args = {"eps": 1e-5, "momentum": 0.1}
-        norm = self.add_node("batchnorm", norm_args, [proj], ["skip-projection"], proj_shape, inner,
-                             stmt.span, module=inner.module_path("1"), params=2 * channels, shortcut=True)
-        self.graph.graph["containers"][inner.container].output = norm.node
-        return norm
+        out = x
+        for index, (op, args) in enumerate(projection(x.shape, target, strides)):  # the catalogue's recipe
+            spec = REGISTRY[op]
+            shape = spec.infer(out.shape, args)
+            out = self.add_node(op, args, [out], ["skip-projection"], shape, inner, stmt.span,
+                                module=inner.module_path(str(index)), params=spec.params(out.shape, args),
+                                shortcut=True)
+        self.graph.graph["containers"][inner.container].output = out.node
+        return out
 
     def zero_pad(self, stmt, scope: Scope, x: Tensor, target: Shape) -> Tensor:
         strides = self.shortcut_stride(stmt, x.shape, target, "option A")

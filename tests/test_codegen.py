@@ -223,12 +223,14 @@ def test_skipless_residual_around_a_projecting_block():
 def test_a_new_op_needs_only_its_catalogue_entry():
     """One op, one place: a new entry is parsed, checked, generated and built, with no
     other change (the grammar has no op keywords; codegen and the builder read ``code``)."""
-    from resdsl.ops import REGISTRY, OpSpec, user_ops
+    from resdsl.ops import ANNOTATION, POINTWISE, REGISTRY, OpSpec, user_ops
     from resdsl.ops.base import register
 
     assert all(op.code is not None for op in user_ops().values())
     register(OpSpec(name="softsign", doc="x / (1 + |x|)", category="activation", positional=(),
-                    keywords=(), infer=lambda s, a: s, code=lambda c: c.call("nn.Softsign")))
+                    keywords=(), infer=lambda s, a: s, code=lambda c: c.call("nn.Softsign"),
+                    label=lambda a, i, o: "softsign", receptive_field=POINTWISE, nonlinear=True,
+                    diagram=ANNOTATION))
     try:
         net = resdsl.loads("network n:\n    input x: [3, 4, 4]\n    conv 1x1, 2\n    act: softsign\n")
         assert "self.act = nn.Softsign()" in generate(net).text

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import ArgSpec, OpSpec, register
+from .base import ANNOTATION, POINTWISE, ArgSpec, OpSpec, register
 
 _TORCH_CLASSES = {
     "relu": "ReLU",
@@ -27,9 +27,10 @@ for _name, _class in _TORCH_CLASSES.items():
         infer=lambda s, a: s,
         label=lambda a, i, o, _n=_name: _n,
         code=_code(_class),
+        receptive_field=POINTWISE,
+        nonlinear=True,
+        diagram=ANNOTATION,
     ))
-
-
 
 
 register(OpSpec(
@@ -41,4 +42,7 @@ register(OpSpec(
     infer=lambda s, a: s,
     label=lambda a, i, o: f"leaky relu {a['slope']:g}",
     code=lambda c: c.call("nn.LeakyReLU", c.arg("slope")),
+    receptive_field=POINTWISE,
+    nonlinear=True,
+    diagram=ANNOTATION,
 ))

@@ -7,8 +7,11 @@ when called, so loading the catalogue (and ``resdsl check``) stays torch-free.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from fractions import Fraction
+import re
+from typing import Any, Callable, Iterator, Mapping, Union
 
 from ..errors import did_you_mean
 from ..expr import Value, describe, type_name
@@ -50,23 +53,109 @@ def _zero(*_: Any) -> int:
     return 0
 
 
+# ---- what the analysis and the diagram read (declared by every entry) ----------------
 @dataclass(frozen=True)
+class Window:
+    """A spatial extent: one output position reads ``kernel`` input positions per
+    spatial dimension (already dilated: a 3x3 conv with dilation 2 spans 5x5), and
+    adjacent output positions are ``stride / upscale`` input positions apart.
+
+    ``stride`` may be a Fraction (adaptive pooling: ``in / out``); ``upscale`` > 1
+    is upsampling (upsample, transposed conv). The analysis applies the usual
+    recurrence ``rf += (kernel - 1) * jump; jump *= stride; jump /= upscale``.
+    """
+
+    kernel: tuple[int, ...]
+    stride: tuple[int | Fraction, ...]
+    upscale: tuple[int, ...] | None = None  # None: 1 in every dimension
+
+
+class _Marker:
+    """A named constant receptive field (POINTWISE, GLOBAL), compared by identity."""
+
+    def __init__(self, name: str, doc: str):
+        self.name, self.__doc__ = name, doc
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+#: The op mixes nothing across positions: its output position sees what its input's did.
+POINTWISE = _Marker("POINTWISE", "each output position depends on the same input position only")
+#: Each output position sees every input position (global pooling, flatten of a spatial map).
+GLOBAL = _Marker("GLOBAL", "each output position depends on the whole input")
+
+ReceptiveField = Union[Window, _Marker]
+#: An entry's ``receptive_field``: a constant, or ``f(in_shape, out_shape, args)``.
+FieldRule = Union[ReceptiveField, Callable[[Shape, Shape, dict], ReceptiveField]]
+
+
+def field_of(op: "OpSpec", in_shape: Shape, out_shape: Shape, args: dict) -> ReceptiveField:
+    """The op's receptive-field rule applied to one use of it."""
+    rule = op.receptive_field
+    field_ = rule(in_shape, out_shape, args) if callable(rule) else rule
+    if isinstance(field_, Window):
+        dims = len(in_shape) - 1
+        if not (len(field_.kernel) == len(field_.stride) == len(field_.upscale or field_.stride) == dims):
+            raise ValueError(f"op {op.name!r}: its receptive_field gave {field_} for the "
+                             f"{dims}-D input {list(in_shape)}: one entry per spatial dimension")
+    elif field_ is not POINTWISE and field_ is not GLOBAL:
+        raise ValueError(f"op {op.name!r}: its receptive_field gave {field_!r}, "
+                         "not POINTWISE, GLOBAL or a Window")
+    return field_
+
+
+#: How the diagram draws an op: ``kind`` picks the node's shape; ``fold`` draws the op
+#: inside the node before it (``label``: its label appended, ``silent``: not shown);
+#: ``on_skip``: a drawn shortcut's label names it ("1x1 conv, 512, /2").
+DIAGRAM_KINDS = ("input", "op", "merge")
+FOLDS = ("none", "label", "silent")
+
+
+@dataclass(frozen=True)
+class Diagram:
+    kind: str = "op"  # input | op | merge (a small circle or box)
+    fold: str = "none"
+    on_skip: bool = True
+
+
+#: An op drawn as its own box (weights, pooling, option-A zero padding).
+BOX = Diagram()
+#: Folded into the box before it and not named on a skip: norms and activations.
+ANNOTATION = Diagram(fold="label", on_skip=False)
+
+CATEGORIES = ("weight", "norm", "activation", "pool", "reshape", "regularizer", "merge", "io")
+
+
+@dataclass(frozen=True, kw_only=True)
 class OpSpec:
+    """One op: everything resdsl knows about it (see docs/extending.md to add one).
+
+    Every field without a default must be given: an op that mixes positions must
+    say how in ``receptive_field``, and one that does not says ``POINTWISE``.
+    """
+
     name: str
     positional: tuple[ArgSpec, ...]
     keywords: tuple[ArgSpec, ...]
     infer: Callable[[Shape, dict], Shape]
-    category: str  # weight | norm | activation | pool | reshape | regularizer | merge | io
+    category: str  # one of CATEGORIES: the op's kind in docs and reports
     doc: str
     params: Callable[[Shape, dict], int] = _zero
     macs: Callable[[Shape, Shape, dict], int] = _zero
-    label: Callable[[dict, Shape, Shape], str] = field(default=lambda args, i, o: "")
+    label: Callable[[dict, Shape, Shape], str]  # the diagram's text: "3x3 conv, 64, /2"
     # The torch module, described once for both back ends: ``code(c)`` calls
     # ``c.call("nn.Conv2d", c.channels(), c.arg("out_channels"), stride=c.kw("stride", 1))``
     # and the like; codegen's ``c`` gives Python source, :class:`ValueArgs` gives values.
     code: Callable[["TorchArgs"], Any] | None = None
     min_rank: int = 1  # input rank (with channels) the op accepts
     internal: bool = False  # made by resdsl itself, not callable from a spec (codegen inlines these)
+
+    # ---- ops concern: what the analysis, the diagram and elaboration read ----------
+    receptive_field: FieldRule  # POINTWISE, GLOBAL, a Window, or f(in_shape, out_shape, args)
+    nonlinear: bool  # an activation function: the analysis counts these on each path
+    diagram: Diagram  # how render/dot.py draws it (with ``label``)
+    zero_init_norm: bool = False  # zero_init_residual zeroes the weight of a body's last such norm
 
     def build(self, in_shape: Shape, args: dict) -> Any:
         """The torch module for this op (imports torch)."""
@@ -83,10 +172,6 @@ class OpSpec:
             if spec.name == name:
                 return spec
         return None
-
-    @property
-    def nonlinear(self) -> bool:
-        return self.category == "activation"
 
     @property
     def weighted(self) -> bool:
@@ -174,13 +259,69 @@ class ValueArgs(TorchArgs):
 
 
 REGISTRY: dict[str, OpSpec] = {}
+_OP_NAME = re.compile(r"[a-z][a-z0-9_]*\Z")
 
 
 def register(spec: OpSpec) -> OpSpec:
-    if spec.name in REGISTRY:  # pragma: no cover - a programming error
-        raise ValueError(f"op {spec.name} registered twice")
+    r"""Add an op to the catalogue; a spec may name it from then on (``resdsl.register_op``).
+
+    Raises ValueError for a name already taken or an entry that declares a field
+    wrongly, so a mistake shows at import, not as a wrong figure later.
+
+    >>> from resdsl.ops import ANNOTATION, POINTWISE, OpSpec, register, unregister
+    >>> op = register(OpSpec(
+    ...     name="softsign", doc="x / (1 + |x|)", category="activation", positional=(), keywords=(),
+    ...     infer=lambda s, a: s, label=lambda a, i, o: "softsign", receptive_field=POINTWISE,
+    ...     nonlinear=True, diagram=ANNOTATION, code=lambda c: c.call("nn.Softsign")))
+    >>> import resdsl
+    >>> resdsl.loads("network n:\n    input x: [4]\n    softsign\n").output_shape
+    (4,)
+    >>> unregister("softsign").name
+    'softsign'
+    """
+    problem = entry_problem(spec)
+    if problem:
+        raise ValueError(f"op {spec.name!r}: {problem}")
+    if spec.name in REGISTRY:
+        raise ValueError(f"op {spec.name!r} is already registered")
     REGISTRY[spec.name] = spec
     return spec
+
+
+def unregister(name: str) -> OpSpec:
+    """Remove an op added with :func:`register` (tests, notebooks); returns its entry."""
+    return REGISTRY.pop(name)
+
+
+@contextmanager
+def registered(spec: OpSpec) -> Iterator[OpSpec]:
+    """``with registered(op): ...``: the op is in the catalogue for the block only."""
+    register(spec)
+    try:
+        yield spec
+    finally:
+        unregister(spec.name)
+
+
+def entry_problem(spec: OpSpec) -> str | None:
+    """What is wrong with an entry's declarations, or None (register's check)."""
+    checks = (
+        (bool(_OP_NAME.match(spec.name)), "the name must be lower case letters, digits and '_'"),
+        (spec.category in CATEGORIES, f"category must be one of {', '.join(CATEGORIES)}"),
+        (isinstance(spec.doc, str) and bool(spec.doc), "doc must say what the op computes"),
+        (all(callable(f) for f in (spec.infer, spec.params, spec.macs, spec.label)),
+         "infer, params, macs and label must be callables"),
+        (isinstance(spec.receptive_field, (Window, _Marker)) or callable(spec.receptive_field),
+         "receptive_field must be POINTWISE, GLOBAL, a Window or a function returning one"),
+        (type(spec.nonlinear) is bool and type(spec.zero_init_norm) is bool,
+         "nonlinear and zero_init_norm must be True or False"),
+        (isinstance(spec.diagram, Diagram) and spec.diagram.kind in DIAGRAM_KINDS
+         and spec.diagram.fold in FOLDS,
+         "diagram must be a Diagram (kind input|op|merge, fold none|label|silent)"),
+        (spec.internal or spec.code is not None, "an op a spec may name needs its torch ``code``"),
+        (type(spec.min_rank) is int and spec.min_rank >= 1, "min_rank must be an int >= 1"),
+    )
+    return next((message for ok, message in checks if not ok), None)
 
 
 def user_ops() -> dict[str, OpSpec]:

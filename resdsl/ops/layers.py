@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from math import prod
+from math import ceil, prod
 
-from .base import ArgSpec, OpError, OpSpec, Shape, register
+from .base import BOX, POINTWISE, ArgSpec, OpError, OpSpec, ReceptiveField, Shape, Window, register
 
 
 def _dims(t: tuple[int, ...]) -> str:
@@ -57,6 +57,11 @@ def _conv_label(args: dict, in_shape: Shape, out_shape: Shape) -> str:
     return text
 
 
+def _conv_field(in_shape: Shape, out_shape: Shape, args: dict) -> Window:
+    dilated = tuple((k - 1) * d + 1 for k, d in zip(args["kernel"], args["dilation"]))
+    return Window(dilated, args["stride"])
+
+
 def _conv_code(c):
     return c.call(
         f"nn.Conv{c.rank}d", c.channels(), c.arg("out_channels"), kernel_size=c.arg("kernel"),
@@ -86,6 +91,9 @@ register(OpSpec(
     label=_conv_label,
     code=_conv_code,
     min_rank=2,
+    receptive_field=_conv_field,
+    nonlinear=False,
+    diagram=BOX,
 ))
 
 
@@ -107,6 +115,12 @@ def _upconv_params(in_shape: Shape, args: dict) -> int:
 
 def _upconv_macs(in_shape: Shape, out_shape: Shape, args: dict) -> int:
     return prod(in_shape) * args["out_channels"] * prod(args["kernel"])
+
+
+def _upconv_field(in_shape: Shape, out_shape: Shape, args: dict) -> Window:
+    # An output position sees ceil(k / s) input positions; outputs are 1/s input positions apart.
+    taps = tuple(ceil(k / s) for k, s in zip(args["kernel"], args["stride"]))
+    return Window(taps, (1,) * len(taps), upscale=args["stride"])
 
 
 def _upconv_code(c):
@@ -132,7 +146,18 @@ register(OpSpec(
     label=lambda a, i, o: f"{_dims(a['kernel'])} up-conv, {a['out_channels']}",
     code=_upconv_code,
     min_rank=2,
+    receptive_field=_upconv_field,
+    nonlinear=False,
+    diagram=BOX,
 ))
+
+
+def _linear_field(in_shape: Shape, out_shape: Shape, args: dict) -> ReceptiveField:
+    # Over a spatial tensor [C, ..., W] the layer mixes every position of the last dimension.
+    rank = len(in_shape) - 1
+    if rank == 0:
+        return POINTWISE
+    return Window((1,) * (rank - 1) + (in_shape[-1],), (1,) * rank)
 
 
 def _linear_code(c):
@@ -150,4 +175,7 @@ register(OpSpec(
     macs=lambda i, o, a: prod(i) * a["out_features"],
     label=lambda a, i, o: f"fc {a['out_features']}",
     code=_linear_code,
+    receptive_field=_linear_field,
+    nonlinear=False,
+    diagram=BOX,
 ))

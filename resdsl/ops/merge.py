@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from math import prod
 
-from .base import OpError, OpSpec, Shape, register
+from .base import BOX, POINTWISE, Diagram, OpError, OpSpec, Shape, Window, register
+
+MERGE = Diagram(kind="merge")  # a small circle ("+", "x"), or a small box ("concat")
 
 
 def _same_shapes(shapes: list[Shape], args: dict) -> Shape:
@@ -34,17 +36,21 @@ def _concat_shapes(shapes: list[Shape], args: dict) -> Shape:
     return (current[0] + other[0], *current[1:])
 
 
-def _merge(name: str, doc: str, infer, label, macs=lambda i, o, a: prod(o)) -> None:
-    # Merges are statements, not modules: the code generator writes them inline.
+def _merge(name: str, doc: str, infer, label, macs=lambda i, o, a: prod(o), receptive_field=POINTWISE,
+           diagram: Diagram = MERGE) -> None:
+    # Merges are statements, not modules: the code generator writes them inline. A merge's
+    # receptive field is the widest of its inputs' (the analysis takes it) and its own.
     register(OpSpec(
         name=name, doc=doc, category="merge", positional=(), keywords=(),
         infer=infer, label=label, macs=macs, internal=True,
+        receptive_field=receptive_field, nonlinear=False, diagram=diagram,
     ))
 
 
 register(OpSpec(
     name="input", doc="The network's input tensor.", category="io", positional=(), keywords=(),
     infer=lambda s, a: s, label=lambda a, i, o: "input", internal=True,
+    receptive_field=POINTWISE, nonlinear=False, diagram=Diagram(kind="input"),
 ))
 _merge("residual_add", "out = scale * drop_path(body) + shortcut", _same_shapes, lambda a, i, o: "+")
 _merge("add", "Element-wise sum with an earlier tensor (long skip).", _same_shapes, lambda a, i, o: "+")
@@ -60,7 +66,9 @@ def _zero_pad_shape(in_shape: Shape, args: dict) -> Shape:
 
 _merge("zero_pad", "Option-A shortcut: strided subsampling, then zero channels appended.",
        lambda shapes, args: _zero_pad_shape(shapes[0], args),
-       lambda a, i, o: "zero-pad", macs=lambda i, o, a: 0)
+       lambda a, i, o: "zero-pad", macs=lambda i, o, a: 0,
+       receptive_field=lambda i, o, a: Window((1,) * len(a["stride"]), a["stride"]),
+       diagram=BOX)  # drawn as a box on the shortcut, not as a merge
 
 
 def merge_shape(name: str, shapes: list[Shape], args: dict) -> Shape:

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from math import prod
 
-from .base import OMIT, ArgSpec, OpError, OpSpec, Shape, register
+from .base import (
+    GLOBAL, OMIT, POINTWISE, ArgSpec, Diagram, OpError, OpSpec, ReceptiveField, Shape, Window,
+    register,
+)
+
+SILENT = Diagram(fold="silent")  # drawn inside the box before it, without a label
+REGULARIZER = Diagram(fold="label")  # inside the box before it, with its label
+
+#: Input positions an interpolated output position reads, per dimension.
+_TAPS = {"nearest": 1, "linear": 2, "bicubic": 4}
 
 _LINEAR_MODES = {1: "linear", 2: "bilinear", 3: "trilinear"}
 
@@ -18,6 +27,16 @@ def _upsample_out(in_shape: Shape, args: dict) -> Shape:
     if args["mode"] == "bicubic" and rank != 2:
         raise OpError("mode=bicubic needs a 2-D input", hint="use mode=linear or nearest", arg="mode")
     return (in_shape[0], *(size * args["factor"] for size in in_shape[1:]))
+
+
+def _upsample_field(in_shape: Shape, out_shape: Shape, args: dict) -> Window:
+    rank = len(in_shape) - 1
+    return Window((_TAPS[args["mode"]],) * rank, (1,) * rank, upscale=(args["factor"],) * rank)
+
+
+def _flatten_field(in_shape: Shape, out_shape: Shape, args: dict) -> ReceptiveField:
+    # What follows (a linear layer) mixes every position of a spatial map.
+    return GLOBAL if any(n > 1 for n in in_shape[1:]) else POINTWISE
 
 
 def _upsample_code(c):
@@ -35,6 +54,7 @@ register(OpSpec(
     infer=lambda s, a: s,
     label=lambda a, i, o: "identity",
     code=lambda c: c.call("nn.Identity"),
+    receptive_field=POINTWISE, nonlinear=False, diagram=SILENT,
 ))
 
 register(OpSpec(
@@ -47,6 +67,7 @@ register(OpSpec(
     label=lambda a, i, o: f"upsample x{a['factor']}",
     code=_upsample_code,
     min_rank=2,
+    receptive_field=_upsample_field, nonlinear=False, diagram=SILENT,
 ))
 
 register(OpSpec(
@@ -58,6 +79,7 @@ register(OpSpec(
     infer=lambda s, a: s,
     label=lambda a, i, o: f"dropout {a['p']:g}",
     code=lambda c: c.call("nn.Dropout", c.arg("p")),
+    receptive_field=POINTWISE, nonlinear=False, diagram=REGULARIZER,
 ))
 
 register(OpSpec(
@@ -69,4 +91,5 @@ register(OpSpec(
     infer=lambda s, a: (prod(s),),
     label=lambda a, i, o: "flatten",
     code=lambda c: c.call("nn.Flatten", c.lit(1)),
+    receptive_field=_flatten_field, nonlinear=False, diagram=SILENT,
 ))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from math import prod
 
-from .base import ArgSpec, OpError, OpSpec, Shape, register
+from .base import ANNOTATION, POINTWISE, ArgSpec, OpError, OpSpec, Shape, register
 
 
 def _batchnorm_code(c):
@@ -44,6 +44,10 @@ def _elementwise_macs(in_shape: Shape, out_shape: Shape, args: dict) -> int:
 
 EPS = ArgSpec("eps", "float", 1e-5, min=0.0)
 
+# Norms are POINTWISE for the receptive field: it counts the positions whose values an
+# output is computed from, not the statistics (groupnorm's span the map, batchnorm's
+# the batch in training), as the receptive-field literature does.
+
 register(OpSpec(
     name="batchnorm",
     doc="Batch normalization over the channel dimension (1-D, 2-D or 3-D by input rank).",
@@ -55,6 +59,8 @@ register(OpSpec(
     macs=_elementwise_macs,
     label=lambda a, i, o: "batch norm",
     code=_batchnorm_code,
+    receptive_field=POINTWISE, nonlinear=False, diagram=ANNOTATION,
+    zero_init_norm=True,  # torchvision's zero_init_residual: the last BN of each block
 ))
 
 register(OpSpec(
@@ -68,6 +74,7 @@ register(OpSpec(
     macs=_elementwise_macs,
     label=lambda a, i, o: "layer norm",
     code=_layernorm_code,
+    receptive_field=POINTWISE, nonlinear=False, diagram=ANNOTATION,
 ))
 
 register(OpSpec(
@@ -82,4 +89,5 @@ register(OpSpec(
     label=lambda a, i, o: f"group norm, {a['groups']}",
     code=_groupnorm_code,
     min_rank=2,
+    receptive_field=POINTWISE, nonlinear=False, diagram=ANNOTATION,
 ))

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from math import prod
 
-from .base import ArgSpec, OpError, OpSpec, Shape, register
+from fractions import Fraction
+
+from .base import BOX, GLOBAL, ArgSpec, OpError, OpSpec, ReceptiveField, Shape, Window, register
 
 
 def _dims(t) -> str:
@@ -73,9 +75,19 @@ for _name, _class, _word, _infer in (("maxpool", "MaxPool", "max", _pool_out),
         label=_pool_label(_word),
         code=_pool_code(_class),
         min_rank=2,
+        receptive_field=lambda i, o, a: Window(a["kernel"], a["stride"]),
+        nonlinear=False,  # max pooling is piecewise linear, but not an activation function
+        diagram=BOX,
     ))
 
 
+def _adaptive_field(in_shape: Shape, out_shape: Shape, args: dict) -> ReceptiveField:
+    if all(o == 1 for o in args["size"]):
+        return GLOBAL
+    # torch's adaptive windows: at most ceil(n / o) wide, n / o apart.
+    spatial = in_shape[1:]
+    return Window(tuple(-(-n // o) for n, o in zip(spatial, args["size"])),
+                  tuple(Fraction(n, o) for n, o in zip(spatial, args["size"])))
 
 
 register(OpSpec(
@@ -89,4 +101,7 @@ register(OpSpec(
     label=lambda a, i, o: "avg pool" if all(d == 1 for d in a["size"]) else f"adaptive avg pool {_dims(a['size'])}",
     code=lambda c: c.call(f"nn.AdaptiveAvgPool{c.rank}d", c.arg("size")),
     min_rank=2,
+    receptive_field=_adaptive_field,
+    nonlinear=False,
+    diagram=BOX,
 ))

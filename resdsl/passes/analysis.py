@@ -28,7 +28,8 @@ Two such distributions are kept:
   1x1 conv counts, it is a layer on that path). For a ResNet of ``n`` identity
   units with two convs each, lengths are ``2 + 2k`` with ``C(n, k)`` paths: the
   binomial of Veit et al. 2016. Its mean is the **effective depth**.
-- the number of **nonlinearities** (the activation ops: relu, gelu, ...). Max
+- the number of **nonlinearities** (ops whose entry declares ``nonlinear``: the
+  activation ops relu, gelu, ...). Max
   pooling is piecewise linear like relu but is not counted, nor is ``mul``
   (bilinear gating): the question asked is about activation functions.
 
@@ -67,7 +68,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 import networkx as nx
 
 from ..graph import containers, format_shape, residual_units, top_level_groups
-from ..ops import REGISTRY
+from ..ops import GLOBAL, POINTWISE, REGISTRY, field_of
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..api import Net
@@ -529,38 +530,31 @@ def _div(value: int | Fraction | float, by: int | float) -> Fraction | float:
     return value / by if isinstance(value, float) or isinstance(by, float) else Fraction(value, 1) / by
 
 
-def _widen(field_: Field, kernels: Iterable[int], strides: Iterable[Fraction]) -> Field:
+def _widen(field_: Field, kernels: Iterable[int], strides: Iterable[int | Fraction],
+           upscale: Iterable[int] | None = None) -> Field:
     rf, jump = field_
     rf = tuple(r + (k - 1) * j for r, k, j in zip(rf, kernels, jump))
-    return rf, tuple(j * s for j, s in zip(jump, strides))
+    jump = tuple(j * s for j, s in zip(jump, strides))
+    if upscale is not None:
+        jump = tuple(_div(j, u) for j, u in zip(jump, upscale))
+    return rf, jump
 
 
 def _op_field(data: dict, field_: Field) -> Field | None:
-    op, args, rank = data["op"], data["args"], len(field_[0])
-    in_spatial = data["in_shapes"][0][1:] if data["in_shapes"] else ()
-    if op == "conv":
-        kernels = [(k - 1) * d + 1 for k, d in zip(args["kernel"], args["dilation"])]
-        return _widen(field_, kernels, args["stride"])
-    if op in ("maxpool", "avgpool"):
-        return _widen(field_, args["kernel"], args["stride"])
-    if op == "adaptive_avgpool":
-        if all(o == 1 for o in args["size"]):
-            return None  # global pooling: every input position
-        return _widen(field_, [-(-n // o) for n, o in zip(in_spatial, args["size"])],
-                      [Fraction(n, o) for n, o in zip(in_spatial, args["size"])])
-    if op == "upconv":  # an output position sees ceil(k / s) input positions
-        rf, jump = field_
-        rf = tuple(r + (ceil(k / s) - 1) * j for r, k, s, j in zip(rf, args["kernel"], args["stride"], jump))
-        return rf, tuple(_div(j, s) for j, s in zip(jump, args["stride"]))
-    if op == "upsample":
-        taps = {"nearest": 1, "linear": 2, "bicubic": 4}[args["mode"]]
-        rf, jump = _widen(field_, [taps] * rank, [1] * rank)
-        return rf, tuple(_div(j, args["factor"]) for j in jump)
-    if op == "zero_pad":
-        return _widen(field_, [1] * rank, args["stride"])
-    if op == "flatten" and len(in_spatial) == rank and any(n > 1 for n in in_spatial):
-        return None  # what follows (a linear layer) mixes every position
-    return field_
+    """The field after one op, from its catalogue entry's ``receptive_field``: every op
+    declares one (POINTWISE is a declaration, not a fallback); None: global."""
+    in_shape = data["in_shapes"][0] if data["in_shapes"] else data["shape"]
+    window = field_of(REGISTRY[data["op"]], in_shape, data["shape"], data["args"])
+    if window is POINTWISE:
+        return field_
+    if window is GLOBAL:
+        return None
+    if not window.kernel:  # a flat tensor: no spatial extent left to widen
+        return field_
+    if len(window.kernel) != len(field_[0]):  # an op changed the spatial rank: positions do not map
+        raise ValueError(f"op {data['op']!r} has a {len(window.kernel)}-D window on a network "
+                         f"whose input has {len(field_[0])} spatial dimensions")
+    return _widen(field_, window.kernel, window.stride, window.upscale)
 
 
 def receptive_fields(graph: nx.DiGraph) -> dict[int, tuple[int, ...] | None]:

@@ -34,8 +34,9 @@ def validate(graph: nx.DiGraph, errors: ErrorList) -> None:
         errors.add(graph.nodes[sources[-1]]["span"], "the network must have exactly one input")
     live = live_nodes(graph, output)
     reported = set()
+    start = graph.graph["input"]  # the input declaration is no statement to report as unused
     for node, data in graph.nodes(data=True):
-        if node in live or data["op"] == "input":
+        if node in live or node == start:
             continue
         if errors.full:  # a flood of dead branches: the rest would be dropped
             break

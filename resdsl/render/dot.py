@@ -45,7 +45,6 @@ LEVELS = ("stage", "block", "layer")
 LAYOUTS = ("column", "u", "auto")
 SHORT_SKIPS = ("skip-identity", "skip-projection", "skip-zero-pad")
 LONG_SKIPS = ("long-add", "long-mul", "long-concat")
-FOLDED = ("norm", "activation", "reshape", "regularizer")  # drawn inside the node before them
 
 # kind -> (DOT edge attributes, legend text). Projection and zero-pad are dashed and
 # dotted, as in He et al. 2015 (fig. 3: "dotted shortcuts increase dimensions").
@@ -88,9 +87,9 @@ class VNode:
     order: int  # first graph node mapped here: gives the drawing order
     cluster: str = ""  # container path of its innermost cluster (layer level)
     tooltip: str = ""
-    folded: list[str] = field(default_factory=list)  # labels of folded norm/activation ops
+    folded: list[str] = field(default_factory=list)  # labels of folded ops (Diagram.fold)
     last: int = -1  # last graph node mapped here: its tensor leaves the node
-    plain: bool = False  # itself a norm or activation: folded ops continue its line
+    plain: bool = False  # itself a foldable op (a norm, an activation): folded ops continue its line
 
 
 @dataclass
@@ -225,6 +224,12 @@ def op_label(data: dict) -> str:
     return text or data["op"]
 
 
+def _drawn_kind(data: dict) -> str:
+    """The drawn node's kind from the op's ``diagram``: an op box on a shortcut is a shortcut box."""
+    kind = REGISTRY[data["op"]].diagram.kind
+    return "shortcut" if kind == "op" and data["shortcut"] else kind
+
+
 def format_shape(shape: tuple[int, ...] | None) -> str:
     return "" if shape is None else "x".join(str(d) for d in shape)
 
@@ -340,14 +345,12 @@ class _Builder:
     def _assign_layer(self) -> None:
         cluster_paths = self._cluster_paths()
         for node, data in self.graph.nodes(data=True):
-            op = data["op"]
-            kind = ("input" if op == "input" else "merge" if REGISTRY[op].category == "merge"
-                    and op != "zero_pad" else "shortcut" if data["shortcut"] else "op")
+            kind = _drawn_kind(data)
             cluster = ""
             for prefix in _prefixes(data["container"]):
                 if prefix in cluster_paths:
                     cluster = prefix
-            self.add(f"n{node}", kind, self._node_text(data), node, cluster,
+            self.add(f"n{node}", kind, self._node_text(data, kind), node, cluster,
                      data["module"] or "input")
 
     def _cluster_paths(self) -> set[str]:
@@ -374,11 +377,10 @@ class _Builder:
                 titles[path] = path
         return titles
 
-    def _node_text(self, data: dict) -> str:
-        text = op_label(data)
-        if data["op"] == "input":
+    def _node_text(self, data: dict, kind: str) -> str:
+        if kind == "input":
             return f"input {format_shape(data['shape'])}"
-        return text
+        return op_label(data)
 
     # stage and block: boxes, runs, lifted skips, folded activations
     def _assign_grouped(self) -> None:
@@ -393,22 +395,20 @@ class _Builder:
                 self._assign_loose(node, data)
 
     def _assign_loose(self, node: int, data: dict) -> None:
-        op = data["op"]
-        if op == "input":
+        kind = _drawn_kind(data)
+        if kind == "input":
             self.add(f"n{node}", "input", f"input {format_shape(data['shape'])}", node, tooltip="input")
             return
-        category = REGISTRY[op].category
+        fold = REGISTRY[data["op"]].diagram.fold  # drawn inside the node before it?
         source = self.node_of.get(data["inputs"][0]) if data["inputs"] else None
-        if (category in FOLDED and source is not None and self.nodes[source].kind == "op"
+        if (fold != "none" and source is not None and self.nodes[source].kind == "op"
                 and self.graph.out_degree(data["inputs"][0]) == 1):
             vnode = self.add(source, "op", "", node)
-            if category != "reshape":
+            if fold == "label":
                 vnode.folded.append(op_label(data))
             return
-        kind = "merge" if category == "merge" and op != "zero_pad" else \
-            "shortcut" if data["shortcut"] else "op"
         vnode = self.add(f"n{node}", kind, op_label(data), node, tooltip=data["module"] or "")
-        vnode.plain = category in FOLDED
+        vnode.plain = fold != "none"
 
     def _assign_boxed(self, node: int, data: dict, run: list[str], lift: ResidualUnit | None) -> None:
         key = "g_" + run[0].replace(".", "_")
@@ -560,7 +560,7 @@ class _Builder:
         texts = []
         for node in range(unit.input + 1, unit.merge):
             data = self.graph.nodes[node]
-            if data["shortcut"] and REGISTRY[data["op"]].category not in ("norm", "activation"):
+            if data["shortcut"] and REGISTRY[data["op"]].diagram.on_skip:
                 texts.append(op_label(data))
         return ", ".join(texts)
 
