@@ -234,7 +234,7 @@ def _print_table(net: Any, torch_params: int, batch: int, mismatched: list[int])
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    from .passes.analysis import analyze
+    from .analysis import analyze
 
     net = _load(args)
     if args.batch < 2 and (args.init or args.gradients):
@@ -246,7 +246,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     if not args.json:
         print(report.render())
     if args.init or args.gradients:
-        from .experiments import probes
+        from .analysis import probes
     if args.init:
         ratios = {zero: probes.init_ratios(net, zero_init_residual=zero, batch=args.batch, seed=args.seed)
                   for zero in (False, True)}

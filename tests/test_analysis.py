@@ -14,7 +14,7 @@ import pytest
 
 import resdsl
 from resdsl.cli import main
-from resdsl.passes.analysis import (
+from resdsl.analysis.report import (
     analyze, count_paths, is_nonlinearity, is_weight_layer, node_macs, path_polynomial, path_stats,
     receptive_fields,
 )
@@ -290,7 +290,7 @@ def test_resnet50_receptive_field():
 
 # ---- identity at initialisation ---------------------------------------------------------
 def test_zero_init_residual_makes_every_unit_the_identity():
-    from resdsl.experiments.probes import init_ratios
+    from resdsl.analysis.probes import init_ratios
 
     net = resdsl.load(CIFAR, n=2, size=16)
     zeroed = init_ratios(net, zero_init_residual=True)
@@ -315,7 +315,7 @@ def test_zero_init_stage_is_the_identity():
 
 def test_dropping_units_of_a_zero_init_network_changes_nothing():
     import torch
-    from resdsl.experiments.probes import dropped
+    from resdsl.analysis.probes import dropped
     from resdsl.graph import residual_units
 
     net = resdsl.load(CIFAR, n=2, size=16)
@@ -331,7 +331,7 @@ def test_dropping_units_of_a_zero_init_network_changes_nothing():
 
 
 def test_plain_downsampling_block_cannot_be_dropped():
-    from resdsl.experiments.probes import dropped
+    from resdsl.analysis.probes import dropped
     from resdsl.graph import residual_units
 
     net = resdsl.load(CIFAR, n=1, size=8, plain=True)
@@ -364,7 +364,7 @@ def test_analysis_does_not_import_torch():
     import subprocess
     import sys
 
-    code = ("import sys, resdsl; from resdsl.passes.analysis import analyze; "
+    code = ("import sys, resdsl; from resdsl.analysis import analyze; "
             f"analyze(resdsl.load({str(CIFAR)!r}, n=3)); print('torch' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"

@@ -22,8 +22,8 @@ import pytest
 
 import resdsl
 from resdsl.cli import main
-from resdsl.passes import analysis
-from resdsl.passes.analysis import RF_CAP, _big, analyze, path_moments, path_stats
+from resdsl.analysis import report as analysis
+from resdsl.analysis.report import RF_CAP, _big, analyze, path_moments, path_stats
 
 CIFAR = Path(__file__).resolve().parents[1] / "specs" / "cifar_resnet.res"
 CPU_BOUND_S = 2.0

@@ -51,7 +51,7 @@ def test_training_is_reproducible():
 
 
 def test_plain_init_ratio_and_gradients():
-    from resdsl.experiments.probes import init_ratios, stage_gradients
+    from resdsl.analysis.probes import init_ratios, stage_gradients
 
     net = resdsl.load(CIFAR, n=1, size=8, plain=True)
     ratios = init_ratios(net, zero_init_residual=True)  # nothing to zero in a plain twin

@@ -183,7 +183,7 @@ def gradient_sweep(load: Callable[..., "Net"], name: str | None, values: Sequenc
     ``load(plain=..., **{name: value})`` loads one network; without ``name`` the
     spec is measured as given.
     """
-    from ..passes.analysis import path_stats
+    from .report import path_stats
 
     rows = []
     for value in values if name else [None]:
