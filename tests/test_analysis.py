@@ -14,9 +14,9 @@ import pytest
 
 import resdsl
 from resdsl.cli import main
+from resdsl.analysis.paths import count_paths, path_polynomial
 from resdsl.analysis.report import (
-    analyze, count_paths, is_nonlinearity, is_weight_layer, node_macs, path_polynomial, path_stats,
-    receptive_fields,
+    analyze, is_nonlinearity, is_weight_layer, node_macs, path_stats, receptive_fields,
 )
 
 SPECS = Path(__file__).resolve().parents[1] / "specs"

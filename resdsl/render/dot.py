@@ -39,7 +39,7 @@ import networkx as nx
 
 from ..graph import Container, ResidualUnit, containers, residual_units
 from ..ops import REGISTRY
-from ..analysis.report import gc_paused
+from ..graph import gc_paused
 
 LEVELS = ("stage", "block", "layer")
 LAYOUTS = ("column", "u", "auto")
