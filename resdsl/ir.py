@@ -3,13 +3,13 @@
 The IR says what was written, not what it means: names are not yet resolved
 (``conv`` and ``double_conv`` are both an :class:`Apply`), expressions are not
 yet evaluated. Every node carries the :class:`~resdsl.errors.Span` it came from;
-spans compare equal to each other, so the text and YAML forms of one network
-give equal IR.
+IR equality leaves spans out, so the text and YAML forms of one network give
+equal IR while spans stay plain values.
 """
 
 from __future__ import annotations
 
-from typing import Literal, Optional, Union
+from typing import Any, ClassVar, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict
 
@@ -17,9 +17,33 @@ from .errors import NOWHERE, Span
 
 
 class IRNode(BaseModel):
+    """Frozen, and equal to another node of its type when every field but the spans is.
+
+    Pydantic's own ``__eq__`` compares every field; this one skips the fields typed
+    :class:`Span` (``span``, ``name_span``, ...). Nested nodes compare the same way.
+    """
+
     model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
 
     span: Span = NOWHERE
+
+    _compared: ClassVar[dict[type, tuple[str, ...]]] = {}  # per class: its fields that are not spans
+
+    @classmethod
+    def compared_fields(cls) -> tuple[str, ...]:
+        names = IRNode._compared.get(cls)
+        if names is None:
+            names = tuple(name for name, info in cls.model_fields.items() if info.annotation is not Span)
+            IRNode._compared[cls] = names
+        return names
+
+    def __eq__(self, other: Any) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        return all(getattr(self, name) == getattr(other, name) for name in self.compared_fields())
+
+    def __hash__(self) -> int:
+        return hash((type(self), *(getattr(self, name) for name in self.compared_fields())))
 
 
 # ---- expressions -------------------------------------------------------------
