@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from typing import Any, Iterator, Sequence
 
 from .errors import UsageError
+from .vocab import SHORTCUT_POLICIES
 
 EXIT_OK, EXIT_SPEC, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 EXIT_BROKEN_PIPE, EXIT_TERMINATED = 141, 143  # the shell's 128 + SIGPIPE, 128 + SIGTERM
@@ -34,7 +35,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--network", help="which network, when the file defines several")
     parser.add_argument("--plain", action="store_true",
                         help="the plain twin: every residual becomes shortcut=none")
-    parser.add_argument("--shortcut", choices=("auto", "A", "B", "C", "identity", "none"),
+    parser.add_argument("--shortcut", choices=SHORTCUT_POLICIES,
                         help="force one shortcut policy on every residual (e.g. B for projections)")
 
 

@@ -22,6 +22,7 @@ from .expr import INT_LIMIT, Value, describe, evaluate, type_name
 from .graph import Container, ResidualUnit, Shape, format_shape, new_graph
 from .ops import REGISTRY, OpError, bind, signature_hint, user_ops
 from .ops.merge import merge_shape
+from .vocab import SHORTCUT_POLICIES, STATEMENT_WORDS
 
 
 @dataclass(frozen=True)
@@ -38,9 +39,6 @@ class Limits:
     max_tensor_elements: int = 2**34  # per sample, any activation
     max_weight_elements: int = 2**32  # any single op's parameters
     max_file_bytes: int = 65_536  # spec source size: parsing costs ~6-8 us a byte, so ~0.5 s
-
-
-SHORTCUT_POLICIES = ("auto", "A", "B", "C", "identity", "none")
 
 
 class LimitProblem(Problem):
@@ -249,7 +247,7 @@ class Elaborator:
 
     def check_block_names(self) -> None:
         for name, block in self.blocks.items():
-            if name in self.ops or name in ("residual", "shortcut", "stage", "add", "mul", "concat", "from"):
+            if name in self.ops or name in STATEMENT_WORDS:
                 self.error(block.span, f"block '{name}' has the name of a built-in op",
                            hint=f"rename the block, e.g. '{name}_block'")
 
@@ -642,7 +640,7 @@ class Elaborator:
                 if value not in SHORTCUT_POLICIES:
                     shown = f"'{value}'" if isinstance(value, str) else describe(value)
                     raise Problem(option.span, f"unknown shortcut policy {shown}",
-                                  hint="shortcut is one of auto, A, B, C, identity, none")
+                                  hint=f"shortcut is one of {', '.join(SHORTCUT_POLICIES)}")
                 policy = value
             elif option.name == "drop_path":
                 if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:

@@ -17,6 +17,7 @@ from typing import Mapping, Union
 
 from . import ir
 from .errors import Problem
+from .vocab import FUNCTIONS
 
 Value = Union[int, float, bool, tuple, str]
 INT_LIMIT = 2**31
@@ -64,7 +65,7 @@ def evaluate(node: ir.Expr, env: Mapping[str, Value]) -> Value:
         return _checked(_apply(node, left, right), node)
     if isinstance(node, ir.FuncCall):
         values = [_number(evaluate(a, env), a, node.func) for a in node.args]
-        if node.func not in ("min", "max") or len(values) < 2:
+        if node.func not in FUNCTIONS or len(values) < 2:
             raise Problem(node.span, f"{node.func}() takes at least two numbers",
                           hint="write min(a, b) or max(a, b)")
         return min(values) if node.func == "min" else max(values)

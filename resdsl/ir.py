@@ -14,6 +14,7 @@ from typing import Any, ClassVar, Literal, Optional, Union
 from pydantic import BaseModel, ConfigDict
 
 from .errors import NOWHERE, Span
+from .vocab import ParamType, RefKind
 
 
 class IRNode(BaseModel):
@@ -133,7 +134,7 @@ class Ref(IRNode):
     """``add L``, ``mul L``, ``concat L [, crop=center]``, ``from L``."""
 
     label: Optional[str] = None
-    kind: Literal["add", "mul", "concat", "from"]
+    kind: RefKind
     target: str
     options: tuple[Arg, ...] = ()
     target_span: Span = NOWHERE
@@ -153,7 +154,7 @@ Stmt = Union[Apply, Stage, Residual, Ref, Defaults]
 # ---- definitions -------------------------------------------------------------
 class Param(IRNode):
     name: str
-    type: Literal["int", "float", "bool"]
+    type: ParamType
     default: Optional[Expr] = None
 
 

@@ -12,7 +12,7 @@ import pytest
 
 import resdsl
 from resdsl.syntax.grammar import grammar_text
-from resdsl.syntax.text import MODULE_ATTRIBUTES
+from resdsl.vocab import MODULE_ATTRIBUTES
 
 ROOT = Path(__file__).resolve().parents[1]
 
