@@ -130,6 +130,7 @@ def test_jump_with_growing_denominators_stays_cheap():
     net = resdsl.loads(FIELD.replace("    b: stage down x n\n", ""))
     report, cpu, _, _ = timed_analyze(net)
     assert cpu < CPU_BOUND_S
+    assert len(report.receptive_field) == 2
     assert all(isinstance(d, int) and 1 <= d <= RF_CAP for d in report.receptive_field)
 
 
