@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from typing import Any, Iterator, Sequence
 
 from .errors import UsageError
+from .shapes import format_shape
 from .vocab import SHORTCUT_POLICIES
 
 EXIT_OK, EXIT_SPEC, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
@@ -139,12 +140,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(json.dumps(_net_json(net), sort_keys=True))
         return EXIT_OK
     print(f"{net.name}: ok - {net.num_ops} ops ({net.num_weight_layers} weight layers), "
-          f"{net.num_params:,} parameters, {_shape(net.input_shape)} -> {_shape(net.output_shape)}")
+          f"{net.num_params:,} parameters, {format_shape(net.input_shape)} -> {format_shape(net.output_shape)}")
     return EXIT_OK
-
-
-def _shape(shape: Sequence[int]) -> str:
-    return "[" + ", ".join(str(d) for d in shape) + "]"
 
 
 def _net_json(net: Any) -> dict[str, Any]:
@@ -226,10 +223,10 @@ def _print_table(net: Any, torch_params: int, batch: int, mismatched: list[int])
     shape_w = max([len("output")] + [len(r[2]) for r in rows])
     print(f"{net.name} ({net.filename})")
     print(f"  {'name':<{name_w}}  {'kind':<{kind_w}}  {'output':<{shape_w}}  {'params':>12}")
-    print(f"  {'input':<{name_w}}  {'':<{kind_w}}  {_shape(net.input_shape):<{shape_w}}  {'':>12}")
+    print(f"  {'input':<{name_w}}  {'':<{kind_w}}  {format_shape(net.input_shape):<{shape_w}}  {'':>12}")
     for name, kind, shape, params in rows:
         print(f"  {name:<{name_w}}  {kind:<{kind_w}}  {shape:<{shape_w}}  {params:>12,}")
-    print(f"  {'total':<{name_w}}  {'':<{kind_w}}  {_shape(net.output_shape):<{shape_w}}  {net.num_params:>12,}")
+    print(f"  {'total':<{name_w}}  {'':<{kind_w}}  {format_shape(net.output_shape):<{shape_w}}  {net.num_params:>12,}")
     status = "shapes match" if not mismatched else "SHAPES DIFFER"
     print(f"forward on a zero batch of {batch}: ok, {status}; torch counts {torch_params:,} parameters")
 
@@ -282,10 +279,7 @@ def _gradient_rows(args: argparse.Namespace, probes: Any) -> list:
                                  train=not args.eval_mode)
 
 
-COMMANDS = {"check": cmd_check, "compile": cmd_compile, "analyze": cmd_analyze}
-
-
-COMMANDS["render"] = cmd_render
+COMMANDS = {"check": cmd_check, "compile": cmd_compile, "analyze": cmd_analyze, "render": cmd_render}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

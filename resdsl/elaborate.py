@@ -19,9 +19,10 @@ import networkx as nx
 from . import ir
 from .errors import ErrorList, Problem, Span, did_you_mean
 from .expr import INT_LIMIT, Value, describe, evaluate, type_name
-from .graph import Container, ResidualUnit, Shape, format_shape, new_graph
+from .graph import Container, ResidualUnit, new_graph
 from .ops import REGISTRY, OpError, bind, signature_hint, user_ops
 from .ops.merge import merge_shape
+from .shapes import Shape, format_shape
 from .vocab import SHORTCUT_POLICIES, STATEMENT_WORDS
 
 
@@ -172,11 +173,9 @@ class Elaborator:
             value = None
             if param.name in self.overrides:
                 value = self.coerce_override(param, self.overrides[param.name])
-            if value is not None:
-                pass
-            elif param.default is not None:  # also after a bad override, to avoid cascades
+            if value is None and param.default is not None:  # also after a bad override, to avoid cascades
                 value = self.eval_param_default(param, env)
-            elif param.name not in self.overrides:
+            elif value is None and param.name not in self.overrides:
                 self.error(param.span, f"network parameter '{param.name}' has no default and no value",
                            hint=f"give it a default, or pass -D {param.name}=VALUE")
             if value is not None:
@@ -536,8 +535,7 @@ class Elaborator:
         return result
 
     def apply_block(self, name: str, args, label: str | None, stmt, scope: Scope, x: Tensor,
-                    defaults: dict, instance_name: str | None = None, extra=None,
-                    container_kind: str = "block") -> Tensor:
+                    defaults: dict, instance_name: str | None = None, extra=None) -> Tensor:
         block = self.blocks[name]
         if name in scope.block_stack:
             raise Problem(stmt.span, f"block '{name}' uses itself (recursion is not allowed)",

@@ -46,9 +46,6 @@ EDGE_KINDS = (
     "long-concat",
 )
 
-Shape = tuple[int, ...]
-
-
 @dataclass
 class Container:
     """A module with its own ``forward``: the network, a block instance, a stage,
@@ -92,13 +89,6 @@ def residual_units(graph: nx.DiGraph) -> list[ResidualUnit]:
     return graph.graph["residuals"]
 
 
-def module_nodes(graph: nx.DiGraph) -> Iterator[tuple[int, dict]]:
-    """Nodes that own a submodule, in topological order."""
-    for node, data in graph.nodes(data=True):
-        if data["module"] is not None:
-            yield node, data
-
-
 def num_params(graph: nx.DiGraph) -> int:
     return sum(data["params"] for _, data in graph.nodes(data=True))
 
@@ -115,10 +105,6 @@ def top_level_groups(graph: nx.DiGraph) -> list[tuple[str, list[int]]]:
             continue
         groups.setdefault(data["module"].split(".", 1)[0], []).append(node)
     return list(groups.items())
-
-
-def format_shape(shape: Shape | None) -> str:
-    return "?" if shape is None else "[" + ", ".join(str(d) for d in shape) + "]"
 
 
 @contextmanager

@@ -14,10 +14,9 @@ import pytest
 
 import resdsl
 from resdsl.cli import main
-from resdsl.analysis.paths import count_paths, path_polynomial
-from resdsl.analysis.report import (
-    analyze, is_nonlinearity, is_weight_layer, node_macs, path_stats, receptive_fields,
-)
+from resdsl.analysis.paths import path_polynomial
+from resdsl.analysis.report import analyze, node_macs, path_stats, receptive_fields
+from resdsl.ops import REGISTRY
 
 SPECS = Path(__file__).resolve().parents[1] / "specs"
 CIFAR = SPECS / "cifar_resnet.res"
@@ -91,8 +90,9 @@ def brute_force(graph: nx.DiGraph, source: int, target: int) -> tuple[Counter, C
     lengths, nonlinear = Counter(), Counter()
     for path in nx.all_simple_paths(graph, source, target) if source != target else [[source]]:
         times = prod(len(graph.edges[u, v]["ports"]) for u, v in zip(path, path[1:]))
-        lengths[sum(is_weight_layer(graph, n) for n in path[1:])] += times
-        nonlinear[sum(is_nonlinearity(graph, n) for n in path[1:])] += times
+        ops = [REGISTRY[graph.nodes[n]["op"]] for n in path[1:]]
+        lengths[sum(op.weighted for op in ops)] += times
+        nonlinear[sum(op.nonlinear for op in ops)] += times
     return lengths, nonlinear
 
 
@@ -103,7 +103,7 @@ def test_paths_equal_brute_force_on_small_specs(name):
     stats = path_stats(graph)
     assert stats.lengths == dict(lengths)
     assert stats.nonlinear == dict(nonlinear)
-    assert stats.count == count_paths(graph) == sum(lengths.values())
+    assert stats.count == sum(lengths.values()) == sum(nonlinear.values())
 
 
 @pytest.mark.parametrize("spec, params", [(CIFAR, {"n": 2}), (PREACT, {"n": 2}), (UNET, {})])
@@ -117,7 +117,7 @@ def test_paths_equal_brute_force_on_zoo_specs(spec, params):
 def test_double_port_counts_with_multiplicity():
     graph = resdsl.loads(SMALL_SPECS["double_port"]).graph
     plain_paths = sum(1 for _ in nx.all_simple_paths(graph, graph.graph["input"], graph.graph["output"]))
-    assert count_paths(graph) > plain_paths
+    assert path_stats(graph).count > plain_paths
 
 
 def test_polynomial_on_random_dags():
@@ -175,6 +175,7 @@ def test_post_activation_resnet_crosses_a_relu_per_block():
 def test_preact_resnet_has_a_nonlinearity_free_trunk_path():
     report = analyze(resdsl.load(PREACT, n=3))
     assert report.trunk.min_nonlinear == 0
+    assert len(report.blocks) == 9
     assert all(b.min_nonlinear == 0 for b in report.blocks)
     assert report.paths.min_nonlinear == 1  # only the final bn + relu before the head
 
@@ -230,7 +231,7 @@ def test_weight_macs_and_params_match_torch(spec, params):
     net = resdsl.load(spec, **params)
     model = net.build().eval()
     graph = net.graph
-    ours = sum(node_macs(graph, n) for n in graph if is_weight_layer(graph, n))
+    ours = sum(node_macs(graph, n) for n in graph if REGISTRY[graph.nodes[n]["op"]].weighted)
     x = torch.zeros(2, *net.input_shape)
     assert ours == hook_macs(model, x)  # per sample
     with FlopCounterMode(display=False) as counter, torch.no_grad():
@@ -295,7 +296,7 @@ def test_zero_init_residual_makes_every_unit_the_identity():
     net = resdsl.load(CIFAR, n=2, size=16)
     zeroed = init_ratios(net, zero_init_residual=True)
     default = init_ratios(net, zero_init_residual=False)
-    assert len(zeroed) == 6
+    assert len(zeroed) == len(default) == 6
     assert all(r.ratio < 1e-7 for r in zeroed)
     assert all(r.ratio > 0.1 for r in default)
 

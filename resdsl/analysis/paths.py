@@ -222,14 +222,3 @@ def min_max(dag: Dag, cost: Callable[[int], int], source: int, target: int) -> t
         return min(v[0] for _, v in terms) + c, max(v[1] for _, v in terms) + c
 
     return fold(dag, source, target, (0, 0), step) or (0, 0)
-
-
-def count_paths(graph: nx.DiGraph) -> int:
-    """Number of input-to-output paths (exact, however large; with multiplicity by ports).
-
-    A plain network has one; a residual network with n units has 2**n.
-    """
-    def add(node: int, terms: list[tuple[int, int]]) -> int:
-        return sum(t * c for t, c in terms)
-
-    return fold(Dag(graph), graph.graph["input"], graph.graph["output"], 1, add) or 0

@@ -61,8 +61,9 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import networkx as nx
 
-from ..graph import containers, format_shape, gc_paused, residual_units, top_level_groups
+from ..graph import containers, gc_paused, residual_units, top_level_groups
 from ..ops import REGISTRY
+from ..shapes import format_shape
 from .paths import EXACT_BITS, Dag, Inexact, Moments, as_dag, count_step, distribution, fold, min_max
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -81,14 +82,6 @@ def _weighted(op: Any) -> bool:
 
 def _nonlinear(op: Any) -> bool:
     return op.nonlinear
-
-
-def is_weight_layer(graph: nx.DiGraph, node: int) -> bool:
-    return REGISTRY[graph.nodes[node]["op"]].weighted
-
-
-def is_nonlinearity(graph: nx.DiGraph, node: int) -> bool:
-    return REGISTRY[graph.nodes[node]["op"]].nonlinear
 
 
 @dataclass(frozen=True)
