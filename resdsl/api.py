@@ -27,8 +27,9 @@ import networkx as nx
 from . import ir
 from .elaborate import Limits, elaborate
 from .errors import ErrorList, Span, SpecError, did_you_mean
-from .graph import containers, format_shape, gc_paused, num_params, top_level_groups
+from .graph import containers, gc_paused, num_params, top_level_groups
 from .passes import PIPELINE
+from .shapes import format_shape
 from .syntax.text import parse_text
 from .syntax.yaml import parse_yaml
 

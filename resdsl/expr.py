@@ -17,6 +17,7 @@ from typing import Mapping, Union
 
 from . import ir
 from .errors import Problem
+from .shapes import format_dims
 from .vocab import FUNCTIONS
 
 Value = Union[int, float, bool, tuple, str]
@@ -28,7 +29,7 @@ def describe(value: Value) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, tuple):
-        return "x".join(str(v) for v in value)
+        return format_dims(value)
     if isinstance(value, str):
         return f"bare word '{value}'"
     return repr(value)

@@ -12,8 +12,8 @@ from typing import Any, Callable, Mapping
 
 from ..errors import did_you_mean
 from ..expr import Value, describe, type_name
+from ..shapes import Shape
 
-Shape = tuple[int, ...]
 REQUIRED = object()
 
 

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 from math import prod
 
+from ..shapes import format_dims as _dims
 from .base import ArgSpec, OpError, OpSpec, Shape, register
-
-
-def _dims(t) -> str:
-    return "x".join(str(d) for d in t)
 
 
 def _avgpool_out(in_shape: Shape, args: dict) -> Shape:
