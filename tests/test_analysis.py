@@ -369,3 +369,25 @@ def test_analysis_does_not_import_torch():
             f"analyze(resdsl.load({str(CIFAR)!r}, n=3)); print('torch' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+def test_probe_observation_agrees_with_the_backend():
+    """The probes' hooks (analysis.probes.observe) see every op with the shape the
+    back end's observed_shapes reports: one rule for where a tensor can be seen."""
+    import torch
+
+    from resdsl.analysis.probes import observe
+    from resdsl.backends.torch import observed_shapes
+
+    for net in (resdsl.load(CIFAR, n=1, size=8), resdsl.load(UNET, size=188)):
+        graph, model = net.graph, net.build().eval()
+        nodes = [n for n, module in graph.nodes(data="module") if module is not None]
+        x = torch.zeros(1, *net.input_shape)
+        shapes: dict[int, tuple[int, ...]] = {}
+        with torch.no_grad(), observe(model, graph, nodes,
+                                      lambda n, t: shapes.__setitem__(n, tuple(t.shape[1:]))) as seen:
+            model(x)
+        assert set(shapes) == seen and seen  # all but the inline-only zero-pad shortcuts
+        assert set(nodes) - seen == {n for n in nodes if graph.nodes[n]["op"] == "zero_pad"}
+        with torch.no_grad():
+            assert shapes == observed_shapes(model, net, x)

@@ -54,3 +54,11 @@ def test_analysis_and_probes_have_their_own_package():
     assert not (PACKAGE / "passes" / "analysis.py").exists()
     assert not (PACKAGE / "experiments" / "probes.py").exists()
     assert {m.name for m in pkgutil.iter_modules([str(PACKAGE / "analysis")])} == {"paths", "probes", "report"}
+
+
+def test_every_module_imports():
+    """A moved module leaves no import of its old path behind."""
+    names = [m.name for m in pkgutil.walk_packages(resdsl.__path__, "resdsl.") if m.name != "resdsl.__main__"]
+    assert len(names) > 30
+    for name in names:
+        importlib.import_module(name)
