@@ -15,6 +15,8 @@ from contextlib import contextmanager
 from typing import Any, Iterator, Sequence
 
 from .errors import UsageError
+from .shapes import format_shape
+from .vocab import SHORTCUT_POLICIES
 
 EXIT_OK, EXIT_SPEC, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 EXIT_BROKEN_PIPE, EXIT_TERMINATED = 141, 143  # the shell's 128 + SIGPIPE, 128 + SIGTERM
@@ -34,7 +36,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--network", help="which network, when the file defines several")
     parser.add_argument("--plain", action="store_true",
                         help="the plain twin: every residual becomes shortcut=none")
-    parser.add_argument("--shortcut", choices=("auto", "A", "B", "C", "identity", "none"),
+    parser.add_argument("--shortcut", choices=SHORTCUT_POLICIES,
                         help="force one shortcut policy on every residual (e.g. B for projections)")
 
 
@@ -138,12 +140,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(json.dumps(_net_json(net), sort_keys=True))
         return EXIT_OK
     print(f"{net.name}: ok - {net.num_ops} ops ({net.num_weight_layers} weight layers), "
-          f"{net.num_params:,} parameters, {_shape(net.input_shape)} -> {_shape(net.output_shape)}")
+          f"{net.num_params:,} parameters, {format_shape(net.input_shape)} -> {format_shape(net.output_shape)}")
     return EXIT_OK
-
-
-def _shape(shape: Sequence[int]) -> str:
-    return "[" + ", ".join(str(d) for d in shape) + "]"
 
 
 def _net_json(net: Any) -> dict[str, Any]:
@@ -225,16 +223,16 @@ def _print_table(net: Any, torch_params: int, batch: int, mismatched: list[int])
     shape_w = max([len("output")] + [len(r[2]) for r in rows])
     print(f"{net.name} ({net.filename})")
     print(f"  {'name':<{name_w}}  {'kind':<{kind_w}}  {'output':<{shape_w}}  {'params':>12}")
-    print(f"  {'input':<{name_w}}  {'':<{kind_w}}  {_shape(net.input_shape):<{shape_w}}  {'':>12}")
+    print(f"  {'input':<{name_w}}  {'':<{kind_w}}  {format_shape(net.input_shape):<{shape_w}}  {'':>12}")
     for name, kind, shape, params in rows:
         print(f"  {name:<{name_w}}  {kind:<{kind_w}}  {shape:<{shape_w}}  {params:>12,}")
-    print(f"  {'total':<{name_w}}  {'':<{kind_w}}  {_shape(net.output_shape):<{shape_w}}  {net.num_params:>12,}")
+    print(f"  {'total':<{name_w}}  {'':<{kind_w}}  {format_shape(net.output_shape):<{shape_w}}  {net.num_params:>12,}")
     status = "shapes match" if not mismatched else "SHAPES DIFFER"
     print(f"forward on a zero batch of {batch}: ok, {status}; torch counts {torch_params:,} parameters")
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    from .passes.analysis import analyze
+    from .analysis import analyze
 
     net = _load(args)
     if args.batch < 2 and (args.init or args.gradients):
@@ -246,7 +244,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     if not args.json:
         print(report.render())
     if args.init or args.gradients:
-        from .experiments import probes
+        from .analysis import probes
     if args.init:
         ratios = {zero: probes.init_ratios(net, zero_init_residual=zero, batch=args.batch, seed=args.seed)
                   for zero in (False, True)}
@@ -281,10 +279,7 @@ def _gradient_rows(args: argparse.Namespace, probes: Any) -> list:
                                  train=not args.eval_mode)
 
 
-COMMANDS = {"check": cmd_check, "compile": cmd_compile, "analyze": cmd_analyze}
-
-
-COMMANDS["render"] = cmd_render
+COMMANDS = {"check": cmd_check, "compile": cmd_compile, "analyze": cmd_analyze, "render": cmd_render}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

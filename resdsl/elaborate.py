@@ -19,9 +19,11 @@ import networkx as nx
 from . import ir
 from .errors import ErrorList, Problem, Span, did_you_mean
 from .expr import INT_LIMIT, Value, describe, evaluate, type_name
-from .graph import Container, ResidualUnit, Shape, format_shape, new_graph
+from .graph import Container, ResidualUnit, new_graph
 from .ops import REGISTRY, OpError, bind, projection, signature_hint, user_ops
 from .ops.merge import merge_shape
+from .shapes import Shape, format_shape
+from .vocab import SHORTCUT_POLICIES, STATEMENT_WORDS
 
 
 @dataclass(frozen=True)
@@ -38,9 +40,6 @@ class Limits:
     max_tensor_elements: int = 2**34  # per sample, any activation
     max_weight_elements: int = 2**32  # any single op's parameters
     max_file_bytes: int = 65_536  # spec source size: parsing costs ~6-8 us a byte, so ~0.5 s
-
-
-SHORTCUT_POLICIES = ("auto", "A", "B", "C", "identity", "none")
 
 
 class LimitProblem(Problem):
@@ -174,11 +173,9 @@ class Elaborator:
             value = None
             if param.name in self.overrides:
                 value = self.coerce_override(param, self.overrides[param.name])
-            if value is not None:
-                pass
-            elif param.default is not None:  # also after a bad override, to avoid cascades
+            if value is None and param.default is not None:  # also after a bad override, to avoid cascades
                 value = self.eval_param_default(param, env)
-            elif param.name not in self.overrides:
+            elif value is None and param.name not in self.overrides:
                 self.error(param.span, f"network parameter '{param.name}' has no default and no value",
                            hint=f"give it a default, or pass -D {param.name}=VALUE")
             if value is not None:
@@ -249,7 +246,7 @@ class Elaborator:
 
     def check_block_names(self) -> None:
         for name, block in self.blocks.items():
-            if name in self.ops or name in ("residual", "shortcut", "stage", "add", "mul", "concat", "from"):
+            if name in self.ops or name in STATEMENT_WORDS:
                 self.error(block.span, f"block '{name}' has the name of a built-in op",
                            hint=f"rename the block, e.g. '{name}_block'")
 
@@ -538,8 +535,7 @@ class Elaborator:
         return result
 
     def apply_block(self, name: str, args, label: str | None, stmt, scope: Scope, x: Tensor,
-                    defaults: dict, instance_name: str | None = None, extra=None,
-                    container_kind: str = "block") -> Tensor:
+                    defaults: dict, instance_name: str | None = None, extra=None) -> Tensor:
         block = self.blocks[name]
         if name in scope.block_stack:
             raise Problem(stmt.span, f"block '{name}' uses itself (recursion is not allowed)",
@@ -642,7 +638,7 @@ class Elaborator:
                 if value not in SHORTCUT_POLICIES:
                     shown = f"'{value}'" if isinstance(value, str) else describe(value)
                     raise Problem(option.span, f"unknown shortcut policy {shown}",
-                                  hint="shortcut is one of auto, A, B, C, identity, none")
+                                  hint=f"shortcut is one of {', '.join(SHORTCUT_POLICIES)}")
                 policy = value
             elif option.name == "drop_path":
                 if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:

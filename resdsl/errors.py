@@ -23,8 +23,8 @@ from typing import Any, Iterable
 class Span:
     """A region of a source file: 1-based line and column, end column exclusive.
 
-    Spans compare equal to each other whatever their positions, so IR nodes that
-    differ only in where they were written (text vs YAML) compare equal.
+    A plain value: equal when every field is, so a span can be a dictionary key.
+    IR equality leaves spans out instead (:class:`resdsl.ir.IRNode`).
     """
 
     file: str = "<spec>"
@@ -32,12 +32,6 @@ class Span:
     column: int = 0
     end_line: int = 0
     end_column: int = 0
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Span)
-
-    def __hash__(self) -> int:
-        return 0
 
     @property
     def located(self) -> bool:

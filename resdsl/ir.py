@@ -3,23 +3,62 @@
 The IR says what was written, not what it means: names are not yet resolved
 (``conv`` and ``double_conv`` are both an :class:`Apply`), expressions are not
 yet evaluated. Every node carries the :class:`~resdsl.errors.Span` it came from;
-spans compare equal to each other, so the text and YAML forms of one network
-give equal IR.
+IR equality leaves spans out, so the text and YAML forms of one network give
+equal IR while spans stay plain values.
 """
 
 from __future__ import annotations
 
-from typing import Literal, Optional, Union
+from operator import attrgetter
+from typing import Any, Callable, ClassVar, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict
 
 from .errors import NOWHERE, Span
+from .vocab import ParamType, RefKind
+
+
+def _tuple_getter(names: list[str]) -> Callable[[Any], tuple]:
+    """The named attributes as one tuple (``attrgetter`` runs in C; of one name it
+    returns the bare value, so that case, like none, is spelled out)."""
+    if len(names) > 1:
+        return attrgetter(*names)
+    if names:
+        get = attrgetter(names[0])
+        return lambda node: (get(node),)
+    return lambda node: ()
 
 
 class IRNode(BaseModel):
+    """Frozen, and equal to another node of its type when every field but the spans is.
+
+    Pydantic's own ``__eq__`` compares every field; this one skips the fields typed
+    :class:`Span` (``span``, ``name_span``, ...). Nested nodes compare the same way.
+    """
+
     model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
 
     span: Span = NOWHERE
+
+    # per class: a getter of its fields that are not spans, as one tuple (C speed)
+    _compared: ClassVar[dict[type, Callable[[Any], tuple]]] = {}
+
+    @classmethod
+    def _key_of(cls) -> Callable[[Any], tuple]:
+        getter = IRNode._compared.get(cls)
+        if getter is None:
+            names = [name for name, info in cls.model_fields.items() if info.annotation is not Span]
+            getter = IRNode._compared[cls] = _tuple_getter(names)
+        return getter
+
+    def __eq__(self, other: Any) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        key = self._key_of()
+        return key(self) == key(other)
+
+    def __hash__(self) -> int:
+        return hash((type(self), self._key_of()(self)))
 
 
 # ---- expressions -------------------------------------------------------------
@@ -109,7 +148,7 @@ class Ref(IRNode):
     """``add L``, ``mul L``, ``concat L [, crop=center]``, ``from L``."""
 
     label: Optional[str] = None
-    kind: Literal["add", "mul", "concat", "from"]
+    kind: RefKind
     target: str
     options: tuple[Arg, ...] = ()
     target_span: Span = NOWHERE
@@ -129,7 +168,7 @@ Stmt = Union[Apply, Stage, Residual, Ref, Defaults]
 # ---- definitions -------------------------------------------------------------
 class Param(IRNode):
     name: str
-    type: Literal["int", "float", "bool"]
+    type: ParamType
     default: Optional[Expr] = None
 
 

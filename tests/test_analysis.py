@@ -14,10 +14,9 @@ import pytest
 
 import resdsl
 from resdsl.cli import main
-from resdsl.passes.analysis import (
-    analyze, count_paths, is_nonlinearity, is_weight_layer, node_macs, path_polynomial, path_stats,
-    receptive_fields,
-)
+from resdsl.analysis.paths import path_polynomial
+from resdsl.analysis.report import analyze, node_macs, path_stats, receptive_fields
+from resdsl.ops import REGISTRY
 
 SPECS = Path(__file__).resolve().parents[1] / "specs"
 CIFAR = SPECS / "cifar_resnet.res"
@@ -91,8 +90,9 @@ def brute_force(graph: nx.DiGraph, source: int, target: int) -> tuple[Counter, C
     lengths, nonlinear = Counter(), Counter()
     for path in nx.all_simple_paths(graph, source, target) if source != target else [[source]]:
         times = prod(len(graph.edges[u, v]["ports"]) for u, v in zip(path, path[1:]))
-        lengths[sum(is_weight_layer(graph, n) for n in path[1:])] += times
-        nonlinear[sum(is_nonlinearity(graph, n) for n in path[1:])] += times
+        ops = [REGISTRY[graph.nodes[n]["op"]] for n in path[1:]]
+        lengths[sum(op.weighted for op in ops)] += times
+        nonlinear[sum(op.nonlinear for op in ops)] += times
     return lengths, nonlinear
 
 
@@ -103,7 +103,7 @@ def test_paths_equal_brute_force_on_small_specs(name):
     stats = path_stats(graph)
     assert stats.lengths == dict(lengths)
     assert stats.nonlinear == dict(nonlinear)
-    assert stats.count == count_paths(graph) == sum(lengths.values())
+    assert stats.count == sum(lengths.values()) == sum(nonlinear.values())
 
 
 @pytest.mark.parametrize("spec, params", [(CIFAR, {"n": 2}), (PREACT, {"n": 2}), (UNET, {})])
@@ -117,7 +117,7 @@ def test_paths_equal_brute_force_on_zoo_specs(spec, params):
 def test_double_port_counts_with_multiplicity():
     graph = resdsl.loads(SMALL_SPECS["double_port"]).graph
     plain_paths = sum(1 for _ in nx.all_simple_paths(graph, graph.graph["input"], graph.graph["output"]))
-    assert count_paths(graph) > plain_paths
+    assert path_stats(graph).count > plain_paths
 
 
 def test_polynomial_on_random_dags():
@@ -175,6 +175,7 @@ def test_post_activation_resnet_crosses_a_relu_per_block():
 def test_preact_resnet_has_a_nonlinearity_free_trunk_path():
     report = analyze(resdsl.load(PREACT, n=3))
     assert report.trunk.min_nonlinear == 0
+    assert len(report.blocks) == 9
     assert all(b.min_nonlinear == 0 for b in report.blocks)
     assert report.paths.min_nonlinear == 1  # only the final bn + relu before the head
 
@@ -230,7 +231,7 @@ def test_weight_macs_and_params_match_torch(spec, params):
     net = resdsl.load(spec, **params)
     model = net.build().eval()
     graph = net.graph
-    ours = sum(node_macs(graph, n) for n in graph if is_weight_layer(graph, n))
+    ours = sum(node_macs(graph, n) for n in graph if REGISTRY[graph.nodes[n]["op"]].weighted)
     x = torch.zeros(2, *net.input_shape)
     assert ours == hook_macs(model, x)  # per sample
     with FlopCounterMode(display=False) as counter, torch.no_grad():
@@ -290,12 +291,12 @@ def test_resnet50_receptive_field():
 
 # ---- identity at initialisation ---------------------------------------------------------
 def test_zero_init_residual_makes_every_unit_the_identity():
-    from resdsl.experiments.probes import init_ratios
+    from resdsl.analysis.probes import init_ratios
 
     net = resdsl.load(CIFAR, n=2, size=16)
     zeroed = init_ratios(net, zero_init_residual=True)
     default = init_ratios(net, zero_init_residual=False)
-    assert len(zeroed) == 6
+    assert len(zeroed) == len(default) == 6
     assert all(r.ratio < 1e-7 for r in zeroed)
     assert all(r.ratio > 0.1 for r in default)
 
@@ -315,7 +316,7 @@ def test_zero_init_stage_is_the_identity():
 
 def test_dropping_units_of_a_zero_init_network_changes_nothing():
     import torch
-    from resdsl.experiments.probes import dropped
+    from resdsl.analysis.probes import dropped
     from resdsl.graph import residual_units
 
     net = resdsl.load(CIFAR, n=2, size=16)
@@ -331,7 +332,7 @@ def test_dropping_units_of_a_zero_init_network_changes_nothing():
 
 
 def test_plain_downsampling_block_cannot_be_dropped():
-    from resdsl.experiments.probes import dropped
+    from resdsl.analysis.probes import dropped
     from resdsl.graph import residual_units
 
     net = resdsl.load(CIFAR, n=1, size=8, plain=True)
@@ -364,7 +365,29 @@ def test_analysis_does_not_import_torch():
     import subprocess
     import sys
 
-    code = ("import sys, resdsl; from resdsl.passes.analysis import analyze; "
+    code = ("import sys, resdsl; from resdsl.analysis import analyze; "
             f"analyze(resdsl.load({str(CIFAR)!r}, n=3)); print('torch' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+def test_probe_observation_agrees_with_the_backend():
+    """The probes' hooks (analysis.probes.observe) see every op with the shape the
+    back end's observed_shapes reports: one rule for where a tensor can be seen."""
+    import torch
+
+    from resdsl.analysis.probes import observe
+    from resdsl.backends.torch import observed_shapes
+
+    for net in (resdsl.load(CIFAR, n=1, size=8), resdsl.load(UNET, size=188)):
+        graph, model = net.graph, net.build().eval()
+        nodes = [n for n, module in graph.nodes(data="module") if module is not None]
+        x = torch.zeros(1, *net.input_shape)
+        shapes: dict[int, tuple[int, ...]] = {}
+        with torch.no_grad(), observe(model, graph, nodes,
+                                      lambda n, t: shapes.__setitem__(n, tuple(t.shape[1:]))) as seen:
+            model(x)
+        assert set(shapes) == seen and seen  # all but the inline-only zero-pad shortcuts
+        assert set(nodes) - seen == {n for n in nodes if graph.nodes[n]["op"] == "zero_pad"}
+        with torch.no_grad():
+            assert shapes == observed_shapes(model, net, x)

@@ -22,8 +22,9 @@ import pytest
 
 import resdsl
 from resdsl.cli import main
-from resdsl.passes import analysis
-from resdsl.passes.analysis import RF_CAP, _big, analyze, path_moments, path_stats
+from resdsl.analysis import paths, report
+from resdsl.analysis.paths import path_moments
+from resdsl.analysis.report import RF_CAP, _big, analyze, path_stats
 
 CIFAR = Path(__file__).resolve().parents[1] / "specs" / "cifar_resnet.res"
 CPU_BOUND_S = 2.0
@@ -67,7 +68,7 @@ def one_block_of_residuals(units: int) -> str:
     return f"network many:\n    input x: [4]\n    block big:\n{body}    b: big\n"
 
 
-def timed_analyze(net) -> tuple[analysis.Analysis, float]:
+def timed_analyze(net) -> tuple[report.Analysis, float]:
     start = time.process_time()
     report = analyze(net)
     text, data = report.render(), json.dumps(report.to_dict())
@@ -129,6 +130,7 @@ def test_jump_with_growing_denominators_stays_cheap():
     net = resdsl.loads(FIELD.replace("    b: stage down x n\n", ""))
     report, cpu, _, _ = timed_analyze(net)
     assert cpu < CPU_BOUND_S
+    assert len(report.receptive_field) == 2
     assert all(isinstance(d, int) and 1 <= d <= RF_CAP for d in report.receptive_field)
 
 
@@ -145,7 +147,7 @@ def test_exact_work_is_bounded_by_the_budget(monkeypatch):
     the moments agree with the exact distribution."""
     graph = resdsl.load(CIFAR, n=3).graph
     exact = path_stats(graph)
-    monkeypatch.setattr(analysis, "EXACT_WORK", 10)
+    monkeypatch.setattr(paths, "EXACT_WORK", 10)
     approx = path_stats(graph)
     assert exact.exact and not approx.exact
     assert approx.count == exact.count == 2 ** 9

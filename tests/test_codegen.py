@@ -194,6 +194,7 @@ def _builds_with_inferred_shapes(text: str) -> None:
     model = net.build().eval()
     with torch.no_grad():
         seen = observed_shapes(model, net, torch.randn(2, *net.input_shape))
+    assert len(seen) == net.graph.number_of_nodes() - 1  # every op but the input
     assert all(net.graph.nodes[n]["shape"] == shape for n, shape in seen.items())
 
 
@@ -226,7 +227,7 @@ def test_a_new_op_needs_only_its_catalogue_entry():
     from resdsl.ops import ANNOTATION, POINTWISE, REGISTRY, OpSpec, user_ops
     from resdsl.ops.base import register
 
-    assert all(op.code is not None for op in user_ops().values())
+    assert user_ops() and all(op.code is not None for op in user_ops().values())
     register(OpSpec(name="softsign", doc="x / (1 + |x|)", category="activation", positional=(),
                     keywords=(), infer=lambda s, a: s, code=lambda c: c.call("nn.Softsign"),
                     label=lambda a, i, o: "softsign", receptive_field=POINTWISE, nonlinear=True,

@@ -162,6 +162,7 @@ DDP_WORKER = textwrap.dedent("""\
     gathered = [torch.empty_like(flat) for _ in range(world)]
     dist.all_gather(gathered, flat)
     if rank == 0:
+        assert len(gathered) == world >= 2
         assert all(torch.equal(gathered[0], g) for g in gathered[1:]), "replicas diverged"
         assert not torch.equal(flat, initial), "two steps did not train"
         print("replicas identical")

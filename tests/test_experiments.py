@@ -36,7 +36,7 @@ def test_dropping_smoke(tmp_path):
     assert result["units"] == ["layer1.0", "layer2.0", "layer3.0"]
     assert result["shape_keeping"] == [0]  # the plain twin's downsampling blocks cannot go
     residual, plain = result["residual"][0], result["plain"][0]
-    assert all(a is not None for a in residual["each"])
+    assert len(residual["each"]) == 3 and all(a is not None for a in residual["each"])
     assert plain["each"][1] is None and plain["each"][2] is None
     assert residual["random"][0] == residual["baseline"]
 
@@ -51,7 +51,7 @@ def test_training_is_reproducible():
 
 
 def test_plain_init_ratio_and_gradients():
-    from resdsl.experiments.probes import init_ratios, stage_gradients
+    from resdsl.analysis.probes import init_ratios, stage_gradients
 
     net = resdsl.load(CIFAR, n=1, size=8, plain=True)
     ratios = init_ratios(net, zero_init_residual=True)  # nothing to zero in a plain twin

@@ -4,13 +4,14 @@ fail cleanly. The long campaign is ``python -m tests.fuzz --n 20000``."""
 from __future__ import annotations
 
 import random
+import time
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import resdsl
-from tests.fuzz import Case, Report, campaign, generate, mutate, run_case
+from tests.fuzz import CPU_LIMIT_S, Case, Report, campaign, generate, mutate, run_case
 
 torch = pytest.importorskip("torch")
 from resdsl.backends.torch import observed_shapes  # noqa: E402
@@ -51,7 +52,7 @@ def test_mutated_specs_fail_only_with_spec_errors(tmp_path_factory, rng):
     text, names = mutate(rng, gen.text() if rng.random() < 0.6 else gen.yaml())
     report = Report()
     workdir = tmp_path_factory.mktemp("mut")
-    run_case(Case(text, "mut.res", "+".join(names)), workdir, report, build=False, limit=1.0,
+    run_case(Case(text, "mut.res", "+".join(names)), workdir, report, build=False, limit=CPU_LIMIT_S,
              limits=resdsl.Limits(max_nodes=20_000))
     assert not report.failures, report.failures[0]
 
@@ -63,8 +64,41 @@ def test_short_campaign_over_zoo_and_generated_specs():
     assert report.failures == [], report.failures[0]
     assert summary["inputs"] == 300
     assert set(report.cli_exit_codes) <= {0, 1, 2}
-    assert summary["max_seconds_per_input"] < 1.0
+    assert summary["max_cpu_seconds_per_input"] < CPU_LIMIT_S == 2.0
     assert report.outcomes["ok"] > 0 and report.outcomes["SpecError"] > 0
+
+
+def _load_after(seconds: float, busy: bool):
+    """resdsl.load that first sleeps (wall time only) or spins (CPU time) for ``seconds``."""
+    load = resdsl.load
+
+    def slow_load(*args, **kwargs):
+        if busy:
+            end = time.process_time() + seconds
+            while time.process_time() < end:
+                pass
+        else:
+            time.sleep(seconds)
+        return load(*args, **kwargs)
+
+    return slow_load
+
+
+def test_per_input_bound_is_cpu_time_not_wall_time(monkeypatch, tmp_path):
+    """A loaded machine stretches wall time, not the work an input causes: waiting
+    passes the bound, computing past it fails it."""
+    spec = "network n:\n    input x: [4]\n    fc: linear 2\n"
+    monkeypatch.setattr(resdsl, "load", _load_after(0.3, busy=False))
+    waited = Report()
+    run_case(Case(spec, "wait.res", "wait"), tmp_path, waited, build=False, limit=0.1)
+    assert waited.failures == [] and waited.outcomes["ok"] == 1
+    assert waited.wall_times[0] >= 0.3 > waited.times[0]
+    assert waited.summary()["max_wall_seconds_per_input"] >= 0.3
+    monkeypatch.setattr(resdsl, "load", _load_after(0.3, busy=True))
+    spun = Report()
+    run_case(Case(spec, "spin.res", "spin"), tmp_path, spun, build=False, limit=0.1)
+    assert len(spun.failures) == 1 and "of CPU time (limit 0.1 s)" in spun.failures[0]
+    assert spun.summary()["inputs_over_limit"] == 1
 
 
 def test_generator_is_deterministic_per_seed():

@@ -14,11 +14,16 @@ from resdsl import Limits, SpecError
 HEAD = "network n:\n    input x: [3]\n"
 
 
+#: CPU seconds within which a limit is hit (the issue's bound; CPU time, so a loaded
+#: machine does not fail the suite).
+CPU_BOUND_S = 2.0
+
+
 def _error(text: str, located: bool = True, **kwargs) -> SpecError:
-    start = time.perf_counter()
+    start = time.process_time()
     with pytest.raises(SpecError) as info:
         resdsl.loads(text, **kwargs)
-    assert time.perf_counter() - start < 1.0, "a limit must be hit quickly"
+    assert time.process_time() - start < CPU_BOUND_S, "a limit must be hit quickly"
     err = info.value
     assert not located or all(d.span.located for d in err.diagnostics), err.render()
     err.render()
@@ -26,7 +31,7 @@ def _error(text: str, located: bool = True, **kwargs) -> SpecError:
 
 
 # These inputs probe nesting limits with files over the default size limit (64 KiB);
-# raise it so the nesting limit is what they meet, still within a second.
+# raise it so the nesting limit is what they meet, still within the CPU bound.
 BIG_FILES = Limits(max_file_bytes=1_000_000)
 
 

@@ -18,7 +18,8 @@ from resdsl import elaborate as elaborate_module
 from resdsl.elaborate import Elaborator
 from resdsl.errors import ErrorList
 from resdsl.syntax import text as text_module
-from resdsl.syntax.text import MODULE_ATTRIBUTES, ToIR
+from resdsl.syntax.text import ToIR
+from resdsl.vocab import MODULE_ATTRIBUTES
 
 HEAD = "network n:\n    input x: [3]\n"
 CPU_BOUND = 2.0  # seconds of CPU time for any input (the bound)
@@ -288,7 +289,7 @@ def test_every_nn_module_attribute_is_refused_as_a_label():
     torch = pytest.importorskip("torch")
     names = set(dir(torch.nn.Module)) | set(torch.nn.Module().__dict__)
     missing = sorted(n for n in names if not n.startswith("__") and n not in MODULE_ATTRIBUTES)
-    assert not missing, f"add to MODULE_ATTRIBUTES in resdsl/syntax/text.py: {missing}"
+    assert not missing, f"add to MODULE_ATTRIBUTES in resdsl/vocab.py: {missing}"
     for name in sorted(names):
         if not name.isidentifier():
             continue

@@ -22,7 +22,8 @@ import torch
 from torch import nn
 
 from ..errors import Diagnostic, Span, SpecError, UsageError
-from ..graph import containers, format_shape, residual_units
+from ..graph import containers, residual_units
+from ..shapes import format_shape
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..api import Net

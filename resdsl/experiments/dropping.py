@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..graph import residual_units
-from .probes import dropped, shortcut_node
+from ..analysis.probes import dropped, shortcut_node
 from .training import SPEC, Run, digits, error, pyplot, save_results, set_threads, spread, train
 
 OUT = Path(__file__).resolve().parents[2] / "docs" / "images"

@@ -15,8 +15,8 @@ from typing import Any, Callable, Iterator, Mapping, Union
 
 from ..errors import did_you_mean
 from ..expr import Value, describe, type_name
+from ..shapes import Shape
 
-Shape = tuple[int, ...]
 REQUIRED = object()
 
 

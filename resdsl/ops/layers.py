@@ -4,11 +4,8 @@ from __future__ import annotations
 
 from math import ceil, prod
 
+from ..shapes import format_dims as _dims
 from .base import BOX, POINTWISE, ArgSpec, OpError, OpSpec, ReceptiveField, Shape, Window, register
-
-
-def _dims(t: tuple[int, ...]) -> str:
-    return "x".join(str(d) for d in t)
 
 
 def _conv_out(in_shape: Shape, args: dict) -> Shape:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from math import prod
 
+from ..shapes import format_shape
 from .base import ANNOTATION, POINTWISE, ArgSpec, OpError, OpSpec, Shape, register
 
 
@@ -28,7 +29,7 @@ def _groupnorm_shape(in_shape: Shape, args: dict) -> Shape:
         # One value per group normalizes to exactly 0 (torch refuses it outright at batch 1).
         raise OpError(
             f"each of the {args['groups']} groups holds a single value of the input "
-            f"[{', '.join(map(str, in_shape))}], which always normalizes to 0",
+            f"{format_shape(in_shape)}, which always normalizes to 0",
             hint="use fewer groups, or normalize before the spatial size shrinks to 1", arg="#0",
         )
     return in_shape

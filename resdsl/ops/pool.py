@@ -6,11 +6,8 @@ from math import prod
 
 from fractions import Fraction
 
+from ..shapes import format_dims as _dims
 from .base import BOX, GLOBAL, ArgSpec, OpError, OpSpec, ReceptiveField, Shape, Window, register
-
-
-def _dims(t) -> str:
-    return "x".join(str(d) for d in t)
 
 
 def _avgpool_out(in_shape: Shape, args: dict) -> Shape:

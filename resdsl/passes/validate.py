@@ -6,7 +6,7 @@ from __future__ import annotations
 import networkx as nx
 
 from ..errors import ErrorList
-from ..graph import format_shape
+from ..shapes import format_shape
 
 
 def live_nodes(graph: nx.DiGraph, output: int) -> set[int]:

@@ -37,9 +37,9 @@ from typing import Any, Iterable
 
 import networkx as nx
 
-from ..graph import Container, ResidualUnit, containers, residual_units
+from ..graph import Container, ResidualUnit, containers, gc_paused, residual_units
 from ..ops import REGISTRY
-from ..passes.analysis import gc_paused
+from ..shapes import format_dims
 
 LEVELS = ("stage", "block", "layer")
 LAYOUTS = ("column", "u", "auto")
@@ -230,17 +230,13 @@ def _drawn_kind(data: dict) -> str:
     return "shortcut" if kind == "op" and data["shortcut"] else kind
 
 
-def format_shape(shape: tuple[int, ...] | None) -> str:
-    return "" if shape is None else "x".join(str(d) for d in shape)
-
-
 def _value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):
         return f"{value:g}"
     if isinstance(value, tuple):
-        return "x".join(str(v) for v in value)
+        return format_dims(value)
     return str(value)
 
 
@@ -379,7 +375,7 @@ class _Builder:
 
     def _node_text(self, data: dict, kind: str) -> str:
         if kind == "input":
-            return f"input {format_shape(data['shape'])}"
+            return f"input {format_dims(data['shape'])}"
         return op_label(data)
 
     # stage and block: boxes, runs, lifted skips, folded activations
@@ -397,7 +393,7 @@ class _Builder:
     def _assign_loose(self, node: int, data: dict) -> None:
         kind = _drawn_kind(data)
         if kind == "input":
-            self.add(f"n{node}", "input", f"input {format_shape(data['shape'])}", node, tooltip="input")
+            self.add(f"n{node}", "input", f"input {format_dims(data['shape'])}", node, tooltip="input")
             return
         fold = REGISTRY[data["op"]].diagram.fold  # drawn inside the node before it?
         source = self.node_of.get(data["inputs"][0]) if data["inputs"] else None
@@ -642,7 +638,7 @@ def _node_line(vnode: VNode) -> str:
 def _edge_line(edge: VEdge, shapes: bool, reverse: bool, extra: str = "", xlabel: bool = False) -> str:
     style, _ = EDGE_STYLE[edge.kind]
     parts = [f"kind={_quote(edge.kind)}", style]
-    text = [t for t in (edge.label, format_shape(edge.shape) if shapes else "") if t]
+    text = [t for t in (edge.label, format_dims(edge.shape) if shapes else "") if t]
     if text:
         # xlabels are placed after layout: 2-4x faster than labels on thousands of edges
         attr = "xlabel" if xlabel and edge.kind == "data" else "label"

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import functools
 from importlib import resources
-from pathlib import Path
 from typing import Iterator
 
 from lark import Lark, Token
 from lark.exceptions import LarkError
 from lark.indenter import Indenter
+
+GRAMMAR_FILE = "resdsl.lark"  # next to this module
 
 START_RULES = [
     "start",
@@ -96,24 +97,16 @@ class SpecIndenter(Indenter):
                 yield Token(self.DEDENT_type, "", 0, 1, 1, 1, 1, 0)
 
 
-def grammar_path() -> Path:
-    """The grammar file: inside the installed package, or in the source tree."""
-    installed = resources.files("resdsl").joinpath("grammars/resdsl.lark")
-    if installed.is_file():
-        return Path(str(installed))
-    source_tree = Path(__file__).resolve().parents[2] / "grammars" / "resdsl.lark"
-    if source_tree.is_file():
-        return source_tree
-    raise FileNotFoundError(
-        "resdsl's grammar file is missing from the installation (grammars/resdsl.lark)"
-    )
+def grammar_text() -> str:
+    """The grammar, package data of :mod:`resdsl.syntax` (one place, installed or not)."""
+    return resources.files(__package__).joinpath(GRAMMAR_FILE).read_text(encoding="utf-8")
 
 
 @functools.lru_cache(maxsize=1)
 def get_parser() -> Lark:
     """The LALR parser with a contextual lexer, built in memory (see the module note)."""
     return Lark(
-        grammar_path().read_text(encoding="utf-8"),
+        grammar_text(),
         parser="lalr",
         lexer="contextual",
         postlex=SpecIndenter(),

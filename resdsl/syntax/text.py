@@ -16,13 +16,9 @@ from lark.exceptions import (
 
 from .. import ir
 from ..errors import ErrorList, Span
+from ..vocab import BODY_WORDS, FUNCTIONS, MODULE_ATTRIBUTES, PARAM_TYPES, REF_KINDS, RESERVED_NAMES
 from .grammar import IndentationProblem, get_parser
 
-#: Statements that refer to an earlier labelled tensor instead of applying an op.
-REF_KINDS = ("add", "mul", "concat", "from")
-#: Functions the expression evaluator knows.
-FUNCTIONS = ("min", "max")
-PARAM_TYPES = ("int", "float", "bool")
 #: Longer integer literals are errors before conversion (2**31 has 10 digits).
 MAX_INT_DIGITS = 20
 #: Deepest syntax tree the (recursive) transformer is given; far beyond real specs,
@@ -30,40 +26,6 @@ MAX_INT_DIGITS = 20
 MAX_SYNTAX_DEPTH = 200
 #: Distinct YAML statement strings whose syntax trees are kept (bounds the cache's memory).
 MAX_CACHED_TREES = 1024
-
-#: Attribute names of torch.nn.Module, public and private (its methods, and the
-#: instance attributes ``nn.Module()`` sets, such as ``_modules`` and ``training``). A
-#: submodule with one of these names would shadow it and break build or forward. Kept
-#: here (not read from torch) so the front end stays torch-free;
-#: tests/test_limits_work.py checks it against the installed torch (dunder names are
-#: refused by their '__' prefix).
-MODULE_ATTRIBUTES = frozenset(
-    """T_destination _apply _backward_hooks _backward_pre_hooks _buffers _call_impl
-    _compiled_call_impl _forward_hooks _forward_hooks_always_called _forward_hooks_with_kwargs
-    _forward_pre_hooks _forward_pre_hooks_with_kwargs _get_backward_hooks
-    _get_backward_pre_hooks _get_name _is_full_backward_hook _load_from_state_dict
-    _load_state_dict_post_hooks _load_state_dict_pre_hooks _maybe_warn_non_full_backward_hook
-    _modules _named_members _non_persistent_buffers_set _parameters
-    _register_load_state_dict_pre_hook _register_state_dict_hook _replicate_for_data_parallel
-    _save_to_state_dict _slow_forward _state_dict_hooks _state_dict_pre_hooks _version
-    _wrapped_call_impl add_module apply bfloat16 buffers call_super_init children compile cpu
-    cuda double dump_patches eval extra_repr float forward get_buffer get_extra_state
-    get_parameter get_submodule half ipu load_state_dict modules mtia named_buffers
-    named_children named_modules named_parameters parameters register_backward_hook
-    register_buffer register_forward_hook register_forward_pre_hook register_full_backward_hook
-    register_full_backward_pre_hook register_load_state_dict_post_hook
-    register_load_state_dict_pre_hook register_module register_parameter
-    register_state_dict_post_hook register_state_dict_pre_hook requires_grad_ set_extra_state
-    set_submodule share_memory smart_apply state_dict to to_empty train training type xpu
-    zero_grad""".split()
-)
-
-#: Builtins that run or reach code, and the names generated modules are written with;
-#: a spec may not rebind them there (Python keywords and '__' names are refused too).
-RESERVED_NAMES = frozenset(
-    "exec eval compile globals locals vars open getattr setattr delattr breakpoint "
-    "self torch nn".split()
-)
 
 Locate = Callable[[int, int, int, int], Span]
 
@@ -347,7 +309,7 @@ class ToIR(Transformer):
         if label is not None and head.span.located:  # the statement reads from its label on
             span = Span(span.file, label_span.line, label_span.column, span.end_line, span.end_column)
         if body is None:
-            if head.kind == "op" and head.name in ("residual", "shortcut"):
+            if head.kind == "op" and head.name in BODY_WORDS:
                 self.errors.add(
                     head.name_span,
                     f"'{head.name}' needs an indented body",

@@ -45,43 +45,63 @@ def _owner(model: torch.nn.Module, graph: "nx.DiGraph", node: int) -> torch.nn.M
 
 
 @contextmanager
+def observe(model: torch.nn.Module, graph: "nx.DiGraph", nodes: Sequence[int],
+            record: Callable[[int, torch.Tensor], None]) -> Iterator[set[int]]:
+    """Call ``record(node, tensor)`` with each of ``nodes``' tensors during the forward
+    passes run inside the block (forward hooks, removed on exit); yields the nodes
+    that can be seen.
+
+    A node is seen as the output of its own submodule or of the container it ends;
+    a tensor the generated ``forward`` computes inline (``out += x``, ``torch.cat``)
+    as the input of the submodule that consumes it, or as the model's output. An
+    inline tensor consumed only inline (a zero-pad shortcut feeding its merge) and
+    the graph's input (give ``x`` to it yourself) are not seen.
+    """
+    handles, seen = [], set()
+    modules = dict(model.named_modules())
+
+    def on_output(node: int):
+        return lambda _m, _i, output: record(node, output)
+
+    def on_input(node: int):
+        return lambda _m, inputs: record(node, inputs[0])
+
+    try:
+        for node in sorted(set(nodes) - {graph.graph["input"]}):
+            owner = _owner(model, graph, node)
+            consumer = next((modules[graph.nodes[s]["module"]] for s in graph.successors(node)
+                             if graph.nodes[s]["module"] in modules and graph.nodes[s]["inputs"][0] == node), None)
+            if owner is not None:
+                handles.append(owner.register_forward_hook(on_output(node)))
+            elif consumer is not None:
+                handles.append(consumer.register_forward_pre_hook(on_input(node)))
+            elif node == graph.graph["output"]:
+                handles.append(model.register_forward_hook(on_output(node)))
+            else:
+                continue
+            seen.add(node)
+        yield seen
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+@contextmanager
 def capture(model: torch.nn.Module, graph: "nx.DiGraph", nodes: Sequence[int],
             x: torch.Tensor) -> Iterator[dict[int, torch.Tensor]]:
     """Record (a copy of) the tensor of each of ``nodes`` during a forward pass.
 
     Copies, because the generated ``forward`` adds shortcuts and applies relu in
-    place. A tensor computed inline is seen as the input of the submodule that
-    consumes it, or as the model's output; the graph's input is ``x`` itself.
+    place. The graph's input is ``x`` itself.
     """
     values: dict[int, torch.Tensor] = {}
-    handles = []
-    modules = dict(model.named_modules())
-
-    def on_output(node: int):
-        return lambda _m, _i, output: values.__setitem__(node, output.detach().clone())
-
-    def on_input(node: int):
-        return lambda _m, inputs: values.__setitem__(node, inputs[0].detach().clone())
-
-    for node in set(nodes):
-        owner = _owner(model, graph, node)
-        consumer = next((modules[graph.nodes[s]["module"]] for s in graph.successors(node)
-                         if graph.nodes[s]["module"] in modules and graph.nodes[s]["inputs"][0] == node), None)
-        if node == graph.graph["input"]:
-            values[node] = x
-        elif owner is not None:
-            handles.append(owner.register_forward_hook(on_output(node)))
-        elif consumer is not None:
-            handles.append(consumer.register_forward_pre_hook(on_input(node)))
-        elif node == graph.graph["output"]:
-            handles.append(model.register_forward_hook(on_output(node)))
-        else:  # pragma: no cover - every merge is consumed by a module or ends a container
-            raise ValueError(f"cannot observe {graph.nodes[node]['module']}")
-    try:
+    if graph.graph["input"] in nodes:
+        values[graph.graph["input"]] = x
+    with observe(model, graph, nodes, lambda node, t: values.__setitem__(node, t.detach().clone())) as seen:
+        hidden = set(nodes) - seen - {graph.graph["input"]}
+        if hidden:  # pragma: no cover - the probes ask for merges and block ends, all seen
+            raise ValueError(f"cannot observe {graph.nodes[min(hidden)]['module']}")
         yield values
-    finally:
-        for handle in handles:
-            handle.remove()
 
 
 def shortcut_node(graph: "nx.DiGraph", unit) -> int | None:
@@ -183,7 +203,7 @@ def gradient_sweep(load: Callable[..., "Net"], name: str | None, values: Sequenc
     ``load(plain=..., **{name: value})`` loads one network; without ``name`` the
     spec is measured as given.
     """
-    from ..passes.analysis import path_stats
+    from .report import path_stats
 
     rows = []
     for value in values if name else [None]:

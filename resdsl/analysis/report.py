@@ -19,10 +19,8 @@ Cost (per top-level statement, as in ``resdsl compile``'s table, and in total):
 
 Paths: every path from the input to the output of the DAG, counted with
 multiplicity (an edge feeding two ports of a node, as in ``add x`` with ``x``
-current, is two paths). They are never enumerated: a dynamic programme in
-topological order carries, per node, a polynomial whose coefficient ``c[k]`` is
-the number of paths from the input reaching it that cross ``k`` counted nodes.
-Two such distributions are kept:
+current, is two paths), never enumerated (:mod:`.paths`). Two distributions are
+kept:
 
 - the **length** in weight layers (conv, upconv, linear; a projection shortcut's
   1x1 conv counts, it is a layer on that path). For a ResNet of ``n`` identity
@@ -55,206 +53,26 @@ Two such distributions are kept:
 
 from __future__ import annotations
 
-import gc
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 from fractions import Fraction
 import math
 from math import ceil, prod
-from operator import add
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import networkx as nx
 
-from ..graph import containers, format_shape, residual_units, top_level_groups
+from ..graph import containers, gc_paused, residual_units, top_level_groups
 from ..ops import GLOBAL, POINTWISE, REGISTRY, field_of
+from ..shapes import format_shape
+from .paths import EXACT_BITS, Dag, Inexact, Moments, as_dag, count_step, distribution, fold, min_max
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..api import Net
 
 BYTES_PER_ELEMENT = 4  # float32
 
-# ---- polynomials over path counts ---------------------------------------------------
-# A distribution is (offset, coeffs): coeffs[i] paths cross offset + i counted nodes.
-# Shifting only moves the offset, so a chain of ops shares one list and the work is
-# O(merges x length), not O(nodes x length): ResNet-1202 takes a fraction of a second.
-# That product still grows as units**2 (and the integers' size as units), so analyze
-# keeps the exact distribution only within EXACT_WORK and EXACT_BITS and otherwise
-# summarises each distribution by moments carried in log space (O(1) per edge).
-Poly = tuple[int, list[int]]
-
-EXACT_BITS = 4096  # exact counts up to 2**4096 (1,234 digits: printable, JSON-safe)
-EXACT_WORK = 20_000_000  # coefficient additions (x words) per report: 0.1-0.4 s
-
-
-class _Inexact(Exception):
-    """The exact distribution would cost more than its budget."""
-
-
-def _poly_sum(terms: Iterable[tuple[int, Poly]]) -> Poly:
-    """Sum of ``multiplicity * poly`` over the terms."""
-    terms = list(terms)
-    if len(terms) == 1 and terms[0][0] == 1:
-        return terms[0][1]
-    low = min(offset for _, (offset, _) in terms)
-    high = max(offset + len(coeffs) for _, (offset, coeffs) in terms)
-    out = [0] * (high - low)
-    for times, (offset, coeffs) in terms:
-        start, end = offset - low, offset - low + len(coeffs)
-        if times == 1:
-            out[start:end] = map(add, out[start:end], coeffs)
-        else:
-            out[start:end] = [a + times * c for a, c in zip(out[start:end], coeffs)]
-    return low, out
-
-
-def _poly_dict(poly: Poly) -> dict[int, int]:
-    offset, coeffs = poly
-    return {offset + i: c for i, c in enumerate(coeffs) if c}
-
-
-class _Dag:
-    """The graph's adjacency read once: predecessors with their port counts, where
-    each value is used last, and the topological order (node ids), so that the
-    several dynamic programmes of one report do not each walk networkx's views."""
-
-    def __init__(self, graph: nx.DiGraph):
-        self.graph = graph
-        self.order = sorted(graph.nodes)
-        self.index = {n: i for i, n in enumerate(self.order)}
-        self.preds = {v: [(u, len(graph.edges[u, v]["ports"])) for u in graph.predecessors(v)]
-                      for v in self.order}
-        self.frees: dict[int, list[int]] = {v: [] for v in self.order}  # node -> values it uses last
-        for u in self.order:
-            successors = graph.successors(u)
-            last = max(successors, default=None)
-            if last is not None:
-                self.frees[last].append(u)
-        self.budget = [EXACT_WORK]  # exact work left, shared by the distributions of one report
-        self._flags: dict[Callable, frozenset[int]] = {}
-
-    def span(self, source: int, target: int) -> list[int]:
-        """The nodes a source-to-target path can cross: ids are topological."""
-        return self.order[self.index[source]:self.index[target] + 1]
-
-    def flags(self, test: Callable[[Any], bool]) -> frozenset[int]:
-        """The nodes whose op passes ``test`` (computed once per test)."""
-        if test not in self._flags:
-            ops = self.graph.nodes(data="op")
-            self._flags[test] = frozenset(n for n, op in ops if test(REGISTRY[op]))
-        return self._flags[test]
-
-
-def _dag(graph: "nx.DiGraph | _Dag") -> _Dag:
-    return graph if isinstance(graph, _Dag) else _Dag(graph)
-
-
-def _fold(dag: _Dag, source: int, target: int, start: Any,
-          step: Callable[[int, list[tuple[int, Any]]], Any]) -> Any:
-    """A dynamic programme over the nodes between ``source`` and ``target``.
-
-    ``step(node, [(ports, value of predecessor), ...])`` makes a node's value from
-    its predecessors'; values are dropped after their last use. None: no path.
-    """
-    values: dict[int, Any] = {source: start}
-    preds, frees = dag.preds, dag.frees
-    for node in dag.span(source, target):
-        if node != source:
-            terms = [(times, values[u]) for u, times in preds[node] if u in values]
-            if terms:
-                values[node] = step(node, terms)
-        for u in frees[node]:
-            if u != target:
-                values.pop(u, None)
-    return values.get(target)
-
-
-def _poly_step(cost: Callable[[int], int], budget: list[int] | None) -> Callable:
-    def step(node: int, terms: list[tuple[int, Poly]]) -> Poly:
-        offset, coeffs = _poly_sum(terms)
-        if budget is not None and (len(terms) > 1 or terms[0][0] != 1):
-            top = max(coeffs).bit_length()
-            budget[0] -= len(coeffs) * (1 + top // 60)
-            if budget[0] < 0 or top > EXACT_BITS:
-                raise _Inexact
-        return offset + cost(node), coeffs
-    return step
-
-
-def path_polynomial(graph: nx.DiGraph, cost: Callable[[int], int], source: int | None = None,
-                    target: int | None = None) -> dict[int, int]:
-    """``{k: number of paths from source to target whose nodes' costs sum to k}``.
-
-    The source's own cost is not counted, the target's is. Paths are counted with
-    multiplicity by edge ports. Empty if no path exists. Exact, so its cost grows
-    with merges x distinct sums x digits: :func:`path_stats` bounds it.
-
-    >>> g = nx.DiGraph()
-    >>> g.add_edge(0, 1, ports=(0,)); g.add_edge(1, 2, ports=(0, 1)); g.add_edge(0, 2, ports=(2,))
-    >>> path_polynomial(g, lambda n: 1 if n == 1 else 0, 0, 2)
-    {0: 1, 1: 2}
-    """
-    source = graph.graph["input"] if source is None else source
-    target = graph.graph["output"] if target is None else target
-    poly = _fold(_dag(graph), source, target, (0, [1]), _poly_step(cost, None))
-    return _poly_dict(poly) if poly is not None else {}
-
-
-@dataclass(frozen=True)
-class Moments:
-    """A path distribution summarised: log2 of the number of paths, the mean and
-    variance of the counted nodes per path, and the exact least and most."""
-
-    log2_count: float
-    mean: float
-    var: float
-    low: int
-    high: int
-
-
-def _moments_step(cost: Callable[[int], int], work: list[float] | None = None) -> Callable:
-    """Carry moments; add to ``work`` what the exact polynomial's merges would cost (at
-    most: spread x words of the count), to decide beforehand whether to compute it."""
-    def step(node: int, terms: list[tuple[int, Moments]]) -> Moments:
-        c = cost(node)
-        if len(terms) == 1 and terms[0][0] == 1:
-            m = terms[0][1]
-            if not c:
-                return m  # most ops: the chain shares one summary
-            return Moments(m.log2_count, m.mean + c, m.var, m.low + c, m.high + c)
-        logs = [m.log2_count + math.log2(times) for times, m in terms]
-        top = max(logs)
-        weights = [2.0 ** (x - top) for x in logs]
-        total = sum(weights)
-        mean = sum(w * m.mean for w, (_, m) in zip(weights, terms)) / total
-        var = sum(w * (m.var + (m.mean - mean) ** 2) for w, (_, m) in zip(weights, terms)) / total
-        merged = Moments(top + math.log2(total), mean + c, var,
-                         min(m.low for _, m in terms) + c, max(m.high for _, m in terms) + c)
-        if work is not None:
-            work[0] += (merged.high - merged.low + 1) * (1 + merged.log2_count // 60)
-        return merged
-    return step
-
-
-def path_moments(graph: "nx.DiGraph | _Dag", cost: Callable[[int], int], source: int | None = None,
-                 target: int | None = None) -> Moments | None:
-    """The moments of :func:`path_polynomial`'s distribution in O(edges), in floats
-    (log space for the count, so 2**1000000 paths are no harder than 2); None if no path."""
-    dag = _dag(graph)
-    source = dag.graph.graph["input"] if source is None else source
-    target = dag.graph.graph["output"] if target is None else target
-    return _fold(dag, source, target, Moments(0.0, 0.0, 0.0, 0, 0), _moments_step(cost))
-
-
-def _count_step(node: int, terms: list[tuple[int, int]]) -> int:
-    total = terms[0][1] if len(terms) == 1 and terms[0][0] == 1 else sum(t * c for t, c in terms)
-    if total.bit_length() > EXACT_BITS:
-        raise _Inexact
-    return total
-
-
-def _category_cost(dag: _Dag, test: Callable[[Any], bool]) -> Callable[[int], int]:
+def _category_cost(dag: Dag, test: Callable[[Any], bool]) -> Callable[[int], int]:
     """1 for the nodes whose op passes ``test`` (a bool, which adds as an int), else 0."""
     return dag.flags(test).__contains__
 
@@ -265,14 +83,6 @@ def _weighted(op: Any) -> bool:
 
 def _nonlinear(op: Any) -> bool:
     return op.nonlinear
-
-
-def is_weight_layer(graph: nx.DiGraph, node: int) -> bool:
-    return REGISTRY[graph.nodes[node]["op"]].weighted
-
-
-def is_nonlinearity(graph: nx.DiGraph, node: int) -> bool:
-    return REGISTRY[graph.nodes[node]["op"]].nonlinear
 
 
 @dataclass(frozen=True)
@@ -364,54 +174,26 @@ class PathStats:
         }
 
 
-def _distribution(dag: _Dag, cost: Callable[[int], int], source: int,
-                  target: int) -> tuple[dict[int, int], Moments | None]:
-    """The exact distribution when its cost, bounded beforehand from the moments (O(edges)),
-    fits the report's budget; else the moments."""
-    work = [0.0]
-    moments = _fold(dag, source, target, Moments(0.0, 0.0, 0.0, 0, 0), _moments_step(cost, work))
-    if moments is None:
-        return {}, None
-    if work[0] <= dag.budget[0] and moments.log2_count <= EXACT_BITS:
-        try:
-            poly = _fold(dag, source, target, (0, [1]), _poly_step(cost, dag.budget))
-            return _poly_dict(poly), None
-        except _Inexact:  # the bound is an upper bound: not reached, kept as a guard
-            pass
-    return {}, moments
-
-
-def path_stats(graph: "nx.DiGraph | _Dag", source: int | None = None,
+def path_stats(graph: "nx.DiGraph | Dag", source: int | None = None,
                target: int | None = None) -> PathStats:
     """Paths from ``source`` (default: the input) to ``target`` (default: the output).
 
     Beyond the exact bound the work is linear in the graph, so any network the
     front end accepts is answered in bounded time.
     """
-    dag = _dag(graph)
+    dag = as_dag(graph)
     source = dag.graph.graph["input"] if source is None else source
     target = dag.graph.graph["output"] if target is None else target
-    lengths, length_moments = _distribution(dag, _category_cost(dag, _weighted), source, target)
-    nonlinear, nonlinear_moments = _distribution(dag, _category_cost(dag, _nonlinear), source, target)
+    lengths, length_moments = distribution(dag, _category_cost(dag, _weighted), source, target)
+    nonlinear, nonlinear_moments = distribution(dag, _category_cost(dag, _nonlinear), source, target)
     exact_count = None
     if (length_moments is not None and nonlinear_moments is not None
             and length_moments.log2_count < EXACT_BITS + 1):  # else it cannot fit: skip the pass
         try:
-            exact_count = _fold(dag, source, target, 1, _count_step)
-        except _Inexact:
+            exact_count = fold(dag, source, target, 1, count_step)
+        except Inexact:
             pass
     return PathStats(lengths, nonlinear, length_moments, nonlinear_moments, exact_count)
-
-
-def count_paths(graph: nx.DiGraph) -> int:
-    """Number of input-to-output paths (exact, however large; with multiplicity by ports).
-
-    A plain network has one; a residual network with n units has 2**n.
-    """
-    def add(node: int, terms: list[tuple[int, int]]) -> int:
-        return sum(t * c for t, c in terms)
-
-    return _fold(_Dag(graph), graph.graph["input"], graph.graph["output"], 1, add) or 0
 
 
 # ---- blocks: does every path through a block cross a nonlinearity? ------------------
@@ -425,15 +207,7 @@ class BlockPaths:
     max_nonlinear: int
 
 
-def _min_max(dag: _Dag, cost: Callable[[int], int], source: int, target: int) -> tuple[int, int]:
-    def step(node: int, terms: list[tuple[int, tuple[int, int]]]) -> tuple[int, int]:
-        c = cost(node)
-        return min(v[0] for _, v in terms) + c, max(v[1] for _, v in terms) + c
-
-    return _fold(dag, source, target, (0, 0), step) or (0, 0)
-
-
-def block_paths(graph: "nx.DiGraph | _Dag") -> list[BlockPaths]:
+def block_paths(graph: "nx.DiGraph | Dag") -> list[BlockPaths]:
     """For each residual unit, nonlinearities crossed from its block's input to output.
 
     The block is the innermost container holding the unit (``layer1.0``), so a
@@ -441,7 +215,7 @@ def block_paths(graph: "nx.DiGraph | _Dag") -> list[BlockPaths]:
     residual is measured from its input to its merge. Each (input, output) pair is
     measured once: a block holding thousands of units costs one pass, not thousands.
     """
-    dag = _dag(graph)
+    dag = as_dag(graph)
     graph = dag.graph
     boxes = containers(graph)
     cost = _category_cost(dag, _nonlinear)
@@ -454,15 +228,15 @@ def block_paths(graph: "nx.DiGraph | _Dag") -> list[BlockPaths]:
         else:
             source, target, where = box.input, box.output, box.path
         if (source, target) not in seen:
-            seen[source, target] = _min_max(dag, cost, source, target)
+            seen[source, target] = min_max(dag, cost, source, target)
         rows.append(BlockPaths(where, unit.shortcut, *seen[source, target]))
     return rows
 
 
-def trunk_stats(graph: "nx.DiGraph | _Dag") -> PathStats | None:
+def trunk_stats(graph: "nx.DiGraph | Dag") -> PathStats | None:
     """Paths from the first residual block's input to the last one's output ("stem to
     head"); None for a network without residual units."""
-    dag = _dag(graph)
+    dag = as_dag(graph)
     graph = dag.graph
     units = residual_units(graph)
     if not units:
@@ -696,23 +470,6 @@ def stage_costs(graph: nx.DiGraph, fields: dict[int, tuple[int, ...] | None] | N
     return rows
 
 
-@contextmanager
-def gc_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector for one report (or one drawing).
-
-    A pass allocates small acyclic objects while the network's graph fills the
-    heap, and each automatic collection rescans that heap: on a 150,000-op network
-    this made analyze superlinear (70 us/op against 30). The collector resumes after.
-    """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
 @gc_paused()
 def analyze(net: "Net | nx.DiGraph") -> Analysis:
     """Cost, receptive field and paths of a loaded network (no torch).
@@ -725,7 +482,7 @@ def analyze(net: "Net | nx.DiGraph") -> Analysis:
     graph = net if isinstance(net, nx.DiGraph) else net.graph
     fields = receptive_fields(graph)
     local = [f for f in fields.values() if f is not None]
-    dag = _Dag(graph)
+    dag = Dag(graph)
     return Analysis(
         name=graph.graph.get("name", ""),
         stages=stage_costs(graph, fields),
