@@ -23,7 +23,7 @@ from resdsl.ops import (
 )
 from resdsl.ops.base import entry_problem
 from resdsl.ops.shortcut import PROJECTIONS, projection
-from resdsl.passes.analysis import analyze, node_macs, receptive_fields
+from resdsl.analysis.report import analyze, node_macs, receptive_fields
 from resdsl.render import to_dot
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "extending.md"
