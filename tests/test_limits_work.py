@@ -14,7 +14,7 @@ import pytest
 
 import resdsl
 from resdsl import Limits, SpecError
-from resdsl import elaborate as elaborate_module
+from resdsl.elaborate import core as elaborate_module  # where unknown names get their hints
 from resdsl.elaborate import Elaborator
 from resdsl.errors import ErrorList
 from resdsl.syntax import text as text_module

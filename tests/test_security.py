@@ -42,8 +42,8 @@ def _sources() -> list[Path]:
 
 
 def test_package_sources_are_found():
-    names = {p.name for p in _sources()}
-    assert {"api.py", "elaborate.py", "expr.py", "text.py", "yaml.py"} <= names
+    names = {p.relative_to(PACKAGE).as_posix() for p in _sources()}
+    assert {"api.py", "elaborate/core.py", "expr.py", "syntax/text.py", "syntax/yaml.py"} <= names
 
 
 @pytest.mark.parametrize("path", _sources(), ids=lambda p: str(p.relative_to(PACKAGE)))

@@ -1,0 +1,153 @@
+"""Block calls and stages: binding arguments, instances, stage size checks."""
+
+from __future__ import annotations
+
+from collections import ChainMap
+from typing import Iterable, Mapping
+
+from .. import ir
+from ..errors import Problem, Span, did_you_mean
+from ..expr import Value, describe, evaluate, type_name
+from ..graph import Container
+from .scope import Scope, Tensor, _CallNote
+from .values import _block_usage, _convert
+
+
+class BlocksMixin:
+    """Block calls and stages: binding arguments, instances, stage size checks."""
+
+    # ---- blocks and stages ------------------------------------------------------------
+    def bind_block(self, block: ir.Block, args: Iterable[ir.Arg], env: Mapping[str, Value],
+                   span: Span, extra: Mapping[str, Value] | None = None) -> dict[str, Value]:
+        positional, keywords, spans = self.eval_args(args, env)
+        keywords = {**keywords, **(extra or {})}
+        params = block.params
+        if len(positional) > len(params):
+            raise Problem(spans.get(f"#{len(params)}", span),
+                          f"block '{block.name}' takes {len(params)} argument{'s' * (len(params) != 1)}, "
+                          f"got {len(positional)}", hint=_block_usage(block))
+        bound: dict[str, Value] = {}
+        for param, value in zip(params, positional):
+            bound[param.name] = value
+        names = {p.name: p for p in params}
+        for key, value in keywords.items():
+            if key not in names:
+                raise Problem(spans.get(key, span), f"block '{block.name}' has no parameter '{key}'",
+                              hint=did_you_mean(key, names) or _block_usage(block))
+            if key in bound:
+                raise Problem(spans.get(key, span), f"'{key}' is given twice",
+                              hint=_block_usage(block))
+            bound[key] = value
+        result: dict[str, Value] = {}
+        # A view, not a copy: copying every network parameter per instance cost O(params).
+        inner_env = ChainMap(result, self.graph.graph["params"])
+        for index, param in enumerate(params):
+            where = spans.get(param.name) or spans.get(f"#{index}") or span
+            if param.name in bound:
+                value = bound[param.name]
+            elif param.default is not None:
+                value = evaluate(param.default, inner_env)
+            else:
+                raise Problem(span, f"block '{block.name}' needs a value for '{param.name}'",
+                              hint=_block_usage(block))
+            converted = _convert(value, param.type)
+            if converted is None:
+                raise Problem(where, f"'{param.name}' of block '{block.name}' must be {param.type}, "
+                              f"not {describe(value)} ({type_name(value)})", hint=_block_usage(block))
+            result[param.name] = converted
+        return result
+
+    def apply_block(self, name: str, args, label: str | None, stmt, scope: Scope, x: Tensor,
+                    defaults: dict, instance_name: str | None = None, extra=None) -> Tensor:
+        block = self.blocks[name]
+        if name in scope.block_stack:
+            raise Problem(stmt.span, f"block '{name}' uses itself (recursion is not allowed)",
+                          hint="a block may use other blocks, but not itself, directly or indirectly")
+        if scope.depth >= self.limits.max_depth:
+            raise Problem(stmt.span, f"blocks are nested more than {self.limits.max_depth} deep",
+                          hint="flatten the block structure")
+        self.count(self.cost(block), stmt.span, scope)  # binding evaluates the defaults
+        bound = self.bind_block(block, args, scope.env, stmt.span, extra)
+        local = instance_name if instance_name is not None else self.module_name(scope, label, name, stmt.span)
+        path = scope.module_path(local)
+        inner = Scope(
+            path=path, container=path, env=ChainMap(bound, self.graph.graph["params"]),
+            labels={"input": x}, reserved=self.declared_labels(block.body),
+            depth=scope.depth + 1,
+            notes=(_CallNote(path, name, bound, stmt.span),) + scope.notes,
+            block_stack=scope.block_stack + (name,),
+        )
+        container = Container(path, "block", stmt.span, input=x.node, block=name, args=bound)
+        self.open_container(scope, container, inner)
+        out = self.body(block.body, inner, x, defaults)
+        container.output = out.node
+        if label is not None:
+            self.set_label(scope, label, out, stmt.span)
+        return out
+
+    def open_container(self, parent: Scope, container: Container, inner: Scope | None = None) -> None:
+        """Register a container: each instance is one step of work, even with no op inside."""
+        self.count(1, container.span, inner or parent)
+        self.graph.graph["containers"][container.path] = container
+        self.graph.graph["containers"][parent.container].children.append(container.path)
+
+    def stage(self, stmt: ir.Stage, scope: Scope, x: Tensor, defaults: dict) -> Tensor:
+        if stmt.block not in self.blocks:
+            raise Problem(stmt.name_span, f"unknown block '{stmt.block}' in stage",
+                          hint=did_you_mean(stmt.block, self.blocks) or "define it with 'block NAME(...):'")
+        block = self.blocks[stmt.block]
+        count = evaluate(stmt.count, scope.env)
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise Problem(stmt.count.span, f"a stage repeats its block a positive number of times, "
+                          f"not {describe(count)}", hint="write e.g. 'x 3'")
+        if count > self.limits.max_repeat:
+            raise Problem(stmt.count.span, f"a stage of {count:,} blocks is over the limit of "
+                          f"{self.limits.max_repeat:,}", hint="use fewer blocks")
+        first_extra: dict[str, Value] = {}
+        for option in stmt.options:
+            if option.name != "stride":
+                raise Problem(option.span, f"a stage takes only 'stride', not '{option.name}'",
+                              hint="pass other values as block arguments: stage NAME(ARGS) x N")
+            if "stride" not in {p.name for p in block.params}:
+                raise Problem(option.span, f"stage stride=...: block '{block.name}' has no 'stride' parameter",
+                              hint="add 'stride: int = 1' to the block's parameters and use it")
+            first_extra["stride"] = evaluate(option.value, scope.env)
+        name = self.module_name(scope, stmt.label, "stage", stmt.span)
+        path = scope.module_path(name)
+        container = Container(path, "stage", stmt.span, input=x.node, block=block.name)
+        self.open_container(scope, container)
+        stage_scope = Scope(path=path, container=path, env=scope.env, labels={}, reserved=set(),
+                            depth=scope.depth, notes=scope.notes, block_stack=scope.block_stack)
+        current = x
+        for index in range(count):
+            before, work_before, failures = self.nodes, self.work, self.failures
+            current = self.apply_block(
+                block.name, stmt.args, None, stmt, stage_scope, current, defaults,
+                instance_name=str(index), extra=first_extra if index == 0 else None,
+            )
+            if self.failures != failures:
+                # The other instances would meet the same problems: stop this stage here.
+                current = Tensor(current.node, None, stmt.span)
+                break
+            if index == 0:
+                self.check_stage_size(stmt, count, self.nodes - before, self.work - work_before)
+        container.output = current.node
+        self.set_label(scope, stmt.label, current, stmt.span)
+        return current
+
+    def check_stage_size(self, stmt: ir.Stage, count: int, nodes: int, work: int) -> None:
+        """One instance tells the size of the rest: refuse a runaway stage at its own line.
+
+        Work is counted too (an instance takes at least one step), so a stage of blocks
+        that make no op cannot multiply unseen.
+        """
+        total = self.nodes + (count - 1) * nodes
+        if total > self.limits.max_nodes:
+            raise Problem(stmt.span, f"this stage would make {total:,} ops in all, over "
+                          f"the limit of {self.limits.max_nodes:,}",
+                          hint="use fewer blocks, or raise the limit (Limits.max_nodes)")
+        total = self.work + (count - 1) * max(work, 1)
+        if total > self.limits.max_work:
+            raise Problem(stmt.span, f"this stage would take {total:,} elaboration steps in all, over "
+                          f"the limit of {self.limits.max_work:,}",
+                          hint="use fewer blocks, or raise the limit (Limits.max_work)")

@@ -1,0 +1,328 @@
+"""The elaborator: graph construction, work accounting, statement dispatch and ops."""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Mapping
+
+import networkx as nx
+
+from .. import ir
+from ..errors import ErrorList, Problem, Span, did_you_mean
+from ..expr import Value, evaluate
+from ..graph import Container, new_graph
+from ..ops import REGISTRY, OpError, bind, signature_hint, user_ops
+from ..shapes import Shape, format_shape
+from ..vocab import STATEMENT_WORDS
+from .blocks import BlocksMixin
+from .limits import LimitProblem, Limits, _Full
+from .params import ParamsMixin
+from .refs import RefsMixin
+from .residuals import ResidualsMixin
+from .scope import Scope, Tensor, _declared_labels
+from .values import _expression_size, _typed
+
+
+class Elaborator(ParamsMixin, BlocksMixin, ResidualsMixin, RefsMixin):
+    """Walks one network's IR and builds its graph; each mixin holds one concept."""
+
+    def __init__(
+        self,
+        network: ir.Network,
+        blocks: Mapping[str, ir.Block],
+        errors: ErrorList,
+        overrides: Mapping[str, Any] | None = None,
+        plain: bool = False,
+        limits: Limits = Limits(),
+        shortcut: str | None = None,
+    ):
+        self.network = network
+        self.blocks = dict(blocks)
+        self.errors = errors
+        self.overrides = dict(overrides or {})
+        # --plain is --shortcut none: every residual loses its skip (He et al.'s control network).
+        self.forced_policy = "none" if plain else shortcut
+        self.plain = self.forced_policy == "none"
+        self.limits = limits
+        self.graph = new_graph(network.name)
+        self.nodes = 0
+        self.ops = user_ops()
+        self.resolved: dict[tuple, Any] = {}  # see resolve()
+        self.work = 0  # elaboration steps, against limits.max_work
+        self.costs: dict[int, int] = {}  # id(statement or block) -> its steps, see cost()
+        self.labels_of: dict[int, set[str]] = {}  # id(body) -> _declared_labels(body)
+        self.norms: list[int] = []  # zero-init norms (OpSpec.zero_init_norm) off any shortcut, in order
+        self.reported: set[tuple] = set()  # keys of problems already reported (dedup before building)
+        self.failures = 0  # problems met, repeats included: a failed stage instance ends its stage
+        self.hints: dict[str, str | None] = {}  # unknown name -> did-you-mean hint
+
+    # ---- entry point -----------------------------------------------------------
+    def run(self) -> nx.DiGraph:
+        net = self.network
+        env = self.network_params()
+        self.graph.graph["params"] = dict(env)
+        in_shape = self.input_shape(net.input, env)
+        root = Scope(path="", container="", env=env, labels={},
+                     reserved=_declared_labels(net.body))
+        self.graph.graph["containers"][""] = Container("", "network", net.span)
+        x = self.add_node("input", {}, [], [], in_shape, root, net.input.span, module=None,
+                          label=net.input.name)
+        root.labels[net.input.name] = x
+        if net.input.name != "input":
+            root.labels["input"] = x
+        self.graph.graph["input"] = x.node
+        self.check_block_names()
+        out = self.body(net.body, root, x, {})
+        self.graph.graph["output"] = out.node
+        self.graph.graph["containers"][""].input = x.node
+        self.graph.graph["containers"][""].output = out.node
+        return self.graph
+
+
+    def check_block_names(self) -> None:
+        for name, block in self.blocks.items():
+            if name in self.ops or name in STATEMENT_WORDS:
+                self.error(block.span, f"block '{name}' has the name of a built-in op",
+                           hint=f"rename the block, e.g. '{name}_block'")
+
+    # ---- graph construction -------------------------------------------------------
+    def add_node(
+        self,
+        op: str,
+        args: dict,
+        inputs: list[Tensor],
+        edge_kinds: list[str],
+        shape: Shape | None,
+        scope: Scope,
+        span: Span,
+        module: str | None,
+        label: str | None = None,
+        params: int = 0,
+        shortcut: bool = False,
+        container: str | None = None,
+    ) -> Tensor:
+        if self.nodes >= self.limits.max_nodes:
+            raise LimitProblem(span, f"the network has more than {self.limits.max_nodes:,} ops",
+                               hint="reduce the depth, or raise the limit (Limits.max_nodes)",
+                               notes=scope.notes)
+        node = self.nodes
+        self.nodes += 1
+        if not shortcut and REGISTRY[op].zero_init_norm:
+            self.norms.append(node)
+        self.graph.add_node(
+            node, op=op, args=args, inputs=tuple(t.node for t in inputs),
+            in_shapes=tuple(t.shape for t in inputs), shape=shape, module=module,
+            container=scope.container if container is None else container,
+            span=span, label=label, params=params, shortcut=shortcut,
+        )
+        for port, (tensor, kind) in enumerate(zip(inputs, edge_kinds)):
+            if self.graph.has_edge(tensor.node, node):
+                self.graph.edges[tensor.node, node]["ports"] += (port,)
+            else:
+                self.graph.add_edge(tensor.node, node, kind=kind, shape=tensor.shape, ports=(port,))
+        return Tensor(node, shape, span)
+
+    def module_name(self, scope: Scope, label: str | None, base: str, span: Span) -> str:
+        """The submodule name of a statement: its label, or a deterministic automatic name."""
+        if label is not None:
+            name = label
+        elif scope.sequential:
+            name = str(scope.position)
+        else:
+            index = scope.counters.get(base, 0)
+            while f"{base}_{index}" in scope.reserved or f"{base}_{index}" in scope.used:
+                index += 1
+            scope.counters[base] = index + 1
+            name = f"{base}_{index}"
+        if name in scope.used:
+            first = scope.used[name]
+            raise Problem(span, f"'{name}' is already used as a name in this scope (line {first.line})",
+                          hint="labels must be unique within a block instance")
+        scope.used[name] = span
+        return name
+
+    def set_label(self, scope: Scope, label: str | None, tensor: Tensor, span: Span) -> None:
+        if label is not None:
+            scope.labels[label] = tensor
+
+    def report(self, problem: Problem, scope: Scope | None = None) -> None:
+        """Record a problem; the same one met again (a block body in every instance) is
+        skipped before its diagnostic is built, and a full list ends elaboration."""
+        self.failures += 1
+        span = problem.span
+        key = (span.file, span.line, span.column, problem.message) if span is not None else None
+        if key is not None and key in self.reported:
+            return
+        if key is not None:
+            self.reported.add(key)
+        notes = tuple(map(str, problem.notes + (scope.notes if scope is not None else ())))
+        self.errors.add(problem.span, problem.message, problem.hint, notes)
+        if self.errors.full:
+            raise _Full
+
+    def error(self, span: Span, message: str, hint: str | None = None) -> None:
+        self.report(Problem(span, message, hint))
+
+    # ---- work ---------------------------------------------------------------------------
+    def count(self, steps: int, span: Span, scope: Scope) -> None:
+        """Count elaboration steps; crossing max_work stops elaboration at ``span``."""
+        self.work += steps
+        if self.work > self.limits.max_work:
+            raise LimitProblem(
+                span, f"elaborating the network takes more than {self.limits.max_work:,} steps "
+                "(statements, and block, stage, residual and shortcut instances)",
+                hint="blocks that use other blocks several times multiply; use fewer repeats, "
+                     "or raise the limit (Limits.max_work)",
+                notes=scope.notes)
+
+    def cost(self, node: Any) -> int:
+        """Steps for visiting a statement (or binding a block): 1 plus the size of the
+        expressions evaluated there, so a huge argument list costs what it weighs."""
+        key = id(node)
+        cached = self.costs.get(key)
+        if cached is None:
+            cached = 1 + _expression_size(node)
+            self.costs[key] = cached
+        return cached
+
+    def declared_labels(self, stmts: tuple[ir.Stmt, ...]) -> set[str]:
+        key = id(stmts)
+        labels = self.labels_of.get(key)
+        if labels is None:
+            labels = self.labels_of[key] = _declared_labels(stmts)
+        return labels
+
+    def suggest(self, name: str) -> str | None:
+        """did_you_mean over every op and block, once per unknown name."""
+        if name not in self.hints:
+            self.hints[name] = did_you_mean(name, [*self.ops, *self.blocks])
+        return self.hints[name]
+
+    # ---- statements -----------------------------------------------------------------
+    def body(self, stmts: Iterable[ir.Stmt], scope: Scope, x: Tensor, defaults: dict) -> Tensor:
+        current = x
+        for stmt in stmts:
+            self.count(self.cost(stmt), stmt.span, scope)
+            if self.errors.full:
+                raise _Full
+            if isinstance(stmt, ir.Defaults):
+                defaults = self.defaults(stmt, scope, defaults)
+                continue
+            try:
+                current = self.statement(stmt, scope, current, defaults)
+            except LimitProblem:
+                raise
+            except Problem as problem:
+                self.report(problem, scope)
+                current = Tensor(current.node, None, stmt.span)
+                if getattr(stmt, "label", None):
+                    scope.labels[stmt.label] = current
+            scope.position += 1
+        return current
+
+    def statement(self, stmt: ir.Stmt, scope: Scope, x: Tensor, defaults: dict) -> Tensor:
+        if isinstance(stmt, ir.Apply):
+            if stmt.name in self.ops:
+                return self.apply_op(stmt, scope, x, defaults)
+            if stmt.name in self.blocks:
+                return self.apply_block(stmt.name, stmt.args, stmt.label, stmt, scope, x, defaults)
+            raise Problem(stmt.name_span, f"unknown op or block '{stmt.name}'",
+                          hint=self.suggest(stmt.name))
+        if isinstance(stmt, ir.Stage):
+            return self.stage(stmt, scope, x, defaults)
+        if isinstance(stmt, ir.Residual):
+            return self.residual(stmt, scope, x, defaults)
+        if isinstance(stmt, ir.Ref):
+            return self.ref(stmt, scope, x)
+        raise Problem(stmt.span, f"unsupported statement {type(stmt).__name__}")  # pragma: no cover
+
+    def defaults(self, stmt: ir.Defaults, scope: Scope, defaults: dict) -> dict:
+        op = self.ops.get(stmt.op)
+        if op is None:
+            self.error(stmt.name_span, f"defaults for unknown op '{stmt.op}'",
+                       hint=did_you_mean(stmt.op, self.ops))
+            return defaults
+        values = dict(defaults.get(stmt.op, {}))
+        for arg in stmt.args:
+            if arg.name is None:
+                self.error(arg.span, "defaults take keyword arguments only",
+                           hint=f"write e.g. defaults {stmt.op}(name=value)")
+                continue
+            if op.arg(arg.name) is None:
+                self.error(arg.span, f"{stmt.op} has no argument '{arg.name}'",
+                           hint=did_you_mean(arg.name, [a.name for a in op.args]))
+                continue
+            try:
+                values[arg.name] = evaluate(arg.value, scope.env)
+            except Problem as problem:
+                self.report(problem, scope)
+        return {**defaults, stmt.op: values}
+
+    def eval_args(self, args: Iterable[ir.Arg], env: Mapping[str, Value]):
+        positional: list[Value] = []
+        keywords: dict[str, Value] = {}
+        spans: dict[str, Span] = {}
+        for arg in args:
+            value = evaluate(arg.value, env)
+            if arg.name is None:
+                spans[f"#{len(positional)}"] = arg.span
+                positional.append(value)
+            else:
+                spans[arg.name] = arg.span
+                keywords[arg.name] = value
+        return positional, keywords, spans
+
+    def apply_op(self, stmt: ir.Apply, scope: Scope, x: Tensor, defaults: dict) -> Tensor:
+        op = self.ops[stmt.name]
+        positional, keywords, spans = self.eval_args(stmt.args, scope.env)
+        name = self.module_name(scope, stmt.label, stmt.name, stmt.span)
+        shape = params = None
+        args: dict = {}
+        if x.shape is None:  # unknown after an earlier error: still check the arguments themselves
+            try:
+                bind(op, positional, keywords, defaults.get(op.name, {}), None)
+            except OpError as err:
+                raise Problem(spans.get(err.arg or "", stmt.span), f"{op.name}: {err.message}",
+                              hint=err.hint or signature_hint(op)) from None
+        else:
+            if len(x.shape) < op.min_rank:
+                raise Problem(stmt.name_span,
+                              f"{op.name} needs a spatial input ([C, L], [C, H, W] or [C, D, H, W]), "
+                              f"but its input is {format_shape(x.shape)}",
+                              hint="spatial ops cannot follow flatten or a flat input")
+            try:
+                args, shape, params = self.resolve(op, positional, keywords, defaults, x.shape)
+            except OpError as err:
+                span = spans.get(err.arg or "", stmt.span)
+                raise Problem(span, f"{op.name}: {err.message}", hint=err.hint or signature_hint(op),
+                              notes=(f"its input is {format_shape(x.shape)}",)) from None
+            if params > self.limits.max_weight_elements:
+                raise Problem(stmt.span, f"{op.name} would have {params:,} parameters, over the limit "
+                              f"of {self.limits.max_weight_elements:,}", hint="use smaller sizes")
+            shape = self.checked_size(shape, stmt.span)
+        out = self.add_node(op.name, args, [x], ["data"], shape, scope, stmt.span,
+                            module=scope.module_path(name), label=stmt.label, params=params or 0)
+        self.set_label(scope, stmt.label, out, stmt.span)
+        return out
+
+    def resolve(self, op, positional: list, keywords: dict, defaults: dict, in_shape: Shape):
+        """Bind and check arguments, infer the shape and count parameters, once per distinct case.
+
+        Deep networks repeat a few op configurations thousands of times (ResNet-1202
+        has 3 distinct 3x3 convs among 1,200), so the result is cached. Keys carry each
+        value's type, so ``true`` and ``1`` never share an entry.
+        """
+        op_defaults = defaults.get(op.name, {})
+        key = (op.name, in_shape, _typed(positional), _typed(keywords.values()), tuple(keywords),
+               _typed(op_defaults.values()), tuple(op_defaults))
+        cached = self.resolved.get(key)
+        if cached is None:
+            try:
+                args = bind(op, positional, keywords, op_defaults, in_shape)
+                cached = (args, op.infer(in_shape, args), op.params(in_shape, args))
+            except OpError as err:
+                cached = err
+            self.resolved[key] = cached
+        if isinstance(cached, OpError):
+            raise OpError(cached.message, cached.hint, cached.arg)
+        args, shape, params = cached
+        return dict(args), shape, params
