@@ -456,11 +456,14 @@ class _Imports:
 
     def _under_root(self, target: str) -> list[str]:
         """An absolute link target as components under the root; _Outside if it is not under it.
-        (realpath may race, but its result is walked from the root like any path.)"""
-        real = Path(os.path.realpath(target))
-        if not real.is_relative_to(self.root_dir):
+
+        Checked lexically and then walked from the root like any path, so the links
+        it holds are followed one at a time within MAX_SYMLINKS. (realpath would follow
+        a whole chain of links itself: recursively, without bound, and outside our walk.)"""
+        lexical = Path(os.path.normpath(target))
+        if not lexical.is_relative_to(self.root_dir):
             raise _Outside()
-        return list(real.relative_to(self.root_dir).parts)
+        return list(lexical.relative_to(self.root_dir).parts)
 
 
 def _link_target(name: str, dir_fd: int) -> str | None:

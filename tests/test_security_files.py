@@ -367,6 +367,24 @@ def test_an_import_of_a_link_loop_is_a_located_error(tmp_path, capsys, links):
     assert (diag.span.line, diag.span.column) == (1, 8) and "symbolic links" in diag.message
 
 
+@pytest.mark.parametrize("hops, ok", [(30, True), (1500, False)])
+def test_a_long_chain_of_absolute_links_is_followed_one_hop_at_a_time(tmp_path, hops, ok):
+    """Regression: an absolute link target was resolved with realpath, which followed the
+    rest of a 1,500-link chain itself (RecursionError, exit 3); 999 imports of it took 10 s."""
+    _write(tmp_path / "real.res", BLOCK)
+    os.symlink(tmp_path / "real.res", tmp_path / f"l{hops}.res")
+    for i in range(hops - 1, -1, -1):
+        os.symlink(tmp_path / f"l{i + 1}.res", tmp_path / f"l{i}.res")
+    spec = _write(tmp_path / "net.res", 'import "l0.res"\n' * 200 + NET)
+    start = time.process_time()
+    if ok:
+        assert resdsl.load(spec).num_ops == 1
+    else:
+        diag = _load_error(spec).diagnostics[0]
+        assert diag.span.line == 1 and "more than 40 symbolic links" in diag.message
+    assert time.process_time() - start < 2.0
+
+
 BREAKS = ["\f", "\v", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029"]
 
 
