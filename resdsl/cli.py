@@ -14,7 +14,8 @@ import sys
 from contextlib import contextmanager
 from typing import Any, Iterator, Sequence
 
-from .errors import UsageError
+from .elaborate.limits import Limits
+from .errors import UsageError, printable
 from .shapes import format_shape
 from .vocab import SHORTCUT_POLICIES
 
@@ -29,6 +30,22 @@ def _define(text: str) -> tuple[str, str]:
     return name.strip(), value.strip()
 
 
+def _out(text: str, file: Any = None) -> None:
+    """Print for a terminal: paths and names may come from strangers, so control
+    characters (ANSI escapes, bidi overrides) are shown escaped, line by line."""
+    print("\n".join(printable(line) for line in str(text).split("\n")), file=file)
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 0 < value <= 10**9:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {printable(text)!r}")
+    return value
+
+
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("spec", help="a .res or .yaml spec file")
     parser.add_argument("-D", "--define", dest="defines", action="append", type=_define, default=[],
@@ -38,6 +55,8 @@ def _common(parser: argparse.ArgumentParser) -> None:
                         help="the plain twin: every residual becomes shortcut=none")
     parser.add_argument("--shortcut", choices=SHORTCUT_POLICIES,
                         help="force one shortcut policy on every residual (e.g. B for projections)")
+    parser.add_argument("--max-nodes", type=_positive, metavar="N",
+                        help=f"refuse networks of more than N ops (default {Limits().max_nodes:,})")
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -111,9 +130,9 @@ def cmd_render(args: argparse.Namespace) -> int:
     except (OutputError, RenderFailed, RenderOptionError) as err:  # RenderOptionError: too large
         raise UsageError(str(err)) from None
     if result.note:
-        print(f"resdsl: {result.note}", file=sys.stderr)
+        _out(f"resdsl: {result.note}", file=sys.stderr)
     else:
-        print(f"wrote {result.path}" + (f" ({result.renderer})" if result.renderer else ""))
+        _out(f"wrote {result.path}" + (f" ({result.renderer})" if result.renderer else ""))
     return EXIT_OK
 
 
@@ -129,9 +148,15 @@ def _load(args: argparse.Namespace):
     from .api import load
 
     if not os.path.isfile(args.spec):
-        raise UsageError(f"cannot read '{args.spec}': no such file")
+        what = "a directory" if os.path.isdir(args.spec) else \
+            "not a regular file" if os.path.lexists(args.spec) else "no such file"
+        raise UsageError(f"cannot read '{printable(args.spec)}': {what}")
     return load(args.spec, network=args.network, plain=args.plain, shortcut=args.shortcut,
-                **dict(args.defines))
+                limits=_limits(args), **dict(args.defines))
+
+
+def _limits(args: argparse.Namespace) -> Limits:
+    return Limits(max_nodes=args.max_nodes) if args.max_nodes else Limits()
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -139,7 +164,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(_net_json(net), sort_keys=True))
         return EXIT_OK
-    print(f"{net.name}: ok - {net.num_ops} ops ({net.num_weight_layers} weight layers), "
+    _out(f"{net.name}: ok - {net.num_ops} ops ({net.num_weight_layers} weight layers), "
           f"{net.num_params:,} parameters, {format_shape(net.input_shape)} -> {format_shape(net.output_shape)}")
     return EXIT_OK
 
@@ -188,7 +213,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
     else:
         _print_table(net, torch_params, args.batch, mismatched)
     if mismatched:  # pragma: no cover - would be a bug in a shape rule
-        print(f"resdsl: internal error: inferred and observed shapes differ at "
+        _out(f"resdsl: internal error: inferred and observed shapes differ at "
               f"{net.graph.nodes[mismatched[0]]['module']}", file=sys.stderr)
         return EXIT_INTERNAL
     if args.output:
@@ -213,7 +238,7 @@ def _write_source(net: Any, output: str, spec: str, quiet: bool) -> None:
         path = atomic_write(output, source_of(net).text, protect=(spec, *net.inputs))
     except OutputError as err:  # atomic_write turns every OSError about the path into one
         raise UsageError(str(err)) from None
-    print(f"wrote {path}", file=sys.stderr if quiet else sys.stdout)
+    _out(f"wrote {path}", file=sys.stderr if quiet else sys.stdout)
 
 
 def _print_table(net: Any, torch_params: int, batch: int, mismatched: list[int]) -> None:
@@ -221,14 +246,14 @@ def _print_table(net: Any, torch_params: int, batch: int, mismatched: list[int])
     name_w = max([len("name")] + [len(r[0]) for r in rows])
     kind_w = max([len("kind")] + [len(r[1]) for r in rows])
     shape_w = max([len("output")] + [len(r[2]) for r in rows])
-    print(f"{net.name} ({net.filename})")
-    print(f"  {'name':<{name_w}}  {'kind':<{kind_w}}  {'output':<{shape_w}}  {'params':>12}")
-    print(f"  {'input':<{name_w}}  {'':<{kind_w}}  {format_shape(net.input_shape):<{shape_w}}  {'':>12}")
+    _out(f"{net.name} ({net.filename})")
+    _out(f"  {'name':<{name_w}}  {'kind':<{kind_w}}  {'output':<{shape_w}}  {'params':>12}")
+    _out(f"  {'input':<{name_w}}  {'':<{kind_w}}  {format_shape(net.input_shape):<{shape_w}}  {'':>12}")
     for name, kind, shape, params in rows:
-        print(f"  {name:<{name_w}}  {kind:<{kind_w}}  {shape:<{shape_w}}  {params:>12,}")
-    print(f"  {'total':<{name_w}}  {'':<{kind_w}}  {format_shape(net.output_shape):<{shape_w}}  {net.num_params:>12,}")
+        _out(f"  {name:<{name_w}}  {kind:<{kind_w}}  {shape:<{shape_w}}  {params:>12,}")
+    _out(f"  {'total':<{name_w}}  {'':<{kind_w}}  {format_shape(net.output_shape):<{shape_w}}  {net.num_params:>12,}")
     status = "shapes match" if not mismatched else "SHAPES DIFFER"
-    print(f"forward on a zero batch of {batch}: ok, {status}; torch counts {torch_params:,} parameters")
+    _out(f"forward on a zero batch of {batch}: ok, {status}; torch counts {torch_params:,} parameters")
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
@@ -242,7 +267,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     report = analyze(net)
     result = report.to_dict() if args.json else None
     if not args.json:
-        print(report.render())
+        _out(report.render())
     if args.init or args.gradients:
         from .analysis import probes
     if args.init:
@@ -252,14 +277,14 @@ def cmd_analyze(args: argparse.Namespace) -> int:
             result["init"] = [{"unit": a.unit, "shortcut": a.shortcut, "ratio": a.ratio, "ratio_zero_init": b.ratio}
                               for a, b in zip(ratios[False], ratios[True])]
         else:
-            print("\n" + probes.render_init(ratios[True], ratios[False]))
+            _out("\n" + probes.render_init(ratios[True], ratios[False]))
     if args.gradients:
         rows = _gradient_rows(args, probes)
         if args.json:
             result["gradients"] = [{"setting": r.setting, "plain": r.plain, "depth": r.depth,
                                     "train_mode": not args.eval_mode, "stages": dict(r.norms)} for r in rows]
         else:
-            print("\n" + probes.render_gradients(rows, train=not args.eval_mode))
+            _out("\n" + probes.render_gradients(rows, train=not args.eval_mode))
     if args.json:
         print(json.dumps(result, sort_keys=True))
     return EXIT_OK
@@ -295,7 +320,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with _sigterm_as_exception():
             return COMMANDS[args.command](args)
     except Terminated:  # files being written were removed on the way out
-        print("resdsl: terminated", file=sys.stderr)
+        _out("resdsl: terminated", file=sys.stderr)
         return EXIT_TERMINATED
     except BrokenPipeError:  # `resdsl analyze ... | head`: not our bug
         _silence_stdout()
@@ -303,15 +328,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SpecError as err:
         if getattr(args, "json", False):
             print(json.dumps(err.to_dict(), sort_keys=True))
-        print(err.render(), file=sys.stderr)
+        _out(err.render(), file=sys.stderr)
         return EXIT_SPEC
     except UsageError as err:
-        print(f"resdsl: error: {err}", file=sys.stderr)
+        _out(f"resdsl: error: {err}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # never a traceback for the user; still say it is our bug
-        print(f"resdsl: internal error: {type(exc).__name__}: {exc}\n"
+        _out(f"resdsl: internal error: {type(exc).__name__}: {exc}\n"
               "This is a bug in resdsl, not in your spec. Please report it with the spec attached.",
               file=sys.stderr)
         return EXIT_INTERNAL

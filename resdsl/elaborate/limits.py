@@ -11,7 +11,7 @@ from ..errors import Problem
 class Limits:
     """Bounds on the work one spec can ask for; each hit is a located error."""
 
-    max_nodes: int = 50_000  # elaborated ops: 10-25 us each, so about 1 s at the limit
+    max_nodes: int = 20_000  # elaborated ops: 20-50 us each to check, analyse or draw: under 1 s at the limit
     # Elaboration steps: every statement visited (weighted by the size of its expressions)
     # and every block, stage, residual or shortcut instance opened. Blocks with no op
     # make no node, so max_nodes alone never stops 2**40 empty instances.
