@@ -106,10 +106,43 @@ class _Reader:
             return []
         return node.value
 
+    def folded_locator(self, node: yaml.ScalarNode, text: str) -> Locate:
+        """Positions inside a statement that spans lines in the file (a plain or quoted
+        scalar folded over lines, or a block scalar ``>``/``|``): each character of the
+        value is matched, in order, with its character in the file (folding only
+        changes whitespace), and a span maps through that table. Linear in the scalar."""
+        source = self.errors.sources.get(self.filename, "")
+        start, end = node.start_mark.index, node.end_mark.index
+        where: list[int] = []
+        cursor = start
+        for char in text:
+            if not char.isspace():
+                found = source.find(char, cursor, end)
+                cursor = (found if found >= 0 else cursor) + 1
+            where.append(cursor - 1 if not char.isspace() else cursor)
+        last = len(where) - 1
+
+        def at(index: int) -> tuple[int, int]:
+            return _position(self.errors, self.filename, where[min(max(index, 0), last)] if where else start)
+
+        def locate(line: int, column: int, end_line: int, end_column: int) -> Span:
+            first = column - 1
+            line_, col = at(first)
+            stop_line, stop = at(max(end_column - 2, first))
+            return Span(self.filename, line_, col, stop_line, stop + 1)
+
+        return locate
+
     def fragment(self, node: yaml.Node, start: str, what: str) -> Any:
         text = self.string(node, what)
         if text is None:
             return None
+        if node.style in ("|", ">") or "\n" in self.errors.sources.get(self.filename, "")[
+                node.start_mark.index:node.end_mark.index].rstrip("\n"):
+            # One statement, written over several lines: parse it as the one line it is.
+            flat = text.replace("\r", " ").replace("\n", " ")
+            return parse_fragment(flat, start, self.folded_locator(node, text), self.errors,
+                                  source=flat, converter=self.converter, trees=self.trees)
         return parse_fragment(text, start, self.locator(node), self.errors,
                               source=text, converter=self.converter, trees=self.trees)
 

@@ -1,0 +1,74 @@
+"""Regressions from a second attack on the issue-12 fixes: statements folded over several
+YAML lines, control characters in what the CLI prints, and the CLI's op limit."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import resdsl
+from resdsl import SpecError
+from resdsl.cli import main
+
+HEAD = 'network: "n"\ninput: "x: [4, 8]"\nbody:\n'
+
+
+def _where(text: str) -> tuple[int, int, str]:
+    with pytest.raises(SpecError) as info:
+        resdsl.loads(text, "f.yaml", fmt="yaml")
+    diag = info.value.diagnostics[0]
+    line = text.split("\n")[diag.span.line - 1]
+    return diag.span.line, diag.span.column, line[diag.span.column - 1:diag.span.end_column - 1]
+
+
+@pytest.mark.parametrize("item", [
+    "  - >-\n    conv 1,\n    4,\n    zzz=2\n",  # folded block scalar
+    "  - |\n    conv 1,\n    4,\n    zzz=2\n",  # literal block scalar
+    "  - conv 1,\n    4,\n    zzz=2\n",  # plain scalar over three lines
+    '  - "conv 1,\n    4,\n    zzz=2"\n',  # double-quoted over three lines
+    "  - 'conv 1,\n    4,\n    zzz=2'\n",  # single-quoted over three lines
+], ids=["folded", "literal", "plain", "double", "single"])
+def test_a_statement_folded_over_lines_is_located_at_the_character(item):
+    """The caret was on the scalar's first line, at columns past its end."""
+    text = HEAD + item
+    expected = next(n for n, line in enumerate(text.split("\n"), 1) if "zzz" in line)
+    line, column, marked = _where(text)
+    assert (line, column) == (expected, 5) and marked == "zzz=2"
+
+
+def test_folded_syntax_errors_are_located_too():
+    line, column, marked = _where(HEAD + "  - >-\n    conv 1,\n    4,,\n")
+    assert (line, column) == (6, 7) and marked == ","
+
+
+def test_block_scalars_parse_with_their_trailing_newline():
+    """`- >` keeps a final newline in the value: it was 'the line ended too early'."""
+    net = resdsl.loads(HEAD + "  - >\n    relu\n  - |\n    conv 1, 4\n", "f.yaml", fmt="yaml")
+    assert [data["op"] for _, data in net.graph.nodes(data=True)][1:] == ["relu", "conv"]
+
+
+def test_paths_are_printed_with_control_characters_escaped(tmp_path, capsys):
+    odd = tmp_path / "\x1b[31m\u202ed.res"
+    odd.mkdir()
+    assert main(["check", str(odd)]) == 2
+    err = capsys.readouterr().err
+    assert "\x1b" not in err and "\u202e" not in err
+    assert "\\x1b[31m\\u202ed.res" in err and "a directory" in err
+
+
+def test_written_paths_are_escaped(tmp_path, capsys):
+    spec = tmp_path / "n.res"
+    spec.write_text("network n:\n    input x: [4]\n    fc: linear 2\n")
+    out = tmp_path / "\x1b]0;title\x07.dot"
+    assert main(["render", str(spec), "-o", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert out.exists() and "\x1b" not in printed and "\x07" not in printed
+
+
+def test_max_nodes_on_the_command_line(tmp_path, capsys):
+    spec = Path(__file__).resolve().parents[1] / "specs" / "resnet18.res"
+    assert main(["check", str(spec), "--max-nodes", "50"]) == 1
+    assert "more than 50 ops" in capsys.readouterr().err
+    assert main(["check", str(spec), "--max-nodes", "100"]) == 0
+    assert main(["check", str(spec), "--max-nodes", "0"]) == 2
