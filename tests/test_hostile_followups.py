@@ -72,3 +72,18 @@ def test_max_nodes_on_the_command_line(tmp_path, capsys):
     assert "more than 50 ops" in capsys.readouterr().err
     assert main(["check", str(spec), "--max-nodes", "100"]) == 0
     assert main(["check", str(spec), "--max-nodes", "0"]) == 2
+
+
+def test_labels_are_shortened_before_graphviz_lays_them_out():
+    """A 13,000-character network name made a 32,767 x 15,842 pixel PNG (2 GB, 14 s)."""
+    import re
+
+    from resdsl.render.dot import MAX_LABEL_CHARS
+
+    name = "n" * 13_000
+    net = resdsl.loads(f"network {name}:\n    input x: [4, 8]\n    block b:\n        relu\n"
+                       "    layer: stage b x 3\n")
+    dot = net.to_dot(level="layer")
+    quoted = re.findall(r'"((?:[^"\\]|\\.)*)"', dot)
+    assert quoted and max(len(part) for q in quoted for part in q.split("\\n")) <= MAX_LABEL_CHARS
+    assert name[:50] in dot and name not in dot

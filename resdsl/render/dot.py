@@ -606,7 +606,22 @@ def is_u_shaped(graph: nx.DiGraph) -> bool:
 
 
 # ---- text -----------------------------------------------------------------------------
+#: Longest label line and most label lines drawn: names come from the spec, and Graphviz
+#: lays out (and rasterises) whatever it is given: a 13,000-character network name made a
+#: 32,767 x 15,842 pixel PNG (2 GB, 14 s).
+MAX_LABEL_CHARS, MAX_LABEL_LINES = 100, 12
+
+
+def _shorten(text: str) -> str:
+    lines = text.split("\n")
+    if len(lines) > MAX_LABEL_LINES:
+        lines = lines[:MAX_LABEL_LINES - 1] + [f"... {len(lines) - MAX_LABEL_LINES + 1} more lines"]
+    return "\n".join(line if len(line) <= MAX_LABEL_CHARS else line[:MAX_LABEL_CHARS - 3] + "..."
+                     for line in lines)
+
+
 def _quote(text: str) -> str:
+    text = _shorten(text)
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
