@@ -27,6 +27,7 @@ for _name, _class in _TORCH_CLASSES.items():
         infer=lambda s, a: s,
         label=lambda a, i, o, _n=_name: _n,
         code=_code(_class),
+        in_place=_name == "relu",  # nn.ReLU(inplace=True); the others keep their input
     ))
 
 

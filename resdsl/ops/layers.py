@@ -86,6 +86,8 @@ register(OpSpec(
     label=_conv_label,
     code=_conv_code,
     min_rank=2,
+    fresh_output=True,
+    width_args=("out_channels",),
 ))
 
 
@@ -132,6 +134,8 @@ register(OpSpec(
     label=lambda a, i, o: f"{_dims(a['kernel'])} up-conv, {a['out_channels']}",
     code=_upconv_code,
     min_rank=2,
+    fresh_output=True,
+    width_args=("out_channels",),
 ))
 
 
@@ -150,4 +154,6 @@ register(OpSpec(
     macs=lambda i, o, a: prod(i) * a["out_features"],
     label=lambda a, i, o: f"fc {a['out_features']}",
     code=_linear_code,
+    fresh_output=True,
+    width_args=("out_features",),
 ))

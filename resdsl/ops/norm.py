@@ -55,6 +55,7 @@ register(OpSpec(
     macs=_elementwise_macs,
     label=lambda a, i, o: "batch norm",
     code=_batchnorm_code,
+    fresh_output=True,
 ))
 
 register(OpSpec(
@@ -82,4 +83,5 @@ register(OpSpec(
     label=lambda a, i, o: f"group norm, {a['groups']}",
     code=_groupnorm_code,
     min_rank=2,
+    fresh_output=True,
 ))
