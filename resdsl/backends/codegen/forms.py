@@ -101,7 +101,7 @@ class Sym(int):
         if self.constant:
             return other.scaled(self.key[2])
         pair = tuple(sorted((self.key, other.key), key=repr))
-        return Sym.atom(int(self) * int(other), ("mul", pair), self.deps | other.deps)
+        return Sym.atom(int(self) * int(other), ("product", pair), self.deps | other.deps)
 
     __rmul__ = __mul__
 
