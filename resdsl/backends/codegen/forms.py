@@ -29,6 +29,17 @@ _EMPTY: frozenset[str] = frozenset()
 _opaque_ids = itertools.count()
 
 
+def _atom(tag: str, *parts: Any) -> tuple:
+    """An atom: ``(tag, *parts, size)``; its size (nested keys included) is kept in it, so
+    a key's size costs one pass over its terms."""
+    return (tag, *parts, 1 + sum(_size(p) for p in parts if isinstance(p, tuple) and p and p[0] == "lin"))
+
+
+def _size(key: tuple) -> int:
+    """How big an integer key is (atoms and nested keys counted): bounds the work per operation."""
+    return sum(atom[-1] for atom, _ in key[1])
+
+
 def _lin_key(terms: dict, const: Any) -> tuple:
     return ("lin", frozenset((a, c) for a, c in terms.items() if c != 0), const)
 
@@ -46,7 +57,7 @@ class Sym(int):
     def __new__(cls, value: int, key: tuple | None = None, deps: frozenset[str] = _EMPTY) -> "Sym":
         self = super().__new__(cls, value)
         if key is not None and _size(key) > MAX_KEY_SIZE:
-            key = _lin_key({("opaque", next(_opaque_ids)): 1}, 0)
+            key = _lin_key({_atom("opaque", next(_opaque_ids)): 1}, 0)
         self.key = _lin_key({}, int(value)) if key is None else key
         self.deps = deps
         return self
@@ -101,7 +112,7 @@ class Sym(int):
         if self.constant:
             return other.scaled(self.key[2])
         pair = tuple(sorted((self.key, other.key), key=repr))
-        return Sym.atom(int(self) * int(other), ("product", pair), self.deps | other.deps)
+        return Sym.atom(int(self) * int(other), _atom("product", *pair), self.deps | other.deps)
 
     __rmul__ = __mul__
 
@@ -112,7 +123,7 @@ class Sym(int):
         value = int(self) // int(other)
         if other.constant and other.key[2] > 0:
             return _floor(self, other.key[2], value)
-        return Sym.atom(value, ("div", self.key, other.key), self.deps | other.deps)
+        return Sym.atom(value, _atom("div", self.key, other.key), self.deps | other.deps)
 
     def __rfloordiv__(self, other: Any) -> Any:
         other = _sym(other)
@@ -133,15 +144,6 @@ class Sym(int):
 
     def __reduce__(self):  # pragma: no cover - never pickled; keep int's behaviour
         return (int, (int(self),))
-
-
-def _size(key: Any) -> int:
-    """How big a key is (atoms and nested keys counted): bounds the work per operation."""
-    if isinstance(key, tuple):
-        return 1 + sum(_size(part) for part in key)
-    if isinstance(key, frozenset):
-        return sum(_size(part) for part in key)
-    return 0
 
 
 def _sym(value: Any) -> Sym | None:
@@ -166,7 +168,7 @@ def _floor(x: Sym, c: int, value: int) -> Sym:
     if all(k < 0 for k in rest.values()):  # floor((-M + r) / c) = -floor((M - r + c - 1) / c)
         rest = {a: -k for a, k in rest.items()}
         remainder, sign = c - 1 - remainder, -1
-    atom = ("floor", _lin_key(rest, remainder), c)
+    atom = _atom("floor", _lin_key(rest, remainder), c)
     terms = dict(whole)
     terms[atom] = sign
     return Sym(value, _lin_key(terms, quotient), x.deps)
@@ -194,7 +196,7 @@ def parameter(name: str, value: Any) -> Form:
     """The form of network parameter ``name`` at ``value``."""
     deps = frozenset({name})
     if type(value) is int:
-        return Sym.atom(value, ("p", name), deps)
+        return Sym.atom(value, _atom("p", name), deps)
     return Val(value, ("p", name), deps)
 
 
@@ -210,7 +212,7 @@ def unknown(value: Any, deps: frozenset[str]) -> Form:
     """A value whose dependence is not understood: a fresh atom that depends on ``deps``."""
     if type(value) is tuple:
         return tuple(unknown(v, deps) for v in value)
-    atom = ("opaque", next(_opaque_ids))
+    atom = _atom("opaque", next(_opaque_ids))
     if type(value) is int:
         return Sym.atom(value, atom, deps)
     return Val(value, atom, deps)
@@ -277,8 +279,9 @@ def evaluate_form(expr: ir.Expr, env: Mapping[str, Form]) -> Form:
         if all(isinstance(a, Sym) and a.constant for a in args):
             return constant(value)
         deps = frozenset().union(*(deps_of(a) for a in args))
-        key = (expr.func, tuple(key_of(a) for a in args))
-        return Sym.atom(value, key, deps) if type(value) is int else Val(value, key, deps)
+        keys = tuple(key_of(a) for a in args)
+        return Sym.atom(value, _atom(expr.func, *keys), deps) if type(value) is int else \
+            Val(value, (expr.func, keys), deps)
     left, right = evaluate_form(expr.left, env), evaluate_form(expr.right, env)
     if isinstance(left, Sym) and isinstance(right, Sym) and expr.op != "/":
         if expr.op in ("//", "%") and int(right) == 0:
