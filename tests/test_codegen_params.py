@@ -200,3 +200,26 @@ def test_every_live_parameter_really_is_live(text, data):
     except resdsl.SpecError:
         assume(False)
     assert_same_module(text, **{name: value})
+
+
+def test_a_zero_pad_of_no_channels_still_follows_the_width():
+    """Option A between equal channel counts pads 0 channels (a literal in forward): at
+    w = 8 it must pad 4, so w is frozen even though the literal is 0."""
+    text = ("network g(w: int = 4):\n    input x: [4, 8, 8]\n    residual shortcut=A:\n"
+            "        conv 3, w, stride=2\n")
+    assert "(0, 0, 0, 0, 0, 0)" in generate(resdsl.loads(text)).text
+    assert frozen(text) == {"w"}
+
+
+def test_a_code_function_that_reads_a_size_freezes_what_reaches_it(monkeypatch):
+    """An op whose torch module takes its input's length (read from c.in_shape) writes it
+    as a literal: a parameter reaching that length is frozen."""
+    from resdsl.ops import REGISTRY, OpSpec
+
+    probe = OpSpec(name="probe_norm", positional=(), keywords=(), infer=lambda s, a: s,
+                   category="norm", doc="A norm over one channel of the whole length.",
+                   code=lambda c: c.call("nn.LayerNorm", c.lit(c.in_shape[1])))
+    monkeypatch.setitem(REGISTRY, "probe_norm", probe)
+    text = "network g(length: int = 6):\n    input x: [1, length]\n    probe_norm\n"
+    assert "nn.LayerNorm(6)" in generate(resdsl.loads(text)).text
+    assert frozen(text) == {"length"}

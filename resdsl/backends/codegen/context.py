@@ -92,6 +92,24 @@ class RecordedArgs(Mapping[str, Any]):
         return len(self._values)
 
 
+class RecordedShape(tuple):
+    """An op's input shape; reading a size directly (as a ``code`` function may) records it
+    as written literally. Its length, the rank, is structure."""
+
+    def __new__(cls, shape: tuple, forms: tuple, writes: Writes) -> "RecordedShape":
+        self = super().__new__(cls, shape)
+        self._forms, self._writes = forms, writes
+        return self
+
+    def __getitem__(self, index: Any) -> Any:
+        self._writes.literal(self._forms[index])
+        return tuple.__getitem__(self, index)
+
+    def __iter__(self) -> Iterator[int]:
+        self._writes.literal(self._forms)
+        return tuple.__iter__(self)
+
+
 class CodeArgs(TorchArgs):
     """An op's constructor as Python source: the spec's expression of each argument where it
     gives this instance's value, else a literal (the op's ``code`` asks, see resdsl.ops)."""
@@ -100,9 +118,9 @@ class CodeArgs(TorchArgs):
                  in_sym: ir.Expr | None):
         data = gen.graph.nodes[node]
         self.gen, self.spec, self.ctx = gen, spec, ctx
-        self.in_shape, self.values = data["in_shapes"][0], data["args"]
-        self.forms = gen.dependence.args[node]
-        self.in_forms = gen.dependence.shapes[data["inputs"][0]]
+        self.values, self.forms = data["args"], gen.dependence.args[node]
+        self.shape, self.in_forms = data["in_shapes"][0], gen.dependence.shapes[data["inputs"][0]]
+        self.in_shape = RecordedShape(self.shape, self.in_forms, ctx.writes)
         self.args = RecordedArgs(self.values, self.forms, ctx.writes)
         self.exprs, self.overrides, self.in_sym = exprs, overrides, in_sym
 
@@ -117,13 +135,13 @@ class CodeArgs(TorchArgs):
         return self.ctx.expr(expr, self.values[name], self.forms.get(name), kind, self.rank)
 
     def channels(self) -> str:
-        return self.ctx.expr(self.in_sym, self.in_shape[0], self.in_forms[0])
+        return self.ctx.expr(self.in_sym, self.shape[0], self.in_forms[0])
 
     def features(self) -> str:
         if self.rank == 0:
             return self.channels()
         self.ctx.writes.literal(self.in_forms[-1])
-        return lit(self.in_shape[-1])
+        return lit(self.shape[-1])
 
     def lit(self, value: Any) -> str:
         return lit(value)

@@ -290,8 +290,8 @@ class Dependence:
                 form: Any = target[0]
             elif name == "stride":
                 form = tuple(_stride(a, b) for a, b in zip(source[1:], target[1:]))
-            elif value == int(target[0]) - int(source[0]) and value:
-                form = target[0] - source[0]
+            elif type(value) is int and value == int(target[0]) - int(source[0]):
+                form = target[0] - source[0]  # a zero-pad's channels (or, conservatively, a coincidence)
             else:
                 form = constant(value)
             args[name] = form if value_of(form) == value else unknown(value, self.all)
