@@ -124,7 +124,7 @@ class Net:
     def source(self) -> Any:
         """The generated standalone PyTorch source (a
         :class:`resdsl.backends.codegen.Source`), made once: ``build()`` runs it and
-        ``resdsl compile -o`` writes it. Needs no torch."""
+        ``resdsl compile -o`` writes it."""
         if self._source is None:
             from .backends.codegen import generate
 
