@@ -68,7 +68,7 @@ class Net:
         self.limits = limits or Limits()
         # Every file it was read from (the spec, then each import), resolved: outputs never replace them.
         self.inputs = tuple(inputs)
-        self._source = None  # generated PyTorch source, made on first build (a Net never changes)
+        self._source: Any = None  # generated PyTorch source, made on first use (a Net never changes)
 
     @property
     def name(self) -> str:
@@ -119,6 +119,16 @@ class Net:
             shape = self.graph.nodes[box.output]["shape"] if box is not None else last["shape"]
             rows.append((name, kind, format_shape(shape), params))
         return rows
+
+    def source(self) -> Any:
+        """The generated standalone PyTorch source (a
+        :class:`resdsl.backends.codegen.Source`), made once: ``build()`` runs it and
+        ``resdsl compile -o`` writes it."""
+        if self._source is None:
+            from .backends.codegen import generate
+
+            self._source = generate(self)
+        return self._source
 
     def build(self, *, zero_init_residual: bool = False, weights: str | os.PathLike | None = None,
               device: Any = None, dtype: Any = None) -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import dataclasses
 import importlib.util
 import os
 import subprocess
@@ -251,3 +252,71 @@ def test_comments_of_an_imported_block_cite_the_block_file():
     assert '"""Block ``basic`` (resnet.res:' in block
     assert "# resnet18.res:" not in block and "# resnet.res:" in block
     assert "# resnet18.res:" in network
+
+
+# ---- issue 13: back ends depend on the graph, the IR and the catalogue only ------------------
+PACKAGE = Path(resdsl.__file__).resolve().parent
+
+
+def _imports(path: Path) -> set[str]:
+    """Absolute names of the modules ``path`` imports (relative imports resolved)."""
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = list(parts[:len(parts) - node.level]) if node.level else []
+            module = ".".join(base + ([node.module] if node.module else []))
+            found.add(module)
+            found |= {f"{module}.{alias.name}" for alias in node.names}
+    return found
+
+
+@pytest.mark.parametrize("folder", ["backends", "render"])
+def test_back_ends_never_import_the_api(folder):
+    for path in sorted((PACKAGE / folder).rglob("*.py")):
+        assert not {m for m in _imports(path) if m == "resdsl.api" or m.startswith("resdsl.api.")}, path
+
+
+def test_the_catalogue_imports_no_back_end():
+    for path in sorted((PACKAGE / "ops").rglob("*.py")):
+        assert not {m for m in _imports(path) if m.startswith("resdsl.backends")}, path
+
+
+def test_no_back_end_names_an_op():
+    """What a back end needs of an op is a catalogue field (merge_code, in_place,
+    fresh_output, width_args, code), never a test of the op's name."""
+    from resdsl.ops import REGISTRY
+
+    # "identity" is also a shortcut kind and a variable name, "input" a graph attribute.
+    ops = set(REGISTRY) - {"identity", "input"}
+    for path in sorted((PACKAGE / "backends").rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        docstrings = {id(n.body[0].value) for n in ast.walk(tree)
+                      if isinstance(n, (ast.Module, ast.ClassDef, ast.FunctionDef)) and n.body
+                      and isinstance(n.body[0], ast.Expr) and isinstance(n.body[0].value, ast.Constant)}
+        named = {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)
+                 and id(n) not in docstrings and n.value in ops}
+        assert not named, f"{path.name} names ops {sorted(named)}"
+
+
+def test_the_net_owns_its_source_and_the_back_end_only_reads_it():
+    from resdsl.backends.torch import source_of
+
+    net = resdsl.loads("network n:\n    input x: [4]\n    fc: linear 2\n")
+    first = net.source()
+    assert source_of(net) is first and net.source() is first
+    net.build()
+    assert net.source() is first
+
+
+def test_an_in_place_op_is_data_on_its_entry(monkeypatch):
+    """relu runs in place because its entry says so: without the flag, nn.ReLU()."""
+    from resdsl.ops import REGISTRY
+
+    text = "network n:\n    input x: [3, 8, 8]\n    conv 3, 4\n    relu\n"
+    assert "nn.ReLU(inplace=True)" in generate(resdsl.loads(text)).text
+    monkeypatch.setitem(REGISTRY, "relu", dataclasses.replace(REGISTRY["relu"], in_place=False))
+    text_without = generate(resdsl.loads(text)).text
+    assert "nn.ReLU()" in text_without and "inplace" not in text_without

@@ -18,9 +18,10 @@ torch = pytest.importorskip("torch")
 
 import resdsl  # noqa: E402
 from resdsl import Limits  # noqa: E402
-from resdsl.backends import codegen  # noqa: E402
 from resdsl.backends import torch as backend  # noqa: E402
-from resdsl.backends.codegen import _frozen_params, _lit, generate  # noqa: E402
+from resdsl.backends.codegen import frozen_params as _frozen_params, generate  # noqa: E402
+from resdsl.backends.codegen.params import Flow  # noqa: E402
+from resdsl.backends.codegen.text import lit as _lit  # noqa: E402
 from resdsl.cli import main  # noqa: E402
 from resdsl.elaborate import Elaborator  # noqa: E402
 
@@ -77,11 +78,12 @@ RUNAWAY = ("network g(n: int = 1):\n    input x: [4]\n    stage b x 1 + (n - 1) 
 
 
 def test_codegen_keeps_the_callers_limits(monkeypatch):
-    """Regression: a spec of 3 ops under max_nodes=100 grew to 100,000 units in generate()."""
+    """Regression: a spec of 3 ops under max_nodes=100 grew to 100,000 units in generate().
+    Code generation now elaborates nothing at all."""
     net = resdsl.loads(RUNAWAY, limits=Limits(max_nodes=100))
     with counted_nodes(monkeypatch) as count, no_file_reads(monkeypatch):
         text = generate(net).text
-    assert count["nodes"] <= 100
+    assert count["nodes"] == 0
     assert "if n != 1:" in text  # n sets a stage count: frozen, and guarded
 
 
@@ -104,21 +106,22 @@ def test_loads_builds_without_any_file(tmp_path, monkeypatch):
     with counted_nodes(monkeypatch) as count, no_file_reads(monkeypatch):
         model = net.build()
     assert model.head.out_features == 3
-    assert count["nodes"] <= 4 * net.num_ops + codegen.CHECK_BUDGET_BASE
+    assert count["nodes"] == 0  # no second elaboration
     # Better than before (every parameter of a loads() net was frozen): classes is live.
     assert generate(net).module_class()(classes=5).head.out_features == 5
 
 
-def test_many_parameters_cost_a_bounded_number_of_ops(monkeypatch):
-    """Regression: 200 parameters cost 200 reloads of the file (4 s)."""
+def test_many_parameters_cost_no_elaboration(monkeypatch):
+    """Regression: 200 parameters cost 200 reloads of the file (4 s), then a re-elaboration
+    budget that froze the parameters left when it ran out. Now every one is decided from
+    the graph, so all 200 (each written as itself) are live."""
     params = ", ".join(f"p{i}: int = {i + 1}" for i in range(200))
     body = "\n".join(f"    l{i}: linear p{i}" for i in range(200))
     net = resdsl.loads(f"network g({params}):\n    input x: [4]\n{body}\n")
     with counted_nodes(monkeypatch) as count:
         frozen = _frozen_params(net)
-    assert count["nodes"] <= codegen.CHECK_BUDGET_FACTOR * net.num_ops + codegen.CHECK_BUDGET_BASE
-    assert "p0" not in frozen  # checked while the budget lasted: live
-    assert "p199" in frozen  # left when it was spent: frozen, which is always safe
+    assert count["nodes"] == 0
+    assert frozen == {}
 
 
 @pytest.mark.parametrize(("spec", "frozen"), [
@@ -135,10 +138,8 @@ def test_flow_follows_block_arguments_and_shadowing():
             "    block leaf:\n        relu\n"
             "    block shadow(n: int):\n        stage leaf x n\n"
             "    inner(k)\n    shadow(2)\n    linear n\n    linear w\n")
-    flow = codegen._Flow(resdsl.loads(text))
-    assert flow.names(flow.hard) == {"k"}  # through inner's count; shadow's n is its own
-    assert flow.names(flow.used) == {"n", "k", "w"}
     net = resdsl.loads(text)
+    assert Flow(net.ir, net.blocks).names() == {"k"}  # through inner's count; shadow's n is its own
     assert set(_frozen_params(net)) == {"k"}
     model = generate(net).module_class()(n=6, w=7)
     assert model(torch.zeros(2, 4)).shape == (2, 7)

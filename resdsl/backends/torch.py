@@ -16,18 +16,30 @@ import stat
 import zipfile
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, Protocol
 
+import networkx as nx
 import torch
 from torch import nn
 
 from ..errors import Diagnostic, Span, SpecError, UsageError
 from ..graph import containers, residual_units
+from ..ops import REGISTRY
 from ..shapes import format_shape
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..api import Net
     from .codegen import Source
+
+
+class Net(Protocol):
+    """What this back end reads of a checked network (:class:`resdsl.api.Net` has it)."""
+
+    graph: nx.DiGraph
+    filename: str
+    inputs: tuple[str, ...]
+
+    def source(self) -> "Source":
+        """The generated source, made once per net."""
 
 #: A checkpoint may hold this many times the bytes the spec's state dict needs (float64
 #: weights for a float32 model, optimizer state beside the weights), plus WEIGHTS_SLACK.
@@ -35,8 +47,6 @@ WEIGHTS_FACTOR = 4
 WEIGHTS_SLACK = 1 << 20
 #: Unexpected keys of a checkpoint that a weights mismatch names (the rest are counted).
 MAX_DIAGNOSTICS = 1000
-#: Ops that the generated ``forward`` may run in place: their output reuses their input.
-IN_PLACE = frozenset({"relu", "residual_add"})
 
 
 class BatchTooLarge(UsageError, ValueError):
@@ -44,12 +54,8 @@ class BatchTooLarge(UsageError, ValueError):
 
 
 def source_of(net: "Net") -> "Source":
-    """The generated source of ``net`` (made once per Net; a Net never changes)."""
-    from .codegen import generate
-
-    if net._source is None:
-        net._source = generate(net)
-    return net._source
+    """The generated source of ``net`` (the net makes it once and keeps it)."""
+    return net.source()
 
 
 def build_module(net: "Net", *, zero_init_residual: bool = False,
@@ -157,7 +163,7 @@ def activation_elements(net: "Net", training: bool = False) -> tuple[int, int]:
         size = _elements(data["shape"])
         total += size
         held = size
-        if data["op"] not in IN_PLACE and data["in_shapes"]:
+        if not REGISTRY[data["op"]].in_place and data["in_shapes"]:
             held += _elements(data["in_shapes"][0])
         if held > best:
             best, node_of_best = held, node

@@ -30,6 +30,7 @@ for _name, _class in _TORCH_CLASSES.items():
         receptive_field=POINTWISE,
         nonlinear=True,
         diagram=ANNOTATION,
+        in_place=_name == "relu",  # nn.ReLU(inplace=True); the others keep their input
     ))
 
 

@@ -156,6 +156,19 @@ class OpSpec:
     nonlinear: bool  # an activation function: the analysis counts these on each path
     diagram: Diagram  # how render/dot.py draws it (with ``label``)
     zero_init_norm: bool = False  # zero_init_residual zeroes the weight of a body's last such norm
+    # ---- code generation (resdsl/backends/codegen): how the op is written ----------------
+    # A merge written inline in ``forward`` rather than as a submodule: ``merge_code(m)``
+    # returns its Python expression; ``m`` gives the inputs' names and the arguments (see
+    # :class:`resdsl.ops.merge.MergeCode`).
+    merge_code: Callable[[Any], str] | None = None
+    # May overwrite its first input when that input is fresh and dead: a module op is then
+    # built with ``inplace=True``, a merge ``a + b`` is written ``a += b``.
+    in_place: bool = False
+    # Returns a new tensor that its own backward does not read: a later in-place op may
+    # overwrite it (an activation's output is read by its backward, so it is not).
+    fresh_output: bool = False
+    # The arguments that set the output's width (channels or features), first one first.
+    width_args: tuple[str, ...] = ()
 
     def build(self, in_shape: Shape, args: dict) -> Any:
         """The torch module for this op (imports torch)."""
@@ -221,7 +234,7 @@ class TorchArgs:
     def call(self, callee: str, *positional: Any, **keywords: Any) -> Any:  # pragma: no cover
         """``callee(*positional, **keywords)`` with :data:`OMIT` keywords left out.
 
-        ``callee`` is ``nn.NAME`` or a helper of :mod:`resdsl.backends.layers`.
+        ``callee`` is ``nn.NAME`` or a helper of :mod:`resdsl.ops.torch_layers`.
         """
         raise NotImplementedError
 
@@ -251,10 +264,10 @@ class ValueArgs(TorchArgs):
     def call(self, callee: str, *positional: Any, **keywords: Any) -> Any:
         from torch import nn
 
-        from ..backends import layers
+        from . import torch_layers
 
         owner, _, attr = callee.rpartition(".")
-        target = getattr(nn if owner == "nn" else layers, attr)
+        target = getattr(nn if owner == "nn" else torch_layers, attr)
         return target(*positional, **{k: v for k, v in keywords.items() if v is not OMIT})
 
 

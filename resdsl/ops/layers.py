@@ -91,6 +91,8 @@ register(OpSpec(
     receptive_field=_conv_field,
     nonlinear=False,
     diagram=BOX,
+    fresh_output=True,
+    width_args=("out_channels",),
 ))
 
 
@@ -146,6 +148,8 @@ register(OpSpec(
     receptive_field=_upconv_field,
     nonlinear=False,
     diagram=BOX,
+    fresh_output=True,
+    width_args=("out_channels",),
 ))
 
 
@@ -175,4 +179,6 @@ register(OpSpec(
     receptive_field=_linear_field,
     nonlinear=False,
     diagram=BOX,
+    fresh_output=True,
+    width_args=("out_features",),
 ))

@@ -7,10 +7,29 @@ but live in the catalogue so every back end finds every op in one place.
 from __future__ import annotations
 
 from math import prod
+from typing import Any, Callable, Mapping, Protocol
 
 from .base import BOX, POINTWISE, Diagram, OpError, OpSpec, Shape, Window, register
 
 MERGE = Diagram(kind="merge")  # a small circle ("+", "x"), or a small box ("concat")
+
+
+class MergeCode(Protocol):
+    """What a merge's ``merge_code`` may ask (the code generator's forward writer)."""
+
+    inputs: list[str]  # Python names of the op's input tensors, in order
+    args: Mapping[str, Any]  # resolved arguments
+    rank: int  # spatial rank of the first input
+
+    def lit(self, value: Any) -> str:
+        """A constant as Python source."""
+
+    def written(self, name: str) -> bool:
+        """Whether the spec wrote argument ``name`` (a written value stays in the code)."""
+
+    def helper(self, name: str) -> str:
+        """Declare a name the file must define (``F``, or a helper of
+        :mod:`resdsl.ops.torch_layers`) and return it."""
 
 
 def _same_shapes(shapes: list[Shape], args: dict) -> Shape:
@@ -36,15 +55,40 @@ def _concat_shapes(shapes: list[Shape], args: dict) -> Shape:
     return (current[0] + other[0], *current[1:])
 
 
-def _merge(name: str, doc: str, infer, label, macs=lambda i, o, a: prod(o), receptive_field=POINTWISE,
-           diagram: Diagram = MERGE) -> None:
+def _merge(name: str, doc: str, infer, label, code: Callable[[MergeCode], str],
+           macs=lambda i, o, a: prod(o), in_place: bool = False, fresh: bool = True,
+           receptive_field=POINTWISE, diagram: Diagram = MERGE) -> None:
     # Merges are statements, not modules: the code generator writes them inline. A merge's
     # receptive field is the widest of its inputs' (the analysis takes it) and its own.
     register(OpSpec(
         name=name, doc=doc, category="merge", positional=(), keywords=(),
         infer=infer, label=label, macs=macs, internal=True,
         receptive_field=receptive_field, nonlinear=False, diagram=diagram,
+        merge_code=code, in_place=in_place, fresh_output=fresh,
     ))
+
+
+def _residual_code(m: MergeCode) -> str:
+    body = m.inputs[0]
+    if m.args["drop_path"] != 0.0 or m.written("drop_path"):
+        body = f"{m.helper('_drop_path')}({body}, {m.lit(m.args['drop_path'])}, self.training)"
+    if m.args["scale"] != 1.0 or m.written("scale"):
+        body = f"{body} * {m.lit(m.args['scale'])}"
+    return f"{body} + {m.inputs[1]}"
+
+
+def _concat_code(m: MergeCode) -> str:
+    other = m.inputs[1]
+    if m.args.get("crop") == "center":
+        dims = list(range(2, m.rank + 2))
+        other = f"{m.helper('_center_crop')}({other}, {m.inputs[0]}, {dims!r})"
+    return f"torch.cat([{m.inputs[0]}, {other}], 1)"
+
+
+def _zero_pad_code(m: MergeCode) -> str:
+    stride = ", ".join("::" + m.lit(s) for s in m.args["stride"])
+    pad = "(" + "0, 0, " * m.rank + f"0, {m.lit(m.args['channels'])})"
+    return f"{m.helper('F')}.pad({m.inputs[0]}[:, :, {stride}], {pad})"
 
 
 register(OpSpec(
@@ -52,11 +96,14 @@ register(OpSpec(
     infer=lambda s, a: s, label=lambda a, i, o: "input", internal=True,
     receptive_field=POINTWISE, nonlinear=False, diagram=Diagram(kind="input"),
 ))
-_merge("residual_add", "out = scale * drop_path(body) + shortcut", _same_shapes, lambda a, i, o: "+")
-_merge("add", "Element-wise sum with an earlier tensor (long skip).", _same_shapes, lambda a, i, o: "+")
-_merge("mul", "Element-wise product with an earlier tensor (gating).", _same_shapes, lambda a, i, o: "x")
+_merge("residual_add", "out = scale * drop_path(body) + shortcut", _same_shapes, lambda a, i, o: "+",
+       _residual_code, in_place=True)  # out += identity
+_merge("add", "Element-wise sum with an earlier tensor (long skip).", _same_shapes, lambda a, i, o: "+",
+       lambda m: f"{m.inputs[0]} + {m.inputs[1]}")
+_merge("mul", "Element-wise product with an earlier tensor (gating).", _same_shapes, lambda a, i, o: "x",
+       lambda m: f"{m.inputs[0]} * {m.inputs[1]}")
 _merge("concat", "Channel concatenation [current, earlier], optionally center-cropping the earlier.",
-       _concat_shapes, lambda a, i, o: "concat", macs=lambda i, o, a: 0)
+       _concat_shapes, lambda a, i, o: "concat", _concat_code, macs=lambda i, o, a: 0)
 
 
 def _zero_pad_shape(in_shape: Shape, args: dict) -> Shape:
@@ -66,7 +113,7 @@ def _zero_pad_shape(in_shape: Shape, args: dict) -> Shape:
 
 _merge("zero_pad", "Option-A shortcut: strided subsampling, then zero channels appended.",
        lambda shapes, args: _zero_pad_shape(shapes[0], args),
-       lambda a, i, o: "zero-pad", macs=lambda i, o, a: 0,
+       lambda a, i, o: "zero-pad", _zero_pad_code, macs=lambda i, o, a: 0, fresh=False,
        receptive_field=lambda i, o, a: Window((1,) * len(a["stride"]), a["stride"]),
        diagram=BOX)  # drawn as a box on the shortcut, not as a merge
 

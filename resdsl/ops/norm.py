@@ -62,6 +62,7 @@ register(OpSpec(
     code=_batchnorm_code,
     receptive_field=POINTWISE, nonlinear=False, diagram=ANNOTATION,
     zero_init_norm=True,  # torchvision's zero_init_residual: the last BN of each block
+    fresh_output=True,
 ))
 
 register(OpSpec(
@@ -91,4 +92,5 @@ register(OpSpec(
     code=_groupnorm_code,
     min_rank=2,
     receptive_field=POINTWISE, nonlinear=False, diagram=ANNOTATION,
+    fresh_output=True,
 ))

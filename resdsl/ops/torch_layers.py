@@ -1,8 +1,11 @@
-"""Helpers that generated model files contain, defined once.
+"""Helper modules that op entries name in their ``code`` (``ChannelLayerNorm``) and
+that generated files contain, defined once.
 
-The code generator copies the source of each helper a network uses into its
-file (``inspect.getsource``), so a generated file imports only torch, and the
-in-memory module built by ``net.build()`` runs the very same code.
+This module imports torch: the catalogue imports it only inside
+:meth:`ValueArgs.call`, when a module is built, so loading the catalogue stays
+torch-free. The code generator copies the source of each helper a network uses
+into its file (``inspect.getsource``), so a generated file imports only torch,
+and the in-memory module built by ``net.build()`` runs the very same code.
 """
 
 from __future__ import annotations

@@ -1,0 +1,141 @@
+"""``__init__`` pieces: an op's constructor, a block instance's call, and the channel
+expressions that flow from one to the next.
+
+Channels are followed as expressions in the instance's own names (a conv gives its
+``out_channels`` expression, a concat a sum, a nested block its output expression
+with the call's arguments substituted), each checked against this instance's value.
+A mixin of :class:`~.generator.Generator`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ... import ir
+from ...ops import REGISTRY
+from .context import CodeArgs, Ctx
+from .text import IN, Call, fold, int_expr, lit, literal_expr, pyname, span_key, substitute
+
+
+class Constructors:
+    """Constructor calls for ``__init__`` (see :class:`~.generator.Generator`)."""
+
+    def child_call(self, path: str, ctx: Ctx, chan: dict) -> Any:
+        box = self.boxes[path]
+        if box.kind == "stage":
+            calls = []
+            for child in box.children:
+                calls.append(self.instance_call(child, ctx, chan))
+            chan[box.output] = chan.get(self.boxes[box.children[-1]].output)
+            return Call("nn.Sequential", calls)
+        if box.kind == "shortcut" and self._simple_shortcut(path):
+            return self.sequential(path, ctx, chan)
+        return self.instance_call(path, ctx, chan)
+
+    def sequential(self, path: str, ctx: Ctx, chan: dict) -> Call:
+        items = [self.ctor(ref, ctx, chan) for _, ref in self.children[path]]
+        return Call("nn.Sequential", items)
+
+    def instance_call(self, path: str, ctx: Ctx, chan: dict) -> Call:
+        """``Bottleneck(64, width=64, out=256, downsample=True)`` in the parent's terms."""
+        box = self.boxes[path]
+        info = self.class_of[path]
+        in_value = self.graph.nodes[box.input]["shape"][0]
+        in_sym = chan.get(box.input)
+        args = [ctx.expr(in_sym, in_value, self.dependence.shapes[box.input][0])]
+        mapping: dict[str, ir.Expr] = {IN: in_sym if in_sym is not None else int_expr(in_value)}
+        call_exprs = self.call_exprs(path)
+        own = self.context(path)
+        for name, py, type_, default in info.params[1:]:
+            value = own.env[name]
+            if box.kind != "block":
+                call_exprs[name] = ir.NameRef(name=name)
+            expr = call_exprs.get(name)
+            text = ctx.expr(expr, value, own.forms[name], type_ if type_ != "bool" else "bool")
+            sym = ctx.sym(expr, value, type_)
+            mapping[name] = sym if sym is not None else literal_expr(value)
+            if default is not None and text == default:
+                continue
+            args.append(f"{py}={text}")
+        for name in info.net_params:
+            if name in ctx.net_params:
+                ctx.used.add(name)
+                args.append(f"{pyname(name)}={ctx.py[name]}")
+            else:
+                self.writes.literal(self.dependence.net_forms[name])
+                args.append(f"{pyname(name)}={lit(self.net.params[name])}")
+            mapping.setdefault(name, ir.NameRef(name=name) if name in ctx.net_params
+                               else literal_expr(self.net.params[name]))
+        for flag, _ in info.flags:
+            if self.flag_values[path].get(flag):
+                args.append(f"{flag}=True")
+        out_value = self.graph.nodes[box.output]["shape"]
+        if info.out_sym is not None and out_value:
+            sym = substitute(info.out_sym, mapping)
+            chan[box.output] = ctx.sym(sym, out_value[0]) or int_expr(out_value[0])
+        elif out_value:
+            chan[box.output] = int_expr(out_value[0])
+        return Call(info.name, args)
+
+    def ctor(self, node: int, ctx: Ctx, chan: dict) -> Call:
+        """The torch constructor of one op, as its catalogue entry describes it, with the
+        spec's expressions where they hold for this instance."""
+        data = self.graph.nodes[node]
+        args, shape = data["args"], data["shape"]
+        spec = REGISTRY[data["op"]]
+        forms = self.dependence.args[node]
+        exprs = self.arg_exprs(node)
+        rank = len(data["in_shapes"][0]) - 1
+        in_sym = chan.get(data["inputs"][0])
+        width = next((name for name in spec.width_args if name in args), None)
+        overrides: dict[str, str] = {}
+        width_sym = ctx.sym(exprs.get(width), args[width]) if width else None
+        if width and data["shortcut"] and isinstance(self.stmts.get(span_key(data["span"])), ir.Residual):
+            # An automatic projection: its stride and width come from the shapes, so spell
+            # them as the residual body does.
+            body = self._body_chan(node, chan)
+            overrides[width] = ctx.match(args[width], forms[width], "int", 0, body)
+            width_sym = ctx.sym(body, args[width])
+            if "stride" in args:
+                overrides["stride"] = ctx.match(args["stride"], forms["stride"], "tuple", rank,
+                                                *self._body_strides(node))
+        call = spec.code(CodeArgs(self, spec, ctx, node, exprs, overrides, in_sym))
+        # Channels for the next op: the op's width argument, else the input's when the op
+        # keeps them (norms, pools, activations, a flatten of a 1x1 map), else the number.
+        sym = None
+        for candidate in (width_sym, in_sym):
+            sym = ctx.sym(candidate, shape[0]) if candidate is not None and shape else None
+            if sym is not None:
+                break
+        chan[node] = sym if sym is not None else (int_expr(shape[0]) if shape else None)
+        return call
+
+    def _body_chan(self, node: int, chan: dict) -> ir.Expr | None:
+        """For a projection: the channel expression of the residual body it must match."""
+        for unit in self.units_of_shortcut.get(self.graph.nodes[node]["container"], ()):
+            return chan.get(unit.body_output)
+        return None
+
+    def _body_strides(self, node: int) -> list[ir.Expr]:
+        """For a projection: the stride expressions written in its residual body, in order."""
+        for unit in self.units_of_shortcut.get(self.graph.nodes[node]["container"], ()):
+            body = range(unit.input + 1, unit.body_output + 1)
+            return [e for n in body if (e := self.arg_exprs(n).get("stride")) is not None]
+        return []
+
+    def merge_chan(self, node: int, ctx: Ctx, chan: dict) -> ir.Expr | None:
+        """A merge's channels: its first input's when it keeps them (a sum, a product),
+        else the inputs' sum when it stacks them (a concat), else the number."""
+        data = self.graph.nodes[node]
+        shape = data["shape"]
+        if not shape:
+            return None
+        inputs = [chan.get(n) for n in data["inputs"]]
+        candidates = [inputs[0]]
+        if len(inputs) == 2 and None not in inputs:
+            candidates.append(fold(ir.BinOp(op="+", left=inputs[0], right=inputs[1])))
+        for candidate in candidates:
+            sym = ctx.sym(candidate, shape[0]) if candidate is not None else None
+            if sym is not None:
+                return sym
+        return int_expr(shape[0])

@@ -1,0 +1,290 @@
+"""The generator: one class per definition, rendered instance by instance.
+
+How a block definition with structurally different instances becomes one class:
+every instance is rendered with the spec's own expressions over the block's
+parameters, checked against that instance's values; instances whose text is the
+same share a class. An automatic ``downsample`` projection that only some
+instances need becomes an optional submodule with a ``None`` check, as in
+torchvision's ``Bottleneck``. Instances that still differ (an option-A shortcut in
+some instances only) get numbered variant classes (``Basic``, ``Basic_2``).
+
+:class:`Generator` is assembled from mixins, one concept each: :class:`~.plan.Plan`
+(indexes, what becomes a class, names and signatures), :class:`~.constructors.Constructors`
+(``__init__``), :class:`~.forward.ForwardWriter` (``forward``), :class:`~.assemble.Assembler`
+(the text). Which parameters stay live is decided on the way (:mod:`.params`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping, Protocol
+
+import networkx as nx
+
+from ... import ir
+from ...graph import containers, residual_units
+from ...ops import REGISTRY
+from .assemble import Assembler
+from .constructors import Constructors
+from .forward import ForwardWriter, Op
+from .params import Dependence, Flow, Writes
+from .plan import Plan
+from .text import IN, INDENT, RESERVED, Call, Cond, camel, pyname, safe_file, statement
+
+
+class CompiledSpec(Protocol):
+    """What code generation reads of a checked network (:class:`resdsl.api.Net` has it)."""
+
+    name: str
+    ir: ir.Network
+    graph: nx.DiGraph
+    filename: str
+    params: Mapping[str, Any]
+    blocks: Mapping[str, ir.Block]
+    plain: bool
+    shortcut: str | None
+
+
+@dataclass
+class ClassInfo:
+    """A generated class (one variant of one definition) and how to call it."""
+
+    name: str
+    body: str  # the class body text, without the ``class`` line
+    params: list[tuple[str, str, str, str | None]]  # (spec name, py name, type, default literal)
+    net_params: list[str]  # network parameters its code needs (passed by name)
+    flags: list[tuple[str, str]]  # (py name, unit key) of optional shortcut submodules
+    out_sym: ir.Expr | None  # output channels in terms of its own names
+    first_path: str
+    doc: str
+
+
+@dataclass
+class Rendered:
+    body: str
+    params: list[tuple[str, str, str, str | None]]
+    net_params: list[str]
+    flags: list[tuple[str, str]]
+    out_sym: ir.Expr | None
+    flag_values: dict[str, bool]
+    placeholders: dict[str, str]  # placeholder token -> unit key (lines to fill from a sibling)
+    filled: dict[str, list[str]]  # unit key -> __init__ lines of this instance's optional shortcut
+
+
+class Generator(Plan, Constructors, ForwardWriter, Assembler):
+    """Renders every container of one net; see :func:`resdsl.backends.codegen.generate`."""
+
+    def __init__(self, net: CompiledSpec):
+        self.net = net
+        self.graph = net.graph
+        self.boxes = containers(self.graph)
+        self.file = safe_file(net.filename)
+        self.frozen: dict[str, Any] = {}
+        self.stmts: dict[tuple, Any] = {}
+        self.block_ir: dict[str, ir.Block] = dict(net.blocks)
+        for block in net.ir.blocks:
+            self.block_ir.setdefault(block.name, block)
+        self._index(net.ir.body)
+        for block in self.block_ir.values():
+            self._index(block.body)
+        self.net_types = {p.name: p.type for p in net.ir.params}
+        self.helpers: set[str] = set()
+        self.uses_functional = False
+        self.class_of: dict[str, ClassInfo] = {}
+        self.classes: list[ClassInfo] = []
+        self.taken_class_names: set[str] = set(RESERVED)
+        # A class is called by name inside __init__ bodies whose arguments are spec
+        # parameters: a parameter named like a class (``Unit`` beside block ``unit``) would
+        # shadow it, so class names avoid every parameter name.
+        for params in [net.ir.params] + [block.params for block in self.block_ir.values()]:
+            self.taken_class_names |= {p.name for p in params} | {pyname(p.name) for p in params}
+        self.unit_kinds: dict[str, set[str]] = {}
+        self.unit_local: dict[str, str] = {}
+        self.units = residual_units(self.graph)
+        # A shortcut=none unit has no merge: its "merge" is its body's output, which may be
+        # another unit's real merge (a block ending in a residual), so it must not be mapped.
+        self.units_by_merge = {u.merge: u for u in self.units if u.shortcut != "none"}
+        self.children = self._children()
+        self.flag_values: dict[str, dict[str, bool]] = {}
+        # Units by their container and by their projection's container, so each lookup is
+        # one dict access (a scan of every unit per container made generation quadratic).
+        self.units_in: dict[str, list] = {}
+        self.units_of_shortcut: dict[str, list] = {}
+        for unit in self.units:
+            self.units_in.setdefault(unit.container, []).append(unit)
+            path = self.shortcut_path(unit)
+            if path is not None:
+                self.units_of_shortcut.setdefault(path, []).append(unit)
+        # What decides the frozen parameters: the structure (IR), the shapes (forms), and
+        # what the code writes (recorded as it is written).
+        self.writes = Writes()
+        self.dependence = Dependence(self)
+        self.structural = Flow(net.ir, self.block_ir).names() | self.dependence.decisions()
+
+    # -- definitions, bottom-up ----------------------------------------------------------
+    def run(self) -> str:
+        self.scan_units()
+        order: list[str] = []
+        instances: dict[str, list[str]] = {}
+        for path in self.boxes:
+            key = self.def_key(path)
+            if key is not None:
+                instances.setdefault(key, []).append(path)
+        nested: dict[str, set[str]] = {key: set() for key in instances}
+        for path in self.boxes:
+            key = self.def_key(path)
+            if key is not None and path:
+                nested[self._owner_key(path)].add(key)
+        done: set[str] = set()
+        position = {path: index for index, path in enumerate(self.boxes)}
+
+        def visit(key: str) -> None:  # definitions used inside another come first
+            if key in done:
+                return
+            done.add(key)
+            for child in sorted(nested[key], key=lambda k: position[instances[k][0]]):
+                visit(child)
+            order.append(key)
+
+        visit("network")
+        for key in order:
+            self.define(key, instances[key])
+        return self.assemble()
+
+    def define(self, key: str, paths: list[str]) -> None:
+        rendered = [(path, self.render(path)) for path in paths]
+        fills: dict[str, list[str]] = {}
+        for _, r in rendered:
+            for unit_key, lines in r.filled.items():
+                fills.setdefault(unit_key, lines)
+        variants: dict[str, ClassInfo] = {}
+        for path, r in rendered:
+            body = r.body
+            for token, unit_key in r.placeholders.items():
+                # An instance that has the optional unit must run its own code for it: if
+                # that code differs from another instance's, the bodies differ and the
+                # instances get separate variant classes. Instances without it borrow one.
+                lines = r.filled.get(unit_key) or fills[unit_key]
+                body = body.replace(token, "\n".join(lines))
+            info = variants.get(body)
+            if info is None:
+                info = self.new_class(key, path, body, r, len(variants))
+                variants[body] = info
+            self.class_of[path] = info
+            self.flag_values[path] = r.flag_values
+
+    def new_class(self, key: str, path: str, body: str, r: Rendered, variant: int) -> ClassInfo:
+        box = self.boxes[path]
+        if box.kind == "network":
+            base, doc = camel(self.net.name), f"Network ``{self.net.name}`` ({self.where(box.span)})."
+        elif box.kind == "block":
+            definition = self.block_ir[box.block].span if box.block in self.block_ir else box.span
+            base, doc = camel(box.block), f"Block ``{box.block}`` ({self.where(definition)})."
+        else:
+            owner = self.class_of_owner(path)
+            base = owner + camel(self._local(path))
+            doc = f"The {box.kind} ``{self._local(path)}`` of {owner} ({self.where(box.span)})."
+        name = base if variant == 0 else f"{base}_{variant + 1}"
+        while name in self.taken_class_names:
+            name += "_"
+        self.taken_class_names.add(name)
+        info = ClassInfo(name, body, r.params, r.net_params, r.flags, r.out_sym, path, doc)
+        self.classes.append(info)
+        return info
+
+    def frozen_params(self) -> dict[str, Any]:
+        """The parameters the code does not follow, in the spec's order (see :mod:`.params`);
+        complete once every class below the network is written."""
+        frozen = self.structural | self.writes.frozen
+        return {name: value for name, value in self.net.params.items() if name in frozen}
+
+    # -- one container instance ------------------------------------------------------------
+    def render(self, path: str) -> Rendered:
+        box = self.boxes[path]
+        ctx = self.context(path)
+        chan: dict[int, ir.Expr | None] = {}
+        if box.kind == "network":
+            in_shape = self.graph.nodes[box.input]["shape"]
+            expr = self.net.ir.input.shape[0] if self.net.ir.input.shape else None
+            chan[box.input] = ctx.sym(expr, in_shape[0]) or ir.IntLit(value=in_shape[0])
+        else:
+            chan[box.input] = ir.NameRef(name=IN)
+        init: list[str] = []
+        ops: list[Op] = []
+        flags: list[tuple[str, str]] = []
+        flag_values: dict[str, bool] = {}
+        placeholders: dict[str, str] = {}
+        filled: dict[str, list[str]] = {}
+        calls: dict[str, Call] = {}
+        inner = INDENT * 2
+        for unit in self.units_in.get(path, ()):  # optional shortcuts of this container
+            if self.mixed(unit):
+                ukey = self._unit_key(unit)
+                local = self.unit_local[ukey]
+                flag = pyname(local, set(ctx.py.values()) | RESERVED | {f for f, _ in flags})
+                flags.append((flag, ukey))
+                flag_values[flag] = unit.shortcut == "projection"
+        for kind, ref in self.children[path]:
+            if kind == "child":
+                child_box = self.boxes[ref]
+                if self._mixed_unit_of_shortcut(ref) is not None:
+                    continue  # written by its merge, as an optional submodule
+                call = self.child_call(ref, ctx, chan)
+                comment = f"# {self.where(child_box.span)}"
+                init += statement(f"self.{self._local(ref)}", call, inner, comment)
+                ops.append(Op(child_box.output, (child_box.input,), child_box.span,
+                              lambda v, r=ref: f"self.{self._local(r)}({v[0]})", kind="child",
+                              local=self._local(ref)))
+                continue
+            data = self.graph.nodes[ref]
+            if REGISTRY[data["op"]].merge_code is not None:
+                chan[ref] = self.merge_chan(ref, ctx, chan)
+                unit = self.units_by_merge.get(ref)
+                if unit is not None and self.mixed(unit) and unit.container == path:
+                    ukey = self._unit_key(unit)
+                    flag = next(f for f, k in flags if k == ukey)
+                    local = self.unit_local[ukey]
+                    token = f"\0{ukey}\0"
+                    sc_path = self.shortcut_path(unit)
+                    if sc_path is not None:
+                        seq = self.sequential(sc_path, ctx, chan)
+                        filled[ukey] = statement(f"self.{local}", Cond(seq, flag), inner,
+                                                 f"# {self.where(unit.span)}")
+                    placeholders[token] = ukey
+                    init.append(token)
+                    ops.append(self.merge_op(ref, optional=local, inputs=(unit.body_output, unit.input)))
+                else:  # forward code sees no __init__ arguments: its values are literals
+                    ops.append(self.merge_op(ref))
+                continue
+            local = self._local(data["module"])
+            calls[local] = self.ctor(ref, ctx, chan)
+            init += statement(f"self.{local}", calls[local], inner, f"# {self.where(data['span'])}")
+            ops.append(Op(ref, tuple(data["inputs"]), data["span"],
+                          lambda v, local=local: f"self.{local}({v[0]})", kind="module",
+                          local=local, in_place=REGISTRY[data["op"]].in_place))
+        forward, inplace = self.forward(path, ops, box)
+        init = self._in_place(init, inplace, calls)
+        out_sym = chan.get(box.output)
+        params = self.signature_of(path, ctx)
+        net_params = [n for n in sorted(ctx.used & ctx.net_params)
+                      if box.kind != "network" and not self._is_block_param(path, n)]
+        if box.kind in ("residual", "shortcut"):  # parts of a block take the block's names they use
+            params += [(n, ctx.py[n], self._type_of(path, n), None)
+                       for n in sorted(ctx.used - ctx.net_params - {IN})]
+        if box.kind == "network":  # written last: every value below is recorded by now
+            self.frozen = self.frozen_params()
+        body = self.class_body(path, ctx, params, net_params, flags, init, forward)
+        return Rendered(body, params, net_params, flags, out_sym, flag_values, placeholders, filled)
+
+    @staticmethod
+    def _in_place(init: list[str], inplace: set[str], calls: dict[str, Call]) -> list[str]:
+        """Constructors of modules that run in place get ``inplace=True`` (one-line calls:
+        a module that takes it, an activation, is short)."""
+        for local in sorted(inplace):
+            call = calls[local]
+            plain = f"self.{local} = {call.flat()}"
+            with_flag = f"self.{local} = {Call(call.func, call.args + ['inplace=True']).flat()}"
+            init = [line.replace(plain, with_flag) if line.lstrip().startswith(plain) else line
+                    for line in init]
+        return init
+

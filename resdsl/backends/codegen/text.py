@@ -1,0 +1,227 @@
+"""Spelling: names, literals, the spec's expressions as Python, and black-like layout.
+
+Only identifiers that passed the front end's checks (or names derived here) and
+``repr()`` of exact int/float/bool/str/tuple values ever reach the output.
+"""
+
+from __future__ import annotations
+
+import keyword
+import math
+import os
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from ... import ir
+from ...errors import Problem
+from ...expr import evaluate
+
+INDENT = "    "
+LINE_LENGTH = 88
+IN = "\0in"  # the name of a container's input channel count (not a spec identifier)
+#: Names the generated code itself uses; a spec name equal to one gets a trailing ``_``.
+RESERVED = frozenset({
+    "self", "torch", "nn", "F", "super", "min", "max", "int", "float", "bool", "tuple", "range",
+    "None", "True", "False", "ValueError", "Optional", "_center_crop", "_drop_path", "ChannelLayerNorm",
+})
+
+
+# ---- names and literals ---------------------------------------------------------------
+def safe_file(filename: str) -> str:
+    """The spec's base name for ``# file:line`` comments; odd names become ``spec``."""
+    base = os.path.basename(filename)
+    return base if re.fullmatch(r"[A-Za-z0-9_.+-]{1,80}", base) else "spec"
+
+
+def camel(name: str) -> str:
+    """``double_conv`` -> ``DoubleConv``, ``resnet50`` -> ``Resnet50``."""
+    parts = [p for p in name.split("_") if p]
+    text = "".join(p[:1].upper() + p[1:] for p in parts) or "Net"
+    return text if text[0].isalpha() else "N" + text
+
+
+def pyname(name: str, taken: frozenset[str] | set[str] = RESERVED) -> str:
+    while name in taken or keyword.iskeyword(name):
+        name += "_"
+    return name
+
+
+def compact(value: Any) -> Any:
+    """(3, 3) -> 3: torch expands an int to every spatial dimension."""
+    if isinstance(value, tuple) and value and all(v == value[0] for v in value):
+        return value[0]
+    return value
+
+
+def lit(value: Any) -> str:
+    """A literal of generated code. Exact types only: a subclass of int or str could
+    bring its own ``__repr__`` (normalised away at the API, refused here again)."""
+    value = compact(value)
+    if type(value) is str and re.fullmatch(r"[\w .,;:=/()-]*", value):
+        return f'"{value}"'  # black's quotes; repr() for anything else
+    if type(value) is str or value is None:
+        return repr(value)
+    if type(value) is tuple:
+        return repr(tuple(_checked_scalar(v) for v in value))
+    return repr(_checked_scalar(value))
+
+
+def _checked_scalar(value: Any) -> Any:
+    if type(value) in (bool, int) or (type(value) is float and math.isfinite(value)):
+        return value
+    raise TypeError(f"cannot write {type(value).__name__} into generated code")  # pragma: no cover
+
+
+def span_key(span: Any) -> tuple:
+    return (span.file, span.line, span.column)
+
+
+# ---- expressions: the spec's own, re-written as Python ------------------------------
+_PREC = {"+": 1, "-": 1, "*": 2, "/": 2, "//": 2, "%": 2}
+
+
+def names(expr: ir.Expr) -> set[str]:
+    if isinstance(expr, ir.NameRef):
+        return {expr.name}
+    if isinstance(expr, ir.BinOp):
+        return names(expr.left) | names(expr.right)
+    if isinstance(expr, ir.Neg):
+        return names(expr.operand)
+    if isinstance(expr, ir.FuncCall):
+        return set().union(*(names(a) for a in expr.args))
+    return set()
+
+
+def source(expr: ir.Expr, py: dict[str, str]) -> tuple[str, int]:
+    """Python source of ``expr`` and its precedence (names through ``py``)."""
+    if isinstance(expr, (ir.IntLit, ir.FloatLit, ir.BoolLit)):
+        text = lit(expr.value)
+        return text, (3 if text.startswith("-") else 4)
+    if isinstance(expr, ir.KernelLit):
+        return lit(tuple(expr.dims)), 4
+    if isinstance(expr, ir.NameRef):
+        return py[expr.name], 4
+    if isinstance(expr, ir.Neg):
+        text, prec = source(expr.operand, py)
+        return "-" + (text if prec >= 3 else f"({text})"), 3
+    if isinstance(expr, ir.FuncCall):
+        return f"{expr.func}({', '.join(source(a, py)[0] for a in expr.args)})", 4
+    prec = _PREC[expr.op]
+    left, lp = source(expr.left, py)
+    right, rp = source(expr.right, py)
+    if lp < prec:
+        left = f"({left})"
+    if rp <= prec:
+        right = f"({right})"
+    return f"{left} {expr.op} {right}", prec
+
+
+def substitute(expr: ir.Expr, mapping: dict[str, ir.Expr]) -> ir.Expr:
+    if isinstance(expr, ir.NameRef):
+        return mapping.get(expr.name, expr)
+    if isinstance(expr, ir.BinOp):
+        return fold(ir.BinOp(op=expr.op, left=substitute(expr.left, mapping),
+                             right=substitute(expr.right, mapping)))
+    if isinstance(expr, ir.Neg):
+        return ir.Neg(operand=substitute(expr.operand, mapping))
+    if isinstance(expr, ir.FuncCall):
+        return ir.FuncCall(func=expr.func, args=tuple(substitute(a, mapping) for a in expr.args))
+    return expr
+
+
+def fold(expr: ir.BinOp) -> ir.Expr:
+    if isinstance(expr.left, ir.IntLit) and isinstance(expr.right, ir.IntLit) and expr.op in "+-*":
+        try:
+            return ir.IntLit(value=evaluate(expr, {}))
+        except Problem:  # pragma: no cover - out of range
+            return expr
+    return expr
+
+
+def int_expr(value: int) -> ir.Expr:
+    return ir.IntLit(value=value)
+
+
+def literal_expr(value: Any) -> ir.Expr:
+    if isinstance(value, bool):
+        return ir.BoolLit(value=value)
+    if isinstance(value, int):
+        return ir.IntLit(value=value)
+    return ir.FloatLit(value=float(value))
+
+
+def normalise(value: Any, kind: str, rank: int) -> Any:
+    if kind == "tuple" and isinstance(value, int) and not isinstance(value, bool):
+        return (value,) * rank
+    if kind == "float" and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+def coerce(value: Any, type_: str) -> Any:
+    if type_ == "float" and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+def mentioned(stmts) -> set[str]:
+    """Every name the statements' expressions refer to (nested bodies included)."""
+    found: set[str] = set()
+    for stmt in stmts:
+        for arg in (*getattr(stmt, "args", ()), *getattr(stmt, "options", ())):
+            found |= names(arg.value)
+        if isinstance(stmt, ir.Stage):
+            found |= names(stmt.count)
+        if isinstance(stmt, ir.Residual):
+            found |= mentioned(stmt.body) | mentioned(stmt.shortcut or ())
+    return found
+
+
+# ---- a tiny pretty printer for constructor calls --------------------------------------
+@dataclass
+class Call:
+    func: str
+    args: list[Any]  # str | Call
+
+    def flat(self) -> str:
+        return f"{self.func}({', '.join(flat(a) for a in self.args)})"
+
+
+@dataclass
+class Cond:
+    body: Any
+    test: str
+
+    def flat(self) -> str:
+        return f"{flat(self.body)} if {self.test} else None"
+
+
+def flat(node: Any) -> str:
+    return node if isinstance(node, str) else node.flat()
+
+
+def layout(node: Any, indent: str, prefix: str = "", suffix: str = "", room: int = 0) -> list[str]:
+    """Black-like layout: one line if it fits (``room`` is kept free for a comment),
+    else the arguments on one indented line, else one argument per line."""
+    line = f"{indent}{prefix}{flat(node)}{suffix}"
+    if len(line) + room <= LINE_LENGTH or isinstance(node, str):
+        return [line]
+    inner = indent + INDENT
+    if isinstance(node, Cond):
+        return ([f"{indent}{prefix}("] + layout(node.body, inner) +
+                [f"{inner}if {node.test}", f"{inner}else None", f"{indent}){suffix}"])
+    hugged = f"{inner}{', '.join(flat(a) for a in node.args)}"
+    if node.args and len(hugged) <= LINE_LENGTH and not any(isinstance(a, (Call, Cond)) for a in node.args):
+        return [f"{indent}{prefix}{node.func}(", hugged, f"{indent}){suffix}"]
+    lines = [f"{indent}{prefix}{node.func}("]
+    for arg in node.args:
+        lines += layout(arg, inner, suffix=",")
+    return lines + [f"{indent}){suffix}"]
+
+
+def statement(target: str, node: Any, indent: str, comment: str) -> list[str]:
+    lines = layout(node, indent, prefix=f"{target} = ", room=len(comment) + 2 if comment else 0)
+    if comment:
+        lines[-1] += f"  {comment}"
+    return lines
