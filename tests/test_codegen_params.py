@@ -214,11 +214,13 @@ def test_a_zero_pad_of_no_channels_still_follows_the_width():
 def test_a_code_function_that_reads_a_size_freezes_what_reaches_it(monkeypatch):
     """An op whose torch module takes its input's length (read from c.in_shape) writes it
     as a literal: a parameter reaching that length is frozen."""
-    from resdsl.ops import REGISTRY, OpSpec
+    from resdsl.ops import ANNOTATION, POINTWISE, REGISTRY, OpSpec
 
     probe = OpSpec(name="probe_norm", positional=(), keywords=(), infer=lambda s, a: s,
                    category="norm", doc="A norm over one channel of the whole length.",
-                   code=lambda c: c.call("nn.LayerNorm", c.lit(c.in_shape[1])))
+                   code=lambda c: c.call("nn.LayerNorm", c.lit(c.in_shape[1])),
+                   label=lambda a, i, o: "probe norm", receptive_field=POINTWISE, nonlinear=False,
+                   diagram=ANNOTATION)
     monkeypatch.setitem(REGISTRY, "probe_norm", probe)
     text = "network g(length: int = 6):\n    input x: [1, length]\n    probe_norm\n"
     assert "nn.LayerNorm(6)" in generate(resdsl.loads(text)).text

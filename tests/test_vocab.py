@@ -24,6 +24,7 @@ COPIES = {
     "functions": (r'\("min",\s*"max"\)', ["vocab.py"]),
     "reserved names": (r"exec eval compile globals", ["vocab.py"]),
     "module attributes": (r"_backward_hooks _backward_pre_hooks", ["vocab.py"]),
+    "generated names": (r'"ValueError",\s*"Optional"', ["vocab.py"]),
 }
 
 

@@ -16,15 +16,13 @@ from typing import Any
 from ... import ir
 from ...errors import Problem
 from ...expr import evaluate
+from ...vocab import GENERATED_NAMES
 
 INDENT = "    "
 LINE_LENGTH = 88
 IN = "\0in"  # the name of a container's input channel count (not a spec identifier)
 #: Names the generated code itself uses; a spec name equal to one gets a trailing ``_``.
-RESERVED = frozenset({
-    "self", "torch", "nn", "F", "super", "min", "max", "int", "float", "bool", "tuple", "range",
-    "None", "True", "False", "ValueError", "Optional", "_center_crop", "_drop_path", "ChannelLayerNorm",
-})
+RESERVED = GENERATED_NAMES
 
 
 # ---- names and literals ---------------------------------------------------------------
