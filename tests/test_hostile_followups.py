@@ -87,3 +87,12 @@ def test_labels_are_shortened_before_graphviz_lays_them_out():
     quoted = re.findall(r'"((?:[^"\\]|\\.)*)"', dot)
     assert quoted and max(len(part) for q in quoted for part in q.split("\\n")) <= MAX_LABEL_CHARS
     assert name[:50] in dot and name not in dot
+
+
+@pytest.mark.parametrize("value", ["1_000", "+3", "\u0663", "\uff13", "0x10", " 3 3"])
+def test_overrides_are_spelled_as_spec_numbers(value):
+    """-D took whatever Python's int() takes: digit separators, a plus sign, Unicode digits."""
+    spec = Path(__file__).resolve().parents[1] / "specs" / "cifar_resnet.res"
+    with pytest.raises(SpecError, match="is not a valid int"):
+        resdsl.load(spec, n=value)
+    assert resdsl.load(spec, n="3").params["n"] == 3 and resdsl.load(spec, n=" 3 ").params["n"] == 3

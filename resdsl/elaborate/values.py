@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from typing import Any, Iterable
 
 from .. import ir
@@ -46,15 +48,20 @@ def _block_usage(block: ir.Block) -> str:
     return f"usage: {block.name}({', '.join(parts)})"
 
 
+#: A ``-D`` number is spelled as in a spec (grammar.lark's INT and FLOAT), optionally
+#: negative: Python's int() would also take '1_000', '+3' and Unicode digits such as '٣'.
+_INT_TEXT = re.compile(r"-?[0-9]+")
+_FLOAT_TEXT = re.compile(r"-?([0-9]+\.[0-9]*([eE][+-]?[0-9]+)?|[0-9]+[eE][+-]?[0-9]+|\.[0-9]+([eE][+-]?[0-9]+)?)")
+
+
 def _parse_literal(text: str) -> Value:
     text = text.strip()
     if text in ("true", "false"):
         return text == "true"
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
+    if _INT_TEXT.fullmatch(text):
+        return int(text)
+    if _FLOAT_TEXT.fullmatch(text):
+        return float(text)
     return text
 
 
