@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import inspect
 import re
 from pathlib import Path
 
@@ -110,3 +111,17 @@ def test_edges_carry_one_frozen_record():
     edges = {(u, v): e for u, v, e in op_edges(net.graph)}
     assert edges[(1, 2)] == OpEdge("data", (4,), (0, 1))  # the same tensor into both ports
     assert all(net.graph.edges[u, v].keys() == {"edge"} for u, v in net.graph.edges)
+
+
+def test_the_written_out_init_takes_and_stores_exactly_the_declared_fields():
+    for cls in (OpNode, OpEdge):  # OpNode writes its own __init__ (speed): it must match
+        declared = dataclasses.fields(cls)
+        params = list(inspect.signature(cls.__init__).parameters.values())[1:]
+        assert [p.name for p in params] == [f.name for f in declared]
+        assert [p.default for p in params] == [
+            inspect.Parameter.empty if f.default is dataclasses.MISSING else f.default for f in declared]
+        values = [object() for _ in declared]
+        made = cls(*values)
+        assert [getattr(made, f.name) for f in declared] == values
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(made, declared[0].name, None)
