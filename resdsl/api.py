@@ -27,7 +27,7 @@ import networkx as nx
 from . import ir
 from .elaborate import Limits, elaborate
 from .errors import ErrorList, Span, SpecError, did_you_mean
-from .graph import containers, gc_paused, num_params, top_level_groups
+from .graph import containers, gc_paused, num_params, op_node, op_nodes, top_level_groups
 from .passes import PIPELINE
 from .shapes import format_shape
 from .syntax.text import parse_text
@@ -77,12 +77,12 @@ class Net:
     @property
     def input_shape(self) -> tuple[int, ...]:
         """The input's shape without the batch dimension."""
-        return self.graph.nodes[self.graph.graph["input"]]["shape"]
+        return op_node(self.graph, self.graph.graph["input"]).shape
 
     @property
     def output_shape(self) -> tuple[int, ...]:
         """The output's shape without the batch dimension."""
-        return self.graph.nodes[self.graph.graph["output"]]["shape"]
+        return op_node(self.graph, self.graph.graph["output"]).shape
 
     @property
     def num_params(self) -> int:
@@ -98,14 +98,14 @@ class Net:
         """Convolutions, transposed convolutions and linear layers, shortcuts included."""
         from .ops import REGISTRY
 
-        return sum(1 for _, op in self.graph.nodes(data="op") if REGISTRY[op].weighted)
+        return sum(1 for data in op_nodes(self.graph) if REGISTRY[data.op].weighted)
 
     def summary_rows(self) -> list[tuple[str, str, str, int]]:
         """(name, kind, output shape, parameters) per top-level statement."""
         rows = []
         boxes = containers(self.graph)
         for name, nodes in top_level_groups(self.graph):
-            last = self.graph.nodes[nodes[-1]]
+            last = op_node(self.graph, nodes[-1])
             box = boxes.get(name)
             if box is not None and box.kind == "stage":
                 kind = f"{box.block} x {len(box.children)}"
@@ -114,9 +114,9 @@ class Net:
             elif box is not None:
                 kind = box.kind
             else:
-                kind = last["op"]
-            params = sum(self.graph.nodes[n]["params"] for n in nodes)
-            shape = self.graph.nodes[box.output]["shape"] if box is not None else last["shape"]
+                kind = last.op
+            params = sum(op_node(self.graph, n).params for n in nodes)
+            shape = op_node(self.graph, box.output).shape if box is not None else last.shape
             rows.append((name, kind, format_shape(shape), params))
         return rows
 

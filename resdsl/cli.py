@@ -16,6 +16,7 @@ from typing import Any, Iterator, Sequence
 
 from .elaborate.limits import Limits
 from .errors import UsageError, printable
+from .graph import op_node
 from .shapes import format_shape
 from .vocab import SHORTCUT_POLICIES
 
@@ -204,7 +205,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
     model.eval()
     with torch.no_grad():
         observed = observed_shapes(model, net, torch.zeros(args.batch, *net.input_shape))
-    mismatched = [n for n, shape in observed.items() if net.graph.nodes[n]["shape"] != shape]
+    mismatched = [n for n, shape in observed.items() if op_node(net.graph, n).shape != shape]
     torch_params = sum(p.numel() for p in model.parameters())
     if args.json:
         result = _net_json(net)
@@ -214,7 +215,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
         _print_table(net, torch_params, args.batch, mismatched)
     if mismatched:  # pragma: no cover - would be a bug in a shape rule
         _out(f"resdsl: internal error: inferred and observed shapes differ at "
-              f"{net.graph.nodes[mismatched[0]]['module']}", file=sys.stderr)
+              f"{op_node(net.graph, mismatched[0]).module}", file=sys.stderr)
         return EXIT_INTERNAL
     if args.output:
         _write_source(net, args.output, args.spec, quiet=args.json)

@@ -722,6 +722,7 @@ def build_and_compare(net, report: Report, case: Case) -> None:
     import torch
 
     from resdsl.backends.torch import observed_shapes
+    from resdsl.graph import op_node
 
     try:
         model = net.build().eval()
@@ -732,9 +733,9 @@ def build_and_compare(net, report: Report, case: Case) -> None:
         report.fail(case, f"building or running the module failed: {type(exc).__name__}: {exc}")
         return
     for node, shape in observed.items():
-        inferred = net.graph.nodes[node]["shape"]
+        inferred = op_node(net.graph, node).shape
         if inferred != shape:
-            report.fail(case, f"node {net.graph.nodes[node]['module']}: inferred {inferred}, torch {shape}")
+            report.fail(case, f"node {op_node(net.graph, node).module}: inferred {inferred}, torch {shape}")
             return
     report.built += 1
 

@@ -16,6 +16,7 @@ import resdsl
 from resdsl.cli import main
 from resdsl.analysis.paths import path_polynomial
 from resdsl.analysis.report import analyze, node_macs, path_stats, receptive_fields
+from resdsl.graph import OpEdge, op_edge, op_node, op_nodes, set_edge
 from resdsl.ops import REGISTRY
 
 SPECS = Path(__file__).resolve().parents[1] / "specs"
@@ -89,8 +90,8 @@ def brute_force(graph: nx.DiGraph, source: int, target: int) -> tuple[Counter, C
     """Enumerate every path; weight by the product of port counts along it."""
     lengths, nonlinear = Counter(), Counter()
     for path in nx.all_simple_paths(graph, source, target) if source != target else [[source]]:
-        times = prod(len(graph.edges[u, v]["ports"]) for u, v in zip(path, path[1:]))
-        ops = [REGISTRY[graph.nodes[n]["op"]] for n in path[1:]]
+        times = prod(len(op_edge(graph, u, v).ports) for u, v in zip(path, path[1:]))
+        ops = [REGISTRY[op_node(graph, n).op] for n in path[1:]]
         lengths[sum(op.weighted for op in ops)] += times
         nonlinear[sum(op.nonlinear for op in ops)] += times
     return lengths, nonlinear
@@ -129,13 +130,13 @@ def test_polynomial_on_random_dags():
         graph.add_nodes_from(range(size))
         for v in range(1, size):
             for u in rng.sample(range(v), rng.randint(1, min(3, v))):
-                graph.add_edge(u, v, ports=tuple(range(rng.randint(1, 2))))
+                set_edge(graph, u, v, OpEdge("data", (), tuple(range(rng.randint(1, 2)))))
         costs = {n: rng.randint(0, 2) for n in graph}
         source = rng.randrange(size)
         target = rng.randrange(source, size)
         expected = Counter()
         for path in nx.all_simple_paths(graph, source, target) if source != target else [[source]]:
-            times = prod(len(graph.edges[u, v]["ports"]) for u, v in zip(path, path[1:]))
+            times = prod(len(op_edge(graph, u, v).ports) for u, v in zip(path, path[1:]))
             expected[sum(costs[n] for n in path[1:])] += times
         assert path_polynomial(graph, costs.__getitem__, source, target) == dict(expected)
 
@@ -231,7 +232,7 @@ def test_weight_macs_and_params_match_torch(spec, params):
     net = resdsl.load(spec, **params)
     model = net.build().eval()
     graph = net.graph
-    ours = sum(node_macs(graph, n) for n in graph if REGISTRY[graph.nodes[n]["op"]].weighted)
+    ours = sum(node_macs(graph, n) for n in graph if REGISTRY[op_node(graph, n).op].weighted)
     x = torch.zeros(2, *net.input_shape)
     assert ours == hook_macs(model, x)  # per sample
     with FlopCounterMode(display=False) as counter, torch.no_grad():
@@ -247,7 +248,7 @@ def test_stage_rows_add_up():
     report = analyze(net)
     assert [s.name for s in report.stages] == [row[0] for row in net.summary_rows()]
     assert [s.params for s in report.stages] == [row[3] for row in net.summary_rows()]
-    assert report.activations == sum(prod(net.graph.nodes[n]["shape"]) for n in net.graph if n)
+    assert report.activations == sum(prod(op_node(net.graph, n).shape) for n in net.graph if n)
     assert report.peak_activations <= report.activations
 
 
@@ -381,13 +382,13 @@ def test_probe_observation_agrees_with_the_backend():
 
     for net in (resdsl.load(CIFAR, n=1, size=8), resdsl.load(UNET, size=188)):
         graph, model = net.graph, net.build().eval()
-        nodes = [n for n, module in graph.nodes(data="module") if module is not None]
+        nodes = [d.id for d in op_nodes(graph) if d.module is not None]
         x = torch.zeros(1, *net.input_shape)
         shapes: dict[int, tuple[int, ...]] = {}
         with torch.no_grad(), observe(model, graph, nodes,
                                       lambda n, t: shapes.__setitem__(n, tuple(t.shape[1:]))) as seen:
             model(x)
         assert set(shapes) == seen and seen  # all but the inline-only zero-pad shortcuts
-        assert set(nodes) - seen == {n for n in nodes if graph.nodes[n]["op"] == "zero_pad"}
+        assert set(nodes) - seen == {n for n in nodes if op_node(graph, n).op == "zero_pad"}
         with torch.no_grad():
             assert shapes == observed_shapes(model, net, x)

@@ -25,6 +25,7 @@ from resdsl.cli import main
 from resdsl.analysis import paths, report
 from resdsl.analysis.paths import path_moments
 from resdsl.analysis.report import RF_CAP, _big, analyze, path_stats
+from resdsl.graph import OpEdge, op_edge, set_edge
 
 CIFAR = Path(__file__).resolve().parents[1] / "specs" / "cifar_resnet.res"
 CPU_BOUND_S = 2.0
@@ -165,13 +166,13 @@ def test_moments_equal_the_exact_distribution_on_random_dags():
         graph.add_nodes_from(range(size))
         for v in range(1, size):
             for u in rng.sample(range(v), rng.randint(1, min(3, v))):
-                graph.add_edge(u, v, ports=tuple(range(rng.randint(1, 2))))
+                set_edge(graph, u, v, OpEdge("data", (), tuple(range(rng.randint(1, 2)))))
         costs = {n: rng.randint(0, 2) for n in graph}
         source = rng.randrange(size)
         target = rng.randrange(source, size)
         expected = Counter()
         for path in nx.all_simple_paths(graph, source, target) if source != target else [[source]]:
-            times = prod(len(graph.edges[u, v]["ports"]) for u, v in zip(path, path[1:]))
+            times = prod(len(op_edge(graph, u, v).ports) for u, v in zip(path, path[1:]))
             expected[sum(costs[n] for n in path[1:])] += times
         moments = path_moments(graph, costs.__getitem__, source, target)
         if not expected:

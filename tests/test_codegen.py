@@ -18,6 +18,7 @@ import resdsl
 from resdsl.backends.codegen import generate
 from resdsl.backends.torch import observed_shapes
 from resdsl.cli import main
+from resdsl.graph import op_node
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = ROOT / "specs"
@@ -158,7 +159,7 @@ def test_varied_specs_build_train_and_observe_their_shapes(name):
     model.eval()
     with torch.no_grad():
         seen = observed_shapes(model, net, x)
-    assert seen and {n: net.graph.nodes[n]["shape"] for n in seen} == seen
+    assert seen and {n: op_node(net.graph, n).shape for n in seen} == seen
     assert sum(p.numel() for p in model.parameters()) == net.num_params
 
 
@@ -196,7 +197,7 @@ def _builds_with_inferred_shapes(text: str) -> None:
     with torch.no_grad():
         seen = observed_shapes(model, net, torch.randn(2, *net.input_shape))
     assert len(seen) == net.graph.number_of_nodes() - 1  # every op but the input
-    assert all(net.graph.nodes[n]["shape"] == shape for n, shape in seen.items())
+    assert all(op_node(net.graph, n).shape == shape for n, shape in seen.items())
 
 
 def test_projection_stride_is_not_spelled_by_a_parameter_that_only_happens_to_match():

@@ -18,6 +18,7 @@ from hypothesis import strategies as st  # noqa: E402
 import resdsl  # noqa: E402
 from resdsl.backends.codegen import frozen_params, generate  # noqa: E402
 from resdsl.backends.codegen.forms import parameter, same  # noqa: E402
+from resdsl.graph import op_nodes  # noqa: E402
 
 
 def assert_same_module(text: str, **values) -> None:
@@ -111,8 +112,8 @@ def test_a_size_that_a_stride_4_body_shrinks_is_frozen():
     text = STRIDED.format(policy="B", stride=4)
     assert frozen(text) == {"size"}
     graph = resdsl.loads(text, size=5).graph
-    strides = {data["args"]["stride"] for _, data in graph.nodes(data=True) if data["shortcut"]
-               and data["op"] == "conv"}
+    strides = {data.args["stride"] for data in op_nodes(graph) if data.shortcut
+               and data.op == "conv"}
     assert strides == {(3, 3)}
 
 

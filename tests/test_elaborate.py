@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 import resdsl
 from resdsl.errors import SpecError
-from resdsl.graph import EDGE_KINDS, containers, residual_units
+from resdsl.graph import EDGE_KINDS, OpNode, containers, op_edge, op_edges, op_node, op_nodes, residual_units
 
 
 def load(body: str, shape: str = "[8, 16, 16]", params: str = "", **kwargs) -> resdsl.Net:
@@ -14,15 +16,15 @@ def load(body: str, shape: str = "[8, 16, 16]", params: str = "", **kwargs) -> r
     return resdsl.loads(header + body, "t.res", **kwargs)
 
 
-def node_by_module(net: resdsl.Net, module: str) -> dict:
-    for _, data in net.graph.nodes(data=True):
-        if data["module"] == module:
+def node_by_module(net: resdsl.Net, module: str) -> OpNode:
+    for data in op_nodes(net.graph):
+        if data.module == module:
             return data
     raise KeyError(module)
 
 
 def modules(net: resdsl.Net) -> list[str]:
-    return [d["module"] for _, d in net.graph.nodes(data=True) if d["module"]]
+    return [d.module for d in op_nodes(net.graph) if d.module]
 
 
 def test_unlabelled_statements_get_deterministic_names():
@@ -37,9 +39,9 @@ def test_defaults_apply_to_the_rest_of_their_scope_and_inside_blocks():
         "    before: conv 3x3, 8\n    defaults conv(bias=false)\n    after: conv 3x3, 8\n    u: unit\n"
     )
     net = load(body)
-    assert node_by_module(net, "before")["args"]["bias"] is True
-    assert node_by_module(net, "after")["args"]["bias"] is False
-    assert node_by_module(net, "u.inner")["args"]["bias"] is False
+    assert node_by_module(net, "before").args["bias"] is True
+    assert node_by_module(net, "after").args["bias"] is False
+    assert node_by_module(net, "u.inner").args["bias"] is False
 
 
 def test_block_defaults_override_network_defaults_inside_the_block_only():
@@ -49,8 +51,8 @@ def test_block_defaults_override_network_defaults_inside_the_block_only():
         "    u: unit\n    outer: batchnorm\n"
     )
     net = load(body)
-    assert node_by_module(net, "u.inner")["args"]["eps"] == 0.1
-    assert node_by_module(net, "outer")["args"]["eps"] == 0.001
+    assert node_by_module(net, "u.inner").args["eps"] == 0.1
+    assert node_by_module(net, "outer").args["eps"] == 0.001
 
 
 def test_stage_names_instances_and_strides_only_the_first():
@@ -60,8 +62,8 @@ def test_stage_names_instances_and_strides_only_the_first():
         "    layer: stage unit(16) x 3, stride=2\n"
     )
     net = load(body)
-    assert node_by_module(net, "layer.0.conv1")["args"]["stride"] == (2, 2)
-    assert node_by_module(net, "layer.2.conv1")["args"]["stride"] == (1, 1)
+    assert node_by_module(net, "layer.0.conv1").args["stride"] == (2, 2)
+    assert node_by_module(net, "layer.2.conv1").args["stride"] == (1, 1)
     assert "layer.0.downsample.0" in modules(net)
     assert "layer.1.downsample.0" not in modules(net)
     box = containers(net.graph)["layer"]
@@ -84,9 +86,9 @@ def test_shortcut_policies_when_shapes_differ(policy, kind, extra_params, edge):
     (unit,) = residual_units(net.graph)
     assert unit.shortcut == kind
     assert net.num_params == 16 * 8 * 9 + extra_params
-    merge = net.graph.nodes[unit.merge]
-    assert merge["op"] == "residual_add" and merge["shape"] == (16, 8, 8)
-    assert edge in {k for *_, k in net.graph.in_edges(unit.merge, data="kind")}
+    merge = op_node(net.graph, unit.merge)
+    assert merge.op == "residual_add" and merge.shape == (16, 8, 8)
+    assert edge in {op_edge(net.graph, u, unit.merge).kind for u in net.graph.predecessors(unit.merge)}
 
 
 def test_policy_c_projects_even_when_shapes_match_and_identity_otherwise():
@@ -95,14 +97,14 @@ def test_policy_c_projects_even_when_shapes_match_and_identity_otherwise():
     kinds = [u.shortcut for u in residual_units(net.graph)]
     assert kinds == ["projection", "identity"]
     first, second = residual_units(net.graph)
-    assert net.graph.edges[second.input, second.merge]["kind"] == "skip-identity"
+    assert op_edge(net.graph, second.input, second.merge).kind == "skip-identity"
 
 
 def test_shortcut_none_and_plain_twin_keep_the_body_only():
     body = "    residual:\n        conv 3x3, 16, stride=2\n"
     assert residual_units(load(body.replace("residual", "residual shortcut=none")).graph)[0].shortcut == "none"
     plain = load(body, plain=True)
-    assert [d["op"] for _, d in plain.graph.nodes(data=True)] == ["input", "conv"]
+    assert [d.op for d in op_nodes(plain.graph)] == ["input", "conv"]
     assert load(body, shortcut="A").num_params == plain.num_params
 
 
@@ -114,7 +116,7 @@ def test_explicit_shortcut_path_is_named_like_sequential():
     net = load(body)
     assert ["downsample.0", "downsample.1", "downsample.proj_bn"] == [m for m in modules(net) if "downsample" in m]
     assert residual_units(net.graph)[0].shortcut == "explicit"
-    assert node_by_module(net, "downsample.0")["shortcut"] is True
+    assert node_by_module(net, "downsample.0").shortcut is True
 
 
 def test_labelled_residual_is_a_submodule():
@@ -125,8 +127,8 @@ def test_labelled_residual_is_a_submodule():
 
 def test_drop_path_and_scale_are_recorded_on_the_merge():
     net = load("    residual drop_path=0.2, scale=0.1:\n        conv 3x3, 8\n")
-    merge = net.graph.nodes[residual_units(net.graph)[0].merge]
-    assert merge["args"] == {"scale": 0.1, "drop_path": 0.2}
+    merge = op_node(net.graph, residual_units(net.graph)[0].merge)
+    assert merge.args == {"scale": 0.1, "drop_path": 0.2}
 
 
 def test_last_batchnorm_of_the_body_is_remembered_for_zero_init():
@@ -135,7 +137,7 @@ def test_last_batchnorm_of_the_body_is_remembered_for_zero_init():
         "        bn_b: batchnorm\n        relu\n"
     )
     unit = residual_units(load(body).graph)[0]
-    assert load(body).graph.nodes[unit.last_norm]["module"] == "bn_b"
+    assert op_node(load(body).graph, unit.last_norm).module == "bn_b"
 
 
 def test_long_skips_add_mul_concat_from():
@@ -145,17 +147,17 @@ def test_long_skips_add_mul_concat_from():
         "    m: conv 1x1, 2\n    from input\n    conv 3x3, 2, pad=0\n    concat m, crop=center\n"
     )
     net = load(body)
-    kinds = {d["kind"] for *_, d in net.graph.edges(data=True)}
+    kinds = {e.kind for *_, e in op_edges(net.graph)}
     assert {"long-add", "long-mul", "long-concat", "data"} <= kinds <= set(EDGE_KINDS)
-    concat = [d for _, d in net.graph.nodes(data=True) if d["op"] == "concat"][0]
-    assert concat["in_shapes"] == ((4, 14, 14), (8, 16, 16)) and concat["shape"] == (12, 14, 14)
+    concat = [d for d in op_nodes(net.graph) if d.op == "concat"][0]
+    assert concat.in_shapes == ((4, 14, 14), (8, 16, 16)) and concat.shape == (12, 14, 14)
 
 
 def test_concat_inputs_keep_their_order_even_from_the_same_node():
     net = load("    a: relu\n    concat a\n")
-    node = [n for n, d in net.graph.nodes(data=True) if d["op"] == "concat"][0]
-    source = net.graph.nodes[node]["inputs"][0]
-    assert net.graph.edges[source, node]["ports"] == (0, 1)
+    node = [d.id for d in op_nodes(net.graph) if d.op == "concat"][0]
+    source = op_node(net.graph, node).inputs[0]
+    assert op_edge(net.graph, source, node).ports == (0, 1)
     assert net.output_shape == (16, 16, 16)
 
 
@@ -175,7 +177,7 @@ def test_ranks_one_to_four(shape, body, out):
 
 def test_flat_residual_projection_is_linear_plus_batchnorm():
     net = load("    residual:\n        linear 16\n", shape="[32]")
-    ops = [(d["module"], d["op"]) for _, d in net.graph.nodes(data=True) if d["shortcut"]]
+    ops = [(d.module, d.op) for d in op_nodes(net.graph) if d.shortcut]
     assert ops == [("downsample.0", "linear"), ("downsample.1", "batchnorm")]
 
 
@@ -202,11 +204,16 @@ def test_block_parameters_are_type_checked_and_see_network_parameters():
 def test_graph_nodes_carry_the_documented_attributes():
     net = load("    conv1: conv 3x3, 8\n")
     data = node_by_module(net, "conv1")
-    assert set(data) == {"op", "args", "inputs", "in_shapes", "shape", "module", "container",
-                         "span", "label", "params", "shortcut"}
-    assert data["args"] == {"kernel": (3, 3), "out_channels": 8, "stride": (1, 1), "pad": (1, 1),
+    assert [f.name for f in dataclasses.fields(OpNode)] == [
+        "id", "op", "args", "inputs", "in_shapes", "shape", "module", "container", "span", "stmt",
+        "label", "params", "shortcut"]
+    assert all(dict(net.graph.nodes(data=True))[n].keys() == {"node"} for n in net.graph)  # one attribute
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        data.shape = (1,)
+    assert not hasattr(data, "__dict__")  # slotted
+    assert data.args == {"kernel": (3, 3), "out_channels": 8, "stride": (1, 1), "pad": (1, 1),
                             "dilation": (1, 1), "groups": 1, "bias": True}
-    assert (data["span"].line, data["label"], data["params"]) == (3, "conv1", 8 * 8 * 9 + 8)
+    assert (data.span.line, data.label, data.params) == (3, "conv1", 8 * 8 * 9 + 8)
 
 
 def test_limits_stop_runaway_specs_with_a_location():

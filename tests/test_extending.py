@@ -24,6 +24,7 @@ from resdsl.ops import (
 from resdsl.ops.base import entry_problem
 from resdsl.ops.shortcut import PROJECTIONS, projection
 from resdsl.analysis.report import analyze, node_macs, receptive_fields
+from resdsl.graph import op_node, op_nodes
 from resdsl.render import to_dot
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "extending.md"
@@ -54,13 +55,13 @@ def lppool():
 
 
 def _pool_node(net: resdsl.Net) -> int:
-    return next(n for n, op in net.graph.nodes(data="op") if op == "lppool")
+    return next(d.id for d in op_nodes(net.graph) if d.op == "lppool")
 
 
 # ---- the documented example, end to end --------------------------------------------------
 def test_the_documented_op_checks_with_the_right_shape(lppool):
     net = resdsl.loads(POOLED)
-    assert net.graph.nodes[_pool_node(net)]["shape"] == (4, 8, 8)  # (17 - 3) // 2 + 1
+    assert op_node(net.graph, _pool_node(net)).shape == (4, 8, 8)  # (17 - 3) // 2 + 1
     assert net.output_shape == (4, 8, 8)
     with pytest.raises(resdsl.SpecError, match="larger than the input"):
         resdsl.loads("network n:\n    input x: [3, 2, 2]\n    lppool 3x3\n")
@@ -74,7 +75,7 @@ def test_the_documented_op_has_its_receptive_field_and_macs(lppool):
     assert fields[net.graph.graph["output"]] == (9, 9)  # 5 + (3 - 1) x jump 2
     assert analyze(net).receptive_field == (9, 9)
     assert node_macs(net.graph, pool) == 4 * 8 * 8 * 9
-    assert net.graph.nodes[pool]["params"] == 0
+    assert op_node(net.graph, pool).params == 0
 
 
 def test_the_documented_op_builds_runs_and_is_generated(lppool):
@@ -135,9 +136,9 @@ network n:
     with registered(dataclasses.replace(REGISTRY["batchnorm"], name="bn_copy")):
         net = resdsl.loads(spec.format(norm="bn_copy"))
         unit = net.graph.graph["residuals"][0]
-        assert net.graph.nodes[unit.last_norm]["op"] == "bn_copy"
+        assert op_node(net.graph, unit.last_norm).op == "bn_copy"
         model = net.build(zero_init_residual=True)
-        assert not model.get_submodule(net.graph.nodes[unit.last_norm]["module"]).weight.any()
+        assert not model.get_submodule(op_node(net.graph, unit.last_norm).module).weight.any()
     net = resdsl.loads(spec.format(norm="layernorm"))  # not a zero-init norm: nothing targeted
     assert net.graph.graph["residuals"][0].last_norm is None
 
@@ -162,7 +163,7 @@ def test_the_diagram_declaration_decides_folding():
 
 def test_the_projection_is_the_catalogue_recipe(monkeypatch):
     text = "network n:\n    input x: [4, 8, 8]\n    residual:\n        conv 3x3, 8, stride=2\n"
-    ops = lambda net: [net.graph.nodes[n]["op"] for n in net.graph.nodes if net.graph.nodes[n]["shortcut"]]
+    ops = lambda net: [op_node(net.graph, n).op for n in net.graph.nodes if op_node(net.graph, n).shortcut]
     assert ops(resdsl.loads(text)) == ["conv", "batchnorm"]
     recipe = (PROJECTIONS["spatial"][0], ("layernorm", lambda i, t, s: {"eps": 1e-5}))
     monkeypatch.setitem(PROJECTIONS, "spatial", recipe)

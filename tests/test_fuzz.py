@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import resdsl
+from resdsl.graph import op_node
 from tests.fuzz import CPU_LIMIT_S, Case, Report, campaign, generate, mutate, run_case
 
 torch = pytest.importorskip("torch")
@@ -23,7 +24,7 @@ def _observed_equal_inferred(net) -> None:
         observed = observed_shapes(model, net, torch.zeros(2, *net.input_shape))
     assert observed, "no op was observed"
     for node, shape in observed.items():
-        assert net.graph.nodes[node]["shape"] == shape, net.graph.nodes[node]["module"]
+        assert op_node(net.graph, node).shape == shape, op_node(net.graph, node).module
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -10,6 +10,7 @@ import pytest
 import resdsl
 from resdsl import SpecError
 from resdsl.cli import main
+from resdsl.graph import op_nodes
 
 HEAD = 'network: "n"\ninput: "x: [4, 8]"\nbody:\n'
 
@@ -45,7 +46,7 @@ def test_folded_syntax_errors_are_located_too():
 def test_block_scalars_parse_with_their_trailing_newline():
     """`- >` keeps a final newline in the value: it was 'the line ended too early'."""
     net = resdsl.loads(HEAD + "  - >\n    relu\n  - |\n    conv 1, 4\n", "f.yaml", fmt="yaml")
-    assert [data["op"] for _, data in net.graph.nodes(data=True)][1:] == ["relu", "conv"]
+    assert [data.op for data in op_nodes(net.graph)][1:] == ["relu", "conv"]
 
 
 def test_paths_are_printed_with_control_characters_escaped(tmp_path, capsys):

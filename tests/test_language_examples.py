@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import resdsl
+from resdsl.graph import op_nodes
 from resdsl.syntax.text import parse_text
 from resdsl.syntax.yaml import parse_yaml
 
@@ -53,9 +54,9 @@ def test_unet_center_crops_match_the_paper():
     """REFERENCE.md: skip tensors 64->56, 136->104, 280->200, 568->392."""
     net = resdsl.load(EXAMPLES / "unet.res")
     crops = {}
-    for _, data in net.graph.nodes(data=True):
-        if data["op"] == "concat":
-            current, skip = data["in_shapes"]
+    for data in op_nodes(net.graph):
+        if data.op == "concat":
+            current, skip = data.in_shapes
             crops[skip[0]] = (skip[1], current[1])
     assert crops == {64: (568, 392), 128: (280, 200), 256: (136, 104), 512: (64, 56)}
 

@@ -17,6 +17,7 @@ from resdsl import Limits, SpecError
 from resdsl.elaborate import core as elaborate_module  # where unknown names get their hints
 from resdsl.elaborate import Elaborator
 from resdsl.errors import ErrorList
+from resdsl.graph import op_node, op_nodes
 from resdsl.syntax import text as text_module
 from resdsl.syntax.text import ToIR
 from resdsl.vocab import MODULE_ATTRIBUTES
@@ -278,9 +279,9 @@ def test_last_norm_ignores_explicit_shortcut_norms():
             "            batchnorm\n")
     graph = resdsl.loads(text).graph
     units = {u.span.line: u for u in graph.graph["residuals"]}
-    norms = [n for n, d in graph.nodes(data=True) if d["op"] == "batchnorm"]
+    norms = [d.id for d in op_nodes(graph) if d.op == "batchnorm"]
     body_norm, shortcut_norm = norms
-    assert graph.nodes[shortcut_norm]["shortcut"] and not graph.nodes[body_norm]["shortcut"]
+    assert op_node(graph, shortcut_norm).shortcut and not op_node(graph, body_norm).shortcut
     assert units[3].last_norm == body_norm and units[6].last_norm is None
 
 

@@ -24,6 +24,7 @@ from resdsl.backends.codegen.params import Flow  # noqa: E402
 from resdsl.backends.codegen.text import lit as _lit  # noqa: E402
 from resdsl.cli import main  # noqa: E402
 from resdsl.elaborate import Elaborator  # noqa: E402
+from resdsl.graph import op_node  # noqa: E402
 
 SPECS = Path(__file__).resolve().parents[1] / "specs"
 TINY = "network tiny(classes: int = 3):\n    input x: [8]\n    fc1: linear 16\n    relu\n    head: linear classes\n"
@@ -268,7 +269,7 @@ def test_probes_check_memory_before_building(tmp_path, small_machine, capsys):
 def test_activation_bound_counts_an_ops_input_and_output():
     net = resdsl.loads("network g:\n    input x: [8]\n    linear 1000\n    relu\n    linear 2\n")
     elements, node = backend.activation_elements(net)
-    assert elements == 1008 and net.graph.nodes[node]["op"] == "linear"
+    assert elements == 1008 and op_node(net.graph, node).op == "linear"
     assert backend.activation_elements(net, training=True)[0] == 8 + 1000 + 1000 + 2
 
 

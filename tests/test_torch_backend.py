@@ -7,7 +7,7 @@ import torch
 
 import resdsl
 from resdsl.backends.torch import observed_shapes
-from resdsl.graph import residual_units
+from resdsl.graph import op_node, residual_units
 
 torchvision = pytest.importorskip("torchvision")
 
@@ -29,7 +29,7 @@ def test_observed_shapes_equal_inferred_shapes(resnet50_net, resnet50_model):
         seen = observed_shapes(resnet50_model, resnet50_net, torch.zeros(1, 3, 224, 224))
     graph = resnet50_net.graph
     assert len(seen) == graph.number_of_nodes() - 1
-    assert all(graph.nodes[n]["shape"] == shape for n, shape in seen.items())
+    assert all(op_node(graph, n).shape == shape for n, shape in seen.items())
 
 
 def test_unet_forward(unet_net):
@@ -61,7 +61,7 @@ def test_small_specs_shapes_and_params(name):
     assert sum(p.numel() for p in model.parameters()) == net.num_params
     with torch.no_grad():
         seen = observed_shapes(model, net, torch.randn(2, *net.input_shape))
-    assert {n: net.graph.nodes[n]["shape"] for n in seen} == seen
+    assert {n: op_node(net.graph, n).shape for n in seen} == seen
 
 
 def test_option_a_shortcut_subsamples_and_pads_zeros():
@@ -79,7 +79,7 @@ def test_zero_init_residual_makes_every_unit_start_as_the_identity():
     model = net.build(zero_init_residual=True).eval()
     bodies = {}  # merges are inline code (out += identity): watch each body's last norm instead
     for unit in residual_units(net.graph):
-        norm = model.get_submodule(net.graph.nodes[unit.last_norm]["module"])
+        norm = model.get_submodule(op_node(net.graph, unit.last_norm).module)
         norm.register_forward_hook(lambda mod, inputs, out, key=unit.merge: bodies.__setitem__(key, out.clone()))
     with torch.no_grad():
         model(torch.randn(2, 3, 64, 64))

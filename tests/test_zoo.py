@@ -23,7 +23,7 @@ from resdsl.api import _collect_blocks, _detect_format
 from resdsl.cli import main
 from resdsl.elaborate import Limits
 from resdsl.errors import ErrorList
-from resdsl.graph import containers, residual_units
+from resdsl.graph import containers, op_edges, op_node, op_nodes, residual_units
 from resdsl.syntax.text import parse_text
 from resdsl.syntax.yaml import parse_yaml
 
@@ -152,12 +152,12 @@ def test_build_counts_and_forward_shapes(net: resdsl.Net, model, case: Case):
     assert sum(p.numel() for p in model.parameters()) == case.expected
     with torch.no_grad():
         observed = observed_shapes(model, net, _sample(net, case.batch))
-    module_nodes = {n for n, m in net.graph.nodes(data="module") if m is not None}
+    module_nodes = {d.id for d in op_nodes(net.graph) if d.module is not None}
     submodules = dict(model.named_modules())
     # Every op that is a submodule ran; inline merges are observed where the backend can see them.
-    assert {n for n in module_nodes if net.graph.nodes[n]["module"] in submodules} <= set(observed)
+    assert {n for n in module_nodes if op_node(net.graph, n).module in submodules} <= set(observed)
     assert set(observed) <= module_nodes
-    inferred = {n: net.graph.nodes[n]["shape"] for n in observed}
+    inferred = {n: op_node(net.graph, n).shape for n in observed}
     assert observed == inferred
     assert observed[net.graph.graph["output"]] == net.output_shape
 
@@ -165,18 +165,18 @@ def test_build_counts_and_forward_shapes(net: resdsl.Net, model, case: Case):
 def test_plain_twin(net: resdsl.Net, case: Case):
     """--plain: every residual loses its skip; the bodies keep every parameter."""
     plain = resdsl.load(case.path, plain=True, **case.params)
-    kinds = {kind for _, _, kind in plain.graph.edges(data="kind")}
+    kinds = {e.kind for _, _, e in op_edges(plain.graph)}
     assert not any(kind.startswith("skip") for kind in kinds)
     units = residual_units(plain.graph)
     assert len(units) == len(residual_units(net.graph))
     assert units or case.spec == "unet"  # U-Net's skips are long concats, not residual units
     assert all(unit.shortcut == "none" for unit in units)
-    shortcut_params = sum(d["params"] for _, d in net.graph.nodes(data=True) if d["shortcut"])
+    shortcut_params = sum(d.params for d in op_nodes(net.graph) if d.shortcut)
     assert plain.num_params == net.num_params - shortcut_params
     assert plain.output_shape == net.output_shape
-    body_modules = {d["module"] for _, d in net.graph.nodes(data=True)
-                    if d["module"] and not d["shortcut"] and d["op"] != "residual_add"}
-    assert {d["module"] for _, d in plain.graph.nodes(data=True) if d["module"]} == body_modules
+    body_modules = {d.module for d in op_nodes(net.graph)
+                    if d.module and not d.shortcut and d.op != "residual_add"}
+    assert {d.module for d in op_nodes(plain.graph) if d.module} == body_modules
 
 
 def test_plain_check_cli(case: Case, capsys):
@@ -278,8 +278,8 @@ def test_cifar_option_a_zero_pads():
     import torch
 
     net = resdsl.load(CIFAR_SPEC, n=3)
-    pads = [d for _, d in net.graph.nodes(data=True) if d["op"] == "zero_pad"]
-    assert [(d["in_shapes"][0], d["shape"]) for d in pads] == [((16, 32, 32), (32, 16, 16)),
+    pads = [d for d in op_nodes(net.graph) if d.op == "zero_pad"]
+    assert [(d.in_shapes[0], d.shape) for d in pads] == [((16, 32, 32), (32, 16, 16)),
                                                               ((32, 16, 16), (64, 8, 8))]
     unit = net.build(zero_init_residual=True).eval().get_submodule("layer2.0")
     x = torch.randn(2, 16, 32, 32)
@@ -299,10 +299,10 @@ def _chain(graph: nx.DiGraph, start: int, stop: int, port: int) -> list[str]:
     ops = []
     node = start
     while node != stop:
-        data = graph.nodes[node]
-        ops.append(data["op"])
-        inputs = data["inputs"]
-        node = inputs[port] if data["op"] == "residual_add" else inputs[0]
+        data = op_node(graph, node)
+        ops.append(data.op)
+        inputs = data.inputs
+        node = inputs[port] if data.op == "residual_add" else inputs[0]
     return ops[::-1]
 
 
@@ -323,22 +323,22 @@ def test_preact_body_order_and_clean_identity_path():
     for unit in units:
         assert _chain(graph, unit.body_output, unit.input, 0) == ["batchnorm", "relu", "conv"] * 3
     # From the head back to the stem along the shortcuts: merges and projections only.
-    final_bn = next(n for n, d in graph.nodes(data=True) if d["module"] == "bn")
-    stem = next(n for n, d in graph.nodes(data=True) if d["module"] == "conv1")
-    path = _chain(graph, graph.nodes[final_bn]["inputs"][0], stem, 1)
+    final_bn = next(d.id for d in op_nodes(graph) if d.module == "bn")
+    stem = next(d.id for d in op_nodes(graph) if d.module == "conv1")
+    path = _chain(graph, op_node(graph, final_bn).inputs[0], stem, 1)
     assert set(path) == {"residual_add", "conv"} and path.count("conv") == 3
     assert path.count("residual_add") == len(units)
     # No unit's output passes a nonlinearity before the next unit's merge.
     merges = {u.merge for u in units}
     for merge in merges:
         for succ in graph.successors(merge):
-            assert graph.nodes[succ]["op"] in ("batchnorm", "residual_add", "conv")
+            assert op_node(graph, succ).op in ("batchnorm", "residual_add", "conv")
 
 
 def test_preact_projection_is_a_bare_conv():
     net = resdsl.load(PREACT_SPEC, n=18)
-    shortcut_ops = [(d["module"], d["op"], d["args"]["bias"]) for _, d in net.graph.nodes(data=True)
-                    if d["shortcut"]]
+    shortcut_ops = [(d.module, d.op, d.args["bias"]) for d in op_nodes(net.graph)
+                    if d.shortcut]
     assert shortcut_ops == [(f"layer{i}.first.downsample.0", "conv", False) for i in (1, 2, 3)]
 
 
@@ -351,10 +351,10 @@ def test_unet_original_shapes_and_crops():
     net = resdsl.load(UNET_SPEC)
     assert (net.input_shape, net.output_shape, net.num_params) == ((1, 572, 572), (2, 388, 388), UNET)
     crops = {}
-    for _, data in net.graph.nodes(data=True):
-        if data["op"] == "concat":
-            skip = data["in_shapes"][1]
-            crops[skip[0]] = (skip[1], data["in_shapes"][0][1])
+    for data in op_nodes(net.graph):
+        if data.op == "concat":
+            skip = data.in_shapes[1]
+            crops[skip[0]] = (skip[1], data.in_shapes[0][1])
     assert crops == {64: (568, 392), 128: (280, 200), 256: (136, 104), 512: (64, 56)}
 
 
@@ -370,8 +370,8 @@ def test_unet_same_size(params: dict, shape: tuple):
 def test_residual_mlp_is_flat_and_convolution_free():
     net = resdsl.load(SPECS / "residual_mlp.res", depth=3, width=64)
     assert len(net.input_shape) == 1
-    assert {d["op"] for _, d in net.graph.nodes(data=True)} >= {"linear", "residual_add"}
-    assert not {"conv", "upconv"} & {d["op"] for _, d in net.graph.nodes(data=True)}
+    assert {d.op for d in op_nodes(net.graph)} >= {"linear", "residual_add"}
+    assert not {"conv", "upconv"} & {d.op for d in op_nodes(net.graph)}
     assert [u.shortcut for u in residual_units(net.graph)] == ["identity"] * 3
     assert net.num_params == residual_mlp_params(width=64, depth=3)
 
@@ -394,8 +394,8 @@ def _resolved_ir(path: Path):
 
 
 def _graph_signature(net: resdsl.Net) -> list[tuple]:
-    return [(d["op"], repr(d["args"]), d["shape"], d["module"], d["params"])
-            for _, d in net.graph.nodes(data=True)]
+    return [(d.op, repr(d.args), d.shape, d.module, d.params)
+            for d in op_nodes(net.graph)]
 
 
 YAML_TWINS = {"resnet18": {}, "cifar_resnet": {"n": 5}, "unet": {"pad": 1},

@@ -18,6 +18,7 @@ from typing import Any, Callable, Iterable
 
 import networkx as nx
 
+from ..graph import op_edge, op_nodes
 from ..ops import REGISTRY
 
 # ---- polynomials over path counts ---------------------------------------------------
@@ -68,7 +69,7 @@ class Dag:
         self.graph = graph
         self.order = sorted(graph.nodes)
         self.index = {n: i for i, n in enumerate(self.order)}
-        self.preds = {v: [(u, len(graph.edges[u, v]["ports"])) for u in graph.predecessors(v)]
+        self.preds = {v: [(u, len(op_edge(graph, u, v).ports)) for u in graph.predecessors(v)]
                       for v in self.order}
         self.frees: dict[int, list[int]] = {v: [] for v in self.order}  # node -> values it uses last
         for u in self.order:
@@ -86,8 +87,7 @@ class Dag:
     def flags(self, test: Callable[[Any], bool]) -> frozenset[int]:
         """The nodes whose op passes ``test`` (computed once per test)."""
         if test not in self._flags:
-            ops = self.graph.nodes(data="op")
-            self._flags[test] = frozenset(n for n, op in ops if test(REGISTRY[op]))
+            self._flags[test] = frozenset(data.id for data in op_nodes(self.graph) if test(REGISTRY[data.op]))
         return self._flags[test]
 
 

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 import torch
 
 from ..backends.torch import check_memory
-from ..graph import residual_units, top_level_groups
+from ..graph import op_node, residual_units, top_level_groups
 
 if TYPE_CHECKING:  # pragma: no cover
     import networkx as nx
@@ -35,7 +35,7 @@ def _owner(model: torch.nn.Module, graph: "nx.DiGraph", node: int) -> torch.nn.M
     or the container (block, stage) that ends with it. None where the generated
     ``forward`` computes it inline (``out += x``, ``torch.cat``)."""
     modules = dict(model.named_modules())
-    path = graph.nodes[node]["module"]
+    path = op_node(graph, node).module
     if path in modules:
         return modules[path]
     for box_path, box in graph.graph["containers"].items():
@@ -69,8 +69,8 @@ def observe(model: torch.nn.Module, graph: "nx.DiGraph", nodes: Sequence[int],
     try:
         for node in sorted(set(nodes) - {graph.graph["input"]}):
             owner = _owner(model, graph, node)
-            consumer = next((modules[graph.nodes[s]["module"]] for s in graph.successors(node)
-                             if graph.nodes[s]["module"] in modules and graph.nodes[s]["inputs"][0] == node), None)
+            consumer = next((modules[op_node(graph, s).module] for s in graph.successors(node)
+                             if op_node(graph, s).module in modules and op_node(graph, s).inputs[0] == node), None)
             if owner is not None:
                 handles.append(owner.register_forward_hook(on_output(node)))
             elif consumer is not None:
@@ -100,7 +100,7 @@ def capture(model: torch.nn.Module, graph: "nx.DiGraph", nodes: Sequence[int],
     with observe(model, graph, nodes, lambda node, t: values.__setitem__(node, t.detach().clone())) as seen:
         hidden = set(nodes) - seen - {graph.graph["input"]}
         if hidden:  # pragma: no cover - the probes ask for merges and block ends, all seen
-            raise ValueError(f"cannot observe {graph.nodes[min(hidden)]['module']}")
+            raise ValueError(f"cannot observe {op_node(graph, min(hidden)).module}")
         yield values
 
 
@@ -108,7 +108,7 @@ def shortcut_node(graph: "nx.DiGraph", unit) -> int | None:
     """The node whose tensor a plain unit can be replaced by (its input, when the
     shape is kept); for a unit with a shortcut, its merge."""
     if unit.shortcut == "none":
-        same = graph.nodes[unit.input]["shape"] == graph.nodes[unit.merge]["shape"]
+        same = op_node(graph, unit.input).shape == op_node(graph, unit.merge).shape
         return unit.input if same else None
     return unit.merge
 
@@ -152,10 +152,10 @@ def init_ratios(net: "Net", *, zero_init_residual: bool, batch: int = 8, seed: i
         if unit.shortcut == "none":
             deviation, reference = body - values[unit.input], values[unit.input]
         else:
-            deviation = body * graph.nodes[unit.merge]["args"].get("scale", 1.0)
+            deviation = body * op_node(graph, unit.merge).args.get("scale", 1.0)
             reference = values[unit.merge] - deviation
         ratio = (torch.linalg.vector_norm(deviation) / torch.linalg.vector_norm(reference)).item()
-        rows.append(InitRatio(graph.nodes[unit.merge]["module"], unit.shortcut, ratio))
+        rows.append(InitRatio(op_node(graph, unit.merge).module, unit.shortcut, ratio))
     return rows
 
 
@@ -256,11 +256,11 @@ def dropped(model: torch.nn.Module, graph: "nx.DiGraph", units: Sequence) -> Ite
     for unit in units:
         source = shortcut_node(graph, unit)
         if source is None:
-            raise ValueError(f"unit at {graph.nodes[unit.merge]['module']} changes the shape "
+            raise ValueError(f"unit at {op_node(graph, unit.merge).module} changes the shape "
                              "and has no shortcut: it cannot be dropped")
         owner = _owner(model, graph, unit.body_output)
         if owner is None:  # pragma: no cover - bodies end in an op or a block
-            raise ValueError(f"cannot reach the body of {graph.nodes[unit.merge]['module']}")
+            raise ValueError(f"cannot reach the body of {op_node(graph, unit.merge).module}")
         if unit.shortcut != "none":
             handles.append(owner.register_forward_hook(lambda _m, _i, out: torch.zeros_like(out)))
             continue

@@ -62,7 +62,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import networkx as nx
 
-from ..graph import containers, gc_paused, residual_units, top_level_groups
+from ..graph import containers, gc_paused, op_node, residual_units, top_level_groups
 from ..ops import GLOBAL, POINTWISE, REGISTRY, field_of
 from ..shapes import format_shape
 from .paths import EXACT_BITS, Dag, Inexact, Moments, as_dag, count_step, distribution, fold, min_max
@@ -224,7 +224,7 @@ def block_paths(graph: "nx.DiGraph | Dag") -> list[BlockPaths]:
     for unit in residual_units(graph):
         box = boxes.get(unit.container)
         if box is None or box.kind == "network":
-            source, target, where = unit.input, unit.merge, graph.nodes[unit.merge]["module"]
+            source, target, where = unit.input, unit.merge, op_node(graph, unit.merge).module
         else:
             source, target, where = box.input, box.output, box.path
         if (source, target) not in seen:
@@ -253,9 +253,9 @@ def trunk_stats(graph: "nx.DiGraph | Dag") -> PathStats | None:
 # ---- cost -----------------------------------------------------------------------------
 def node_macs(graph: nx.DiGraph, node: int) -> int:
     """MACs of one op at batch 1 (see the module docstring for what is counted)."""
-    data = graph.nodes[node]
-    in_shape = data["in_shapes"][0] if data["in_shapes"] else data["shape"]
-    return REGISTRY[data["op"]].macs(in_shape, data["shape"], data["args"])
+    data = op_node(graph, node)
+    in_shape = data.in_shapes[0] if data.in_shapes else data.shape
+    return REGISTRY[data.op].macs(in_shape, data.shape, data.args)
 
 
 def peak_activations(graph: nx.DiGraph) -> int:
@@ -264,7 +264,7 @@ def peak_activations(graph: nx.DiGraph) -> int:
     alive: dict[int, int] = {}
     total = peak = 0  # a running sum: re-adding every live tensor per op is quadratic
     for node in sorted(graph.nodes):
-        alive[node] = prod(graph.nodes[node]["shape"])
+        alive[node] = prod(op_node(graph, node).shape)
         total += alive[node]
         peak = max(peak, total)
         for u in graph.predecessors(node):
@@ -317,8 +317,8 @@ def _widen(field_: Field, kernels: Iterable[int], strides: Iterable[int | Fracti
 def _op_field(data: dict, field_: Field) -> Field | None:
     """The field after one op, from its catalogue entry's ``receptive_field``: every op
     declares one (POINTWISE is a declaration, not a fallback); None: global."""
-    in_shape = data["in_shapes"][0] if data["in_shapes"] else data["shape"]
-    window = field_of(REGISTRY[data["op"]], in_shape, data["shape"], data["args"])
+    in_shape = data.in_shapes[0] if data.in_shapes else data.shape
+    window = field_of(REGISTRY[data.op], in_shape, data.shape, data.args)
     if window is POINTWISE:
         return field_
     if window is GLOBAL:
@@ -326,7 +326,7 @@ def _op_field(data: dict, field_: Field) -> Field | None:
     if not window.kernel:  # a flat tensor: no spatial extent left to widen
         return field_
     if len(window.kernel) != len(field_[0]):  # an op changed the spatial rank: positions do not map
-        raise ValueError(f"op {data['op']!r} has a {len(window.kernel)}-D window on a network "
+        raise ValueError(f"op {data.op!r} has a {len(window.kernel)}-D window on a network "
                          f"whose input has {len(field_[0])} spatial dimensions")
     return _widen(field_, window.kernel, window.stride, window.upscale)
 
@@ -350,15 +350,15 @@ def receptive_fields(graph: nx.DiGraph) -> dict[int, tuple[int, ...] | None]:
     (8, 8)
     """
     start = graph.graph["input"]
-    rank = len(graph.nodes[start]["shape"]) - 1
+    rank = len(op_node(graph, start).shape) - 1
     if rank == 0:
         return {}
     fields: dict[int, Field | None] = {start: ((1,) * rank, (1,) * rank)}
     for node in sorted(graph.nodes):
-        data = graph.nodes[node]
-        if node == start or not data["inputs"]:
+        data = op_node(graph, node)
+        if node == start or not data.inputs:
             continue
-        ins = [fields[i] for i in data["inputs"]]
+        ins = [fields[i] for i in data.inputs]
         if any(f is None for f in ins):
             fields[node] = None
             continue
@@ -446,7 +446,7 @@ class Analysis:
 def _stage_kind(graph: nx.DiGraph, name: str, nodes: list[int]) -> str:
     box = containers(graph).get(name)
     if box is None:
-        return graph.nodes[nodes[-1]]["op"]
+        return op_node(graph, nodes[-1]).op
     if box.kind == "stage":
         return f"{box.block} x {len(box.children)}"
     return (box.block or "block") if box.kind == "block" else box.kind
@@ -461,10 +461,10 @@ def stage_costs(graph: nx.DiGraph, fields: dict[int, tuple[int, ...] | None] | N
         out = boxes[name].output if name in boxes else nodes[-1]
         rows.append(StageCost(
             name=name, kind=_stage_kind(graph, name, nodes),
-            output_shape=format_shape(graph.nodes[out]["shape"]),
-            params=sum(graph.nodes[n]["params"] for n in nodes),
+            output_shape=format_shape(op_node(graph, out).shape),
+            params=sum(op_node(graph, n).params for n in nodes),
             macs=sum(node_macs(graph, n) for n in nodes),
-            activations=sum(prod(graph.nodes[n]["shape"]) for n in nodes),
+            activations=sum(prod(op_node(graph, n).shape) for n in nodes),
             receptive_field=fields.get(out, ()),
         ))
     return rows

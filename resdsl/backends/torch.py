@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from ..errors import Diagnostic, Span, SpecError, UsageError
-from ..graph import containers, residual_units
+from ..graph import containers, op_node, op_nodes, residual_units
 from ..ops import REGISTRY
 from ..shapes import format_shape
 
@@ -159,12 +159,13 @@ def activation_elements(net: "Net", training: bool = False) -> tuple[int, int]:
     graph = net.graph
     first = graph.graph["input"]
     best, node_of_best, total = 0, first, 0
-    for node, data in graph.nodes(data=True):
-        size = _elements(data["shape"])
+    for data in op_nodes(graph):
+        node = data.id
+        size = _elements(data.shape)
         total += size
         held = size
-        if not REGISTRY[data["op"]].in_place and data["in_shapes"]:
-            held += _elements(data["in_shapes"][0])
+        if not REGISTRY[data.op].in_place and data.in_shapes:
+            held += _elements(data.in_shapes[0])
         if held > best:
             best, node_of_best = held, node
     return (total, node_of_best) if training else (best, node_of_best)
@@ -186,10 +187,11 @@ def memory_need(net: "Net", *, dtype: Any = None, training: bool = False) -> Mem
     act_size = _element_size(dtype) if dtype is not None else default
     weights_node, most = None, -1
     total = 0
-    for node, data in net.graph.nodes(data=True):
-        total += data["params"]
-        if data["params"] > most:
-            weights_node, most = node, data["params"]
+    for data in op_nodes(net.graph):
+        node = data.id
+        total += data.params
+        if data.params > most:
+            weights_node, most = node, data.params
     elements, node = activation_elements(net, training)
     return MemoryNeed(total * per_param, weights_node, elements * act_size, node)
 
@@ -213,14 +215,14 @@ def check_memory(net: "Net", batch: int, *, dtype: Any = None, device: Any = Non
     if one > room:
         weights_first = batch == 0 or need.weights >= need.activations
         node = need.weights_node if weights_first and need.weights_node is not None else need.activations_node
-        data = net.graph.nodes[node]
-        what = (f"{data['params']:,} parameters" if weights_first else
-                f"its tensors of {format_shape(data['shape'])} per sample")
-        span = data["span"]
+        data = op_node(net.graph, node)
+        what = (f"{data.params:,} parameters" if weights_first else
+                f"its tensors of {format_shape(data.shape)} per sample")
+        span = data.span
         raise SpecError([Diagnostic(
             span, f"the network needs {_bytes(one)} of memory ({_bytes(need.weights)} of weights"
             + (f", {_bytes(need.activations)} of activations per sample" if batch else "")
-            + f"), more than the {_bytes(room)} available; the largest part is {data['op']} with {what}",
+            + f"), more than the {_bytes(room)} available; the largest part is {data.op} with {what}",
             source_line=_source_line(net, span), hint="use smaller sizes, or build on device='meta' to "
             "inspect the module without allocating it")])
     if batch > 1 and need.total(batch) > room:
@@ -243,14 +245,14 @@ def zero_residual_norms(model: nn.Module, net: "Net") -> int:
         for unit in residual_units(net.graph):
             if unit.last_norm is None or unit.shortcut == "none":
                 continue
-            norm = model.get_submodule(net.graph.nodes[unit.last_norm]["module"])
+            norm = model.get_submodule(op_node(net.graph, unit.last_norm).module)
             norm.weight.zero_()
             count += 1
     return count
 
 
 def _module_spans(net: "Net") -> dict[str, Span]:
-    return {data["module"]: data["span"] for _, data in net.graph.nodes(data=True) if data["module"]}
+    return {data.module: data.span for data in op_nodes(net.graph) if data.module}
 
 
 def load_weights(model: nn.Module, net: "Net", weights: str | os.PathLike | dict) -> None:
@@ -448,14 +450,15 @@ def observed_shapes(model: nn.Module, net: "Net", x: torch.Tensor) -> dict[int, 
 
     outputs = {box.output: path for path, box in containers(graph).items() if path}
     try:
-        for node, data in graph.nodes(data=True):
-            if data["module"] is None:
+        for data in op_nodes(graph):
+            node = data.id
+            if data.module is None:
                 continue
-            if data["module"] in modules:
-                handles.append(modules[data["module"]].register_forward_hook(record(node)))
+            if data.module in modules:
+                handles.append(modules[data.module].register_forward_hook(record(node)))
                 continue
-            consumer = next((graph.nodes[s]["module"] for s in graph.successors(node)
-                             if graph.nodes[s]["module"] in modules and graph.nodes[s]["inputs"][0] == node), None)
+            consumer = next((op_node(graph, s).module for s in graph.successors(node)
+                             if op_node(graph, s).module in modules and op_node(graph, s).inputs[0] == node), None)
             if consumer is not None:
                 handles.append(modules[consumer].register_forward_pre_hook(record_input(node)))
             elif outputs.get(node) in modules:

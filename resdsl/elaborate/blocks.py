@@ -77,7 +77,8 @@ class BlocksMixin:
             notes=(_CallNote(path, name, bound, stmt.span),) + scope.notes,
             block_stack=scope.block_stack + (name,),
         )
-        container = Container(path, "block", stmt.span, input=x.node, block=name, args=bound)
+        container = Container(path, "block", stmt.span, input=x.node, block=name, args=bound,
+                              stmt=stmt)
         self.open_container(scope, container, inner)
         out = self.body(block.body, inner, x, defaults)
         container.output = out.node
@@ -114,7 +115,7 @@ class BlocksMixin:
             first_extra["stride"] = evaluate(option.value, scope.env)
         name = self.module_name(scope, stmt.label, "stage", stmt.span)
         path = scope.module_path(name)
-        container = Container(path, "stage", stmt.span, input=x.node, block=block.name)
+        container = Container(path, "stage", stmt.span, input=x.node, block=block.name, stmt=stmt)
         self.open_container(scope, container)
         stage_scope = Scope(path=path, container=path, env=scope.env, labels={}, reserved=set(),
                             depth=scope.depth, notes=scope.notes, block_stack=scope.block_stack)

@@ -56,7 +56,7 @@ class RefsMixin:
             shape = self.checked_size(shape, stmt.span)
         name = self.module_name(scope, stmt.label, stmt.kind, stmt.span)
         out = self.add_node(stmt.kind, args, [x, target], ["data", f"long-{stmt.kind}"], shape, scope,
-                            stmt.span, module=scope.module_path(name), label=stmt.label)
+                            stmt, module=scope.module_path(name), label=stmt.label)
         self.set_label(scope, stmt.label, out, stmt.span)
         return out
 

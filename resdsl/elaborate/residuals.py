@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from .. import ir
 from ..errors import Problem
 from ..expr import describe, evaluate
-from ..graph import Container, ResidualUnit
+from ..graph import Container, ResidualUnit, op_edge, op_node, set_edge, update_node
 from ..ops import REGISTRY, projection
 from ..shapes import Shape, format_shape
 from ..vocab import SHORTCUT_POLICIES
@@ -54,7 +56,7 @@ class ResidualsMixin:
             inner = Scope(path=path, container=path, env=scope.env, labels={"input": x},
                           reserved=self.declared_labels(stmt.body), depth=scope.depth + 1,
                           notes=scope.notes, block_stack=scope.block_stack)
-            self.open_container(scope, Container(path, "residual", stmt.span, input=x.node), inner)
+            self.open_container(scope, Container(path, "residual", stmt.span, input=x.node, stmt=stmt), inner)
         else:
             inner = scope
         first_node = self.nodes
@@ -77,7 +79,7 @@ class ResidualsMixin:
             self.graph.graph["containers"][inner.container].output = out.node
         self.graph.graph["residuals"].append(ResidualUnit(
             merge=out.node, input=x.node, body_output=body_out.node, shortcut=kind,
-            last_norm=last_norm, container=inner.container, span=stmt.span,
+            last_norm=last_norm, container=inner.container, span=stmt.span, stmt=stmt,
         ))
         self.set_label(scope, stmt.label, out, stmt.span)
         return out
@@ -123,7 +125,7 @@ class ResidualsMixin:
         name = self.module_name(scope, "downsample" if "downsample" not in scope.used else None,
                                 "downsample", stmt.span)
         path = scope.module_path(name)
-        self.open_container(scope, Container(path, "shortcut", stmt.span, input=x.node))
+        self.open_container(scope, Container(path, "shortcut", stmt.span, input=x.node, stmt=stmt))
         return Scope(path=path, container=path, env=scope.env, labels={"input": x}, reserved=set(),
                      sequential=True, depth=scope.depth + 1, notes=scope.notes,
                      block_stack=scope.block_stack)
@@ -135,7 +137,7 @@ class ResidualsMixin:
         for index, (op, args) in enumerate(projection(x.shape, target, strides)):  # the catalogue's recipe
             spec = REGISTRY[op]
             shape = spec.infer(out.shape, args)
-            out = self.add_node(op, args, [out], ["skip-projection"], shape, inner, stmt.span,
+            out = self.add_node(op, args, [out], ["skip-projection"], shape, inner, stmt,
                                 module=inner.module_path(str(index)), params=spec.params(out.shape, args),
                                 shortcut=True)
         self.graph.graph["containers"][inner.container].output = out.node
@@ -149,7 +151,7 @@ class ResidualsMixin:
                           f"({x.shape[0]} -> {target[0]})", hint="use shortcut=B (projection)")
         args = {"stride": strides, "channels": extra}
         name = self.module_name(scope, None, "zero_pad", stmt.span)
-        return self.add_node("zero_pad", args, [x], ["skip-zero-pad"], target, scope, stmt.span,
+        return self.add_node("zero_pad", args, [x], ["skip-zero-pad"], target, scope, stmt,
                              module=scope.module_path(name), shortcut=True)
 
     def explicit_shortcut(self, stmt, scope: Scope, x: Tensor, defaults: dict) -> tuple[Tensor, str]:
@@ -159,12 +161,12 @@ class ResidualsMixin:
         created = range(first, self.nodes)
         while self.norms and self.norms[-1] >= first:  # shortcut norms are no body's last norm
             self.norms.pop()
-        weighted = any(self.graph.nodes[n]["params"] for n in created)
+        weighted = any(op_node(self.graph, n).params for n in created)
         kind = "skip-projection" if weighted else "skip-identity"
         for node in created:
-            self.graph.nodes[node]["shortcut"] = True
+            update_node(self.graph, node, shortcut=True)
             for pred in self.graph.predecessors(node):
-                self.graph.edges[pred, node]["kind"] = kind
+                set_edge(self.graph, pred, node, replace(op_edge(self.graph, pred, node), kind=kind))
         self.graph.graph["containers"][inner.container].output = out.node
         return out, kind
 
@@ -181,5 +183,5 @@ class ResidualsMixin:
             shape = body_out.shape
         name = self.module_name(scope, None, "residual_add", stmt.span)
         return self.add_node("residual_add", {"scale": scale, "drop_path": drop_path},
-                             [body_out, shortcut], ["data", edge], shape, scope, stmt.span,
+                             [body_out, shortcut], ["data", edge], shape, scope, stmt,
                              module=scope.module_path(name))

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from ..graph import residual_units
+from ..graph import op_node, residual_units
 from ..analysis.probes import dropped, shortcut_node
 from .training import SPEC, Run, digits, error, pyplot, save_results, set_threads, spread, train
 
@@ -82,7 +82,7 @@ def measure(args: argparse.Namespace) -> dict:
                 for plain in (False, True)}
         graph = runs[True].net.graph
         keeping = [i for i, u in enumerate(residual_units(graph)) if shortcut_node(graph, u) is not None]
-        results["units"] = [runs[False].net.graph.nodes[u.merge]["module"].rsplit(".", 1)[0]
+        results["units"] = [op_node(runs[False].net.graph, u.merge).module.rsplit(".", 1)[0]
                             for u in residual_units(runs[False].net.graph)]
         results["shape_keeping"] = keeping
         for plain, run in runs.items():

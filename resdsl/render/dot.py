@@ -37,7 +37,7 @@ from typing import Any, Iterable
 
 import networkx as nx
 
-from ..graph import Container, ResidualUnit, containers, gc_paused, residual_units
+from ..graph import Container, ResidualUnit, containers, gc_paused, op_edge, op_edges, op_node, op_nodes, residual_units
 from ..ops import REGISTRY
 from ..shapes import format_dims
 
@@ -219,15 +219,15 @@ def _group_of(container: str, box_paths: set[str]) -> str | None:
 # ---- labels ---------------------------------------------------------------------------
 def op_label(data: dict) -> str:
     """The op's paper-style text: ``3x3 conv, 128, /2``, ``fc 1000``, ``avg pool``."""
-    in_shape = data["in_shapes"][0] if data["in_shapes"] else data["shape"]
-    text = REGISTRY[data["op"]].label(data["args"], in_shape, data["shape"])
-    return text or data["op"]
+    in_shape = data.in_shapes[0] if data.in_shapes else data.shape
+    text = REGISTRY[data.op].label(data.args, in_shape, data.shape)
+    return text or data.op
 
 
 def _drawn_kind(data: dict) -> str:
     """The drawn node's kind from the op's ``diagram``: an op box on a shortcut is a shortcut box."""
-    kind = REGISTRY[data["op"]].diagram.kind
-    return "shortcut" if kind == "op" and data["shortcut"] else kind
+    kind = REGISTRY[data.op].diagram.kind
+    return "shortcut" if kind == "op" and data.shortcut else kind
 
 
 def _value(value: Any) -> str:
@@ -265,7 +265,7 @@ def _varying_args(graph: nx.DiGraph) -> dict[str, list[str]]:
 
 def _downsampling(graph: nx.DiGraph, first: int, last: int) -> str:
     """``, /2`` when the spatial size shrinks by an integer factor from ``first`` to ``last``."""
-    before, after = graph.nodes[first]["shape"], graph.nodes[last]["shape"]
+    before, after = op_node(graph, first).shape, op_node(graph, last).shape
     if len(before) < 2 or len(after) != len(before) or after[1] == 0 or before[1] <= after[1]:
         return ""
     factor = before[1] / after[1]
@@ -340,14 +340,15 @@ class _Builder:
     # layer: one drawn node per op
     def _assign_layer(self) -> None:
         cluster_paths = self._cluster_paths()
-        for node, data in self.graph.nodes(data=True):
+        for data in op_nodes(self.graph):
+            node = data.id
             kind = _drawn_kind(data)
             cluster = ""
-            for prefix in _prefixes(data["container"]):
+            for prefix in _prefixes(data.container):
                 if prefix in cluster_paths:
                     cluster = prefix
             self.add(f"n{node}", kind, self._node_text(data, kind), node, cluster,
-                     data["module"] or "input")
+                     data.module or "input")
 
     def _cluster_paths(self) -> set[str]:
         """Block instances (the ones a block level draws as boxes, and what encloses them)."""
@@ -375,7 +376,7 @@ class _Builder:
 
     def _node_text(self, data: dict, kind: str) -> str:
         if kind == "input":
-            return f"input {format_dims(data['shape'])}"
+            return f"input {format_dims(data.shape)}"
         return op_label(data)
 
     # stage and block: boxes, runs, lifted skips, folded activations
@@ -383,8 +384,9 @@ class _Builder:
         box_paths = _box_paths(self.graph, self.level)
         runs = self._runs(box_paths)
         lifted = self._lift(runs) if self.level == "block" else {}
-        for node, data in self.graph.nodes(data=True):
-            group = _group_of(data["container"], box_paths)
+        for data in op_nodes(self.graph):
+            node = data.id
+            group = _group_of(data.container, box_paths)
             if group is not None:
                 self._assign_boxed(node, data, runs[group], lifted.get(runs[group][0]))
             else:
@@ -393,28 +395,28 @@ class _Builder:
     def _assign_loose(self, node: int, data: dict) -> None:
         kind = _drawn_kind(data)
         if kind == "input":
-            self.add(f"n{node}", "input", f"input {format_dims(data['shape'])}", node, tooltip="input")
+            self.add(f"n{node}", "input", f"input {format_dims(data.shape)}", node, tooltip="input")
             return
-        fold = REGISTRY[data["op"]].diagram.fold  # drawn inside the node before it?
-        source = self.node_of.get(data["inputs"][0]) if data["inputs"] else None
+        fold = REGISTRY[data.op].diagram.fold  # drawn inside the node before it?
+        source = self.node_of.get(data.inputs[0]) if data.inputs else None
         if (fold != "none" and source is not None and self.nodes[source].kind == "op"
-                and self.graph.out_degree(data["inputs"][0]) == 1):
+                and self.graph.out_degree(data.inputs[0]) == 1):
             vnode = self.add(source, "op", "", node)
             if fold == "label":
                 vnode.folded.append(op_label(data))
             return
-        vnode = self.add(f"n{node}", kind, op_label(data), node, tooltip=data["module"] or "")
+        vnode = self.add(f"n{node}", kind, op_label(data), node, tooltip=data.module or "")
         vnode.plain = fold != "none"
 
     def _assign_boxed(self, node: int, data: dict, run: list[str], lift: ResidualUnit | None) -> None:
         key = "g_" + run[0].replace(".", "_")
         cluster = self._enclosing(run[0])
-        if lift is not None and (data["shortcut"] and self._container_in(data, run[-1])
-                                 or data["shortcut"] and self._container_in(data, run[0])):
+        if lift is not None and (data.shortcut and self._container_in(data, run[-1])
+                                 or data.shortcut and self._container_in(data, run[0])):
             return  # drawn as the label of the skip around the box
         if lift is not None and node >= lift.merge and self._container_in(data, run[-1]):
-            self.add(key + "__plus", "merge", op_label(self.graph.nodes[lift.merge]), node, cluster,
-                     tooltip=self.graph.nodes[lift.merge]["module"] or "")
+            self.add(key + "__plus", "merge", op_label(op_node(self.graph, lift.merge)), node, cluster,
+                     tooltip=op_node(self.graph, lift.merge).module or "")
             return
         if key in self.nodes:  # the label scans the run's children and units: build it once
             self.add(key, "", "", node)
@@ -434,7 +436,7 @@ class _Builder:
         return inner
 
     def _container_in(self, data: dict, path: str) -> bool:
-        container = data["container"]
+        container = data.container
         return container == path or container.startswith(path + ".")
 
     def _run_path(self, run: list[str]) -> str:
@@ -462,7 +464,7 @@ class _Builder:
         box = self.boxes[path]
         units = tuple(u.shortcut for u in self.units_under.get(path, []))
         return (box.block, tuple((k, repr(v)) for k, v in box.args.items()),
-                self.graph.nodes[box.input]["shape"], self.graph.nodes[box.output]["shape"], units)
+                op_node(self.graph, box.input).shape, op_node(self.graph, box.output).shape, units)
 
     def _runs(self, box_paths: set[str]) -> dict[str, list[str]]:
         """Each box path -> the run of identical, chained sibling blocks it belongs to."""
@@ -512,8 +514,8 @@ class _Builder:
         lift_edges = {}
         for run, units in self.lifted_runs:
             lift_edges[units[-1].merge] = (run, units[0])
-        for u, v, data in self.graph.edges(data=True):
-            kind = data["kind"]
+        for u, v, edge in op_edges(self.graph):
+            kind = edge.kind
             if kind in SHORT_SKIPS and (v in self.lifted_targets or self._into_shortcut_of_lifted(v)):
                 continue
             if u not in self.node_of or v not in self.node_of:
@@ -522,9 +524,9 @@ class _Builder:
             if kind in SHORT_SKIPS and self.nodes[dst].kind in ("block", "run", "stage"):
                 continue  # a residual inside a box
             label = ""
-            shape = data["shape"] if self._shows_shape(u, kind) else None
-            if kind == "long-concat" and self.graph.nodes[v]["args"].get("crop") == "center" \
-                    and data["shape"][1:] != self.graph.nodes[v]["shape"][1:]:
+            shape = edge.shape if self._shows_shape(u, kind) else None
+            if kind == "long-concat" and op_node(self.graph, v).args.get("crop") == "center" \
+                    and edge.shape[1:] != op_node(self.graph, v).shape[1:]:
                 label = "copy and crop"
             self.edge(src, dst, kind, label, shape)
             if v in lift_edges:
@@ -534,20 +536,20 @@ class _Builder:
         """Shapes on data and long-skip edges; at layer level only where the tensor changed."""
         if kind in SHORT_SKIPS:
             return False  # the same tensor as the data edge beside it
-        data = self.graph.nodes[source]
-        return (self.level != "layer" or kind != "data" or not data["in_shapes"]
-                or data["in_shapes"][0] != data["shape"])
+        data = op_node(self.graph, source)
+        return (self.level != "layer" or kind != "data" or not data.in_shapes
+                or data.in_shapes[0] != data.shape)
 
     def _into_shortcut_of_lifted(self, node: int) -> bool:
-        return node not in self.node_of and self.graph.nodes[node]["shortcut"]
+        return node not in self.node_of and op_node(self.graph, node).shortcut
 
     def _lifted_edge(self, run: list[str], first_unit: ResidualUnit) -> None:
         box = self.boxes[run[0]]
         plus = "g_" + run[0].replace(".", "_") + "__plus"
         source = self.node_of[box.input]
         shortcut = [n for n in self.graph.predecessors(first_unit.merge)
-                    if self.graph.edges[n, first_unit.merge]["kind"] in SHORT_SKIPS]
-        kind = self.graph.edges[shortcut[0], first_unit.merge]["kind"] if shortcut else "skip-identity"
+                    if op_edge(self.graph, n, first_unit.merge).kind in SHORT_SKIPS]
+        kind = op_edge(self.graph, shortcut[0], first_unit.merge).kind if shortcut else "skip-identity"
         label = self._shortcut_text(first_unit)
         self.edge(source, plus, kind, label)
 
@@ -555,8 +557,8 @@ class _Builder:
         """The ops on a shortcut path, e.g. ``1x1 conv, 512, /2``; empty for identity."""
         texts = []
         for node in range(unit.input + 1, unit.merge):
-            data = self.graph.nodes[node]
-            if data["shortcut"] and REGISTRY[data["op"]].diagram.on_skip:
+            data = op_node(self.graph, node)
+            if data.shortcut and REGISTRY[data.op].diagram.on_skip:
                 texts.append(op_label(data))
         return ", ".join(texts)
 
@@ -570,11 +572,12 @@ def build_view(graph: nx.DiGraph, *, level: str = "block", expand: bool = False)
 def spatial_levels(graph: nx.DiGraph) -> dict[int, int]:
     """Resolution level of each graph node: +1 per halving of the spatial size, -1 per doubling."""
     levels: dict[int, int] = {}
-    for node, data in graph.nodes(data=True):
-        if not data["inputs"]:
+    for data in op_nodes(graph):
+        node = data.id
+        if not data.inputs:
             levels[node] = 0
             continue
-        before, after = data["in_shapes"][0], data["shape"]
+        before, after = data.in_shapes[0], data.shape
         step = 0
         if len(before) >= 2 and len(after) == len(before) and before[1] > 0 and after[1] > 0:
             ratio = before[1] / after[1]
@@ -582,13 +585,13 @@ def spatial_levels(graph: nx.DiGraph) -> dict[int, int]:
                 step = round(math.log2(ratio))
             elif ratio <= 1 / 1.5:
                 step = -round(math.log2(1 / ratio))
-        levels[node] = levels[data["inputs"][0]] + step
+        levels[node] = levels[data.inputs[0]] + step
     return levels
 
 
 def is_u_shaped(graph: nx.DiGraph) -> bool:
     """True when long skips join an encoder to a decoder at the same resolution (a U-Net)."""
-    longs = [(u, v) for u, v, k in graph.edges(data="kind") if k in LONG_SKIPS]
+    longs = [(u, v) for u, v, edge in op_edges(graph) if edge.kind in LONG_SKIPS]
     if not longs:
         return False
     levels = spatial_levels(graph)
@@ -599,7 +602,7 @@ def is_u_shaped(graph: nx.DiGraph) -> bool:
     total = 0
     for node in sorted(graph.nodes):
         before[node] = total
-        inputs = graph.nodes[node]["inputs"]
+        inputs = op_node(graph, node).inputs
         total += bool(inputs) and levels[inputs[0]] < levels[node]
         upto[node] = total
     return any(levels[v] == levels[u] and before[v] > upto[u] for u, v in longs)
@@ -744,7 +747,7 @@ def _node_levels(graph: nx.DiGraph, view: View) -> dict[str, int]:
     levels = spatial_levels(graph)
     rows = {}
     for key, vnode in view.nodes.items():
-        inputs = graph.nodes[vnode.order]["inputs"]
+        inputs = op_node(graph, vnode.order).inputs
         rows[key] = levels[inputs[0]] if inputs else levels[vnode.order]
     return rows
 

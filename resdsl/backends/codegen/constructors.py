@@ -12,9 +12,10 @@ from __future__ import annotations
 from typing import Any
 
 from ... import ir
+from ...graph import op_node
 from ...ops import REGISTRY
 from .context import CodeArgs, Ctx
-from .text import IN, Call, fold, int_expr, lit, literal_expr, pyname, span_key, substitute
+from .text import IN, Call, fold, int_expr, lit, literal_expr, pyname, substitute
 
 
 class Constructors:
@@ -40,7 +41,7 @@ class Constructors:
         """``Bottleneck(64, width=64, out=256, downsample=True)`` in the parent's terms."""
         box = self.boxes[path]
         info = self.class_of[path]
-        in_value = self.graph.nodes[box.input]["shape"][0]
+        in_value = op_node(self.graph, box.input).shape[0]
         in_sym = chan.get(box.input)
         args = [ctx.expr(in_sym, in_value, self.dependence.shapes[box.input][0])]
         mapping: dict[str, ir.Expr] = {IN: in_sym if in_sym is not None else int_expr(in_value)}
@@ -69,7 +70,7 @@ class Constructors:
         for flag, _ in info.flags:
             if self.flag_values[path].get(flag):
                 args.append(f"{flag}=True")
-        out_value = self.graph.nodes[box.output]["shape"]
+        out_value = op_node(self.graph, box.output).shape
         if info.out_sym is not None and out_value:
             sym = substitute(info.out_sym, mapping)
             chan[box.output] = ctx.sym(sym, out_value[0]) or int_expr(out_value[0])
@@ -80,17 +81,17 @@ class Constructors:
     def ctor(self, node: int, ctx: Ctx, chan: dict) -> Call:
         """The torch constructor of one op, as its catalogue entry describes it, with the
         spec's expressions where they hold for this instance."""
-        data = self.graph.nodes[node]
-        args, shape = data["args"], data["shape"]
-        spec = REGISTRY[data["op"]]
+        data = op_node(self.graph, node)
+        args, shape = data.args, data.shape
+        spec = REGISTRY[data.op]
         forms = self.dependence.args[node]
         exprs = self.arg_exprs(node)
-        rank = len(data["in_shapes"][0]) - 1
-        in_sym = chan.get(data["inputs"][0])
+        rank = len(data.in_shapes[0]) - 1
+        in_sym = chan.get(data.inputs[0])
         width = next((name for name in spec.width_args if name in args), None)
         overrides: dict[str, str] = {}
         width_sym = ctx.sym(exprs.get(width), args[width]) if width else None
-        if width and data["shortcut"] and isinstance(self.stmts.get(span_key(data["span"])), ir.Residual):
+        if width and data.shortcut and isinstance(data.stmt, ir.Residual):
             # An automatic projection: its stride and width come from the shapes, so spell
             # them as the residual body does.
             body = self._body_chan(node, chan)
@@ -112,13 +113,13 @@ class Constructors:
 
     def _body_chan(self, node: int, chan: dict) -> ir.Expr | None:
         """For a projection: the channel expression of the residual body it must match."""
-        for unit in self.units_of_shortcut.get(self.graph.nodes[node]["container"], ()):
+        for unit in self.units_of_shortcut.get(op_node(self.graph, node).container, ()):
             return chan.get(unit.body_output)
         return None
 
     def _body_strides(self, node: int) -> list[ir.Expr]:
         """For a projection: the stride expressions written in its residual body, in order."""
-        for unit in self.units_of_shortcut.get(self.graph.nodes[node]["container"], ()):
+        for unit in self.units_of_shortcut.get(op_node(self.graph, node).container, ()):
             body = range(unit.input + 1, unit.body_output + 1)
             return [e for n in body if (e := self.arg_exprs(n).get("stride")) is not None]
         return []
@@ -126,11 +127,11 @@ class Constructors:
     def merge_chan(self, node: int, ctx: Ctx, chan: dict) -> ir.Expr | None:
         """A merge's channels: its first input's when it keeps them (a sum, a product),
         else the inputs' sum when it stacks them (a concat), else the number."""
-        data = self.graph.nodes[node]
-        shape = data["shape"]
+        data = op_node(self.graph, node)
+        shape = data.shape
         if not shape:
             return None
-        inputs = [chan.get(n) for n in data["inputs"]]
+        inputs = [chan.get(n) for n in data.inputs]
         candidates = [inputs[0]]
         if len(inputs) == 2 and None not in inputs:
             candidates.append(fold(ir.BinOp(op="+", left=inputs[0], right=inputs[1])))

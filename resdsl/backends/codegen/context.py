@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Mapping
 from ... import ir
 from ...errors import Problem
 from ...expr import evaluate
+from ...graph import op_node
 from ...ops.base import OMIT, TorchArgs
 from .forms import as_kind, evaluate_form, unknown
 from .params import Writes
@@ -116,10 +117,10 @@ class CodeArgs(TorchArgs):
 
     def __init__(self, gen: "Generator", spec: Any, ctx: Ctx, node: int, exprs: dict, overrides: dict,
                  in_sym: ir.Expr | None):
-        data = gen.graph.nodes[node]
+        data = op_node(gen.graph, node)
         self.gen, self.spec, self.ctx = gen, spec, ctx
-        self.values, self.forms = data["args"], gen.dependence.args[node]
-        self.shape, self.in_forms = data["in_shapes"][0], gen.dependence.shapes[data["inputs"][0]]
+        self.values, self.forms = data.args, gen.dependence.args[node]
+        self.shape, self.in_forms = data.in_shapes[0], gen.dependence.shapes[data.inputs[0]]
         self.in_shape = RecordedShape(self.shape, self.in_forms, ctx.writes)
         self.args = RecordedArgs(self.values, self.forms, ctx.writes)
         self.exprs, self.overrides, self.in_sym = exprs, overrides, in_sym
@@ -165,13 +166,12 @@ class MergeWriter:
     literals here, since ``forward`` sees no ``__init__`` arguments."""
 
     def __init__(self, gen: "Generator", node: int, inputs: list[str]):
-        data = gen.graph.nodes[node]
-        stmt = gen.stmts.get((data["span"].file, data["span"].line, data["span"].column))
+        data = op_node(gen.graph, node)
         self.gen = gen
         self.inputs = inputs
-        self.args = RecordedArgs(data["args"], gen.dependence.args[node], gen.writes)
-        self.rank = len(data["in_shapes"][0]) - 1
-        self.options = {o.name for o in getattr(stmt, "options", ())}
+        self.args = RecordedArgs(data.args, gen.dependence.args[node], gen.writes)
+        self.rank = len(data.in_shapes[0]) - 1
+        self.options = {o.name for o in getattr(data.stmt, "options", ())}
 
     def lit(self, value: Any) -> str:
         return lit(value)

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from ...graph import Container
+from ...graph import Container, op_node
 from ...ops import REGISTRY
 from .context import MergeWriter
 from .text import INDENT, pyname
@@ -41,14 +41,14 @@ class ForwardWriter:
     """Writes ``forward`` (see :class:`~.generator.Generator`)."""
 
     def merge_op(self, node: int, optional: str | None = None, inputs: tuple | None = None) -> Op:
-        data = self.graph.nodes[node]
-        spec = REGISTRY[data["op"]]
-        inputs = tuple(inputs or data["inputs"])
+        data = op_node(self.graph, node)
+        spec = REGISTRY[data.op]
+        inputs = tuple(inputs or data.inputs)
         augmented = None
         if spec.in_place and len(inputs) == 2:  # ``a + b`` may be written ``a += b``
             probe = spec.merge_code(MergeWriter(self, node, ["a", "b"]))
             augmented = next((o for o in _AUGMENTED if probe == f"a {o} b"), None)
-        return Op(node, inputs, data["span"], lambda names: spec.merge_code(MergeWriter(self, node, names)),
+        return Op(node, inputs, data.span, lambda names: spec.merge_code(MergeWriter(self, node, names)),
                   kind="merge", in_place=spec.in_place, augmented=augmented, optional=optional)
 
     def forward(self, path: str, ops: list[Op], box: Container) -> tuple[list[str], set[str]]:
@@ -61,7 +61,7 @@ class ForwardWriter:
         last[box.output] = len(ops)
         in_name = "x"
         if box.kind == "network":
-            label = self.graph.nodes[box.input]["label"]
+            label = op_node(self.graph, box.input).label
             in_name = pyname(label) if label and label.isidentifier() else "x"
         var: dict[int, str] = {box.input: in_name}
         live: set[str] = {in_name}
@@ -74,7 +74,7 @@ class ForwardWriter:
             ins = [var[n] for n in op.inputs]
             dead = [n for n in dict.fromkeys(op.inputs) if last.get(n) == index]
             mutable = {n for n in dead if n != box.input and op.inputs.count(n) == 1 and
-                       REGISTRY[self.graph.nodes[n]["op"]].fresh_output}
+                       REGISTRY[op_node(self.graph, n).op].fresh_output}
             comment = f"  # {self.where(op.span)}"
             temporaries: set[str] = set()
             if op.optional is not None:  # torchvision's optional downsample
@@ -94,7 +94,7 @@ class ForwardWriter:
                 elif dead:
                     target = var[dead[0]]
                 else:
-                    target = self._fresh("identity" if self.graph.nodes[op.node]["shortcut"] else "out", live)
+                    target = self._fresh("identity" if op_node(self.graph, op.node).shortcut else "out", live)
                 if op.kind == "module" and op.in_place and op.inputs[0] in mutable and \
                         var[op.inputs[0]] == target:
                     inplace.add(op.local)

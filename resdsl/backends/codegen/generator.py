@@ -22,7 +22,7 @@ from typing import Any, Mapping, Protocol
 import networkx as nx
 
 from ... import ir
-from ...graph import containers, residual_units
+from ...graph import containers, op_node, residual_units
 from ...ops import REGISTRY
 from .assemble import Assembler
 from .constructors import Constructors
@@ -80,13 +80,9 @@ class Generator(Plan, Constructors, ForwardWriter, Assembler):
         self.boxes = containers(self.graph)
         self.file = safe_file(net.filename)
         self.frozen: dict[str, Any] = {}
-        self.stmts: dict[tuple, Any] = {}
         self.block_ir: dict[str, ir.Block] = dict(net.blocks)
         for block in net.ir.blocks:
             self.block_ir.setdefault(block.name, block)
-        self._index(net.ir.body)
-        for block in self.block_ir.values():
-            self._index(block.body)
         self.net_types = {p.name: p.type for p in net.ir.params}
         self.helpers: set[str] = set()
         self.uses_functional = False
@@ -204,7 +200,7 @@ class Generator(Plan, Constructors, ForwardWriter, Assembler):
         ctx = self.context(path)
         chan: dict[int, ir.Expr | None] = {}
         if box.kind == "network":
-            in_shape = self.graph.nodes[box.input]["shape"]
+            in_shape = op_node(self.graph, box.input).shape
             expr = self.net.ir.input.shape[0] if self.net.ir.input.shape else None
             chan[box.input] = ctx.sym(expr, in_shape[0]) or ir.IntLit(value=in_shape[0])
         else:
@@ -236,8 +232,8 @@ class Generator(Plan, Constructors, ForwardWriter, Assembler):
                               lambda v, r=ref: f"self.{self._local(r)}({v[0]})", kind="child",
                               local=self._local(ref)))
                 continue
-            data = self.graph.nodes[ref]
-            if REGISTRY[data["op"]].merge_code is not None:
+            data = op_node(self.graph, ref)
+            if REGISTRY[data.op].merge_code is not None:
                 chan[ref] = self.merge_chan(ref, ctx, chan)
                 unit = self.units_by_merge.get(ref)
                 if unit is not None and self.mixed(unit) and unit.container == path:
@@ -256,12 +252,12 @@ class Generator(Plan, Constructors, ForwardWriter, Assembler):
                 else:  # forward code sees no __init__ arguments: its values are literals
                     ops.append(self.merge_op(ref))
                 continue
-            local = self._local(data["module"])
+            local = self._local(data.module)
             calls[local] = self.ctor(ref, ctx, chan)
-            init += statement(f"self.{local}", calls[local], inner, f"# {self.where(data['span'])}")
-            ops.append(Op(ref, tuple(data["inputs"]), data["span"],
+            init += statement(f"self.{local}", calls[local], inner, f"# {self.where(data.span)}")
+            ops.append(Op(ref, tuple(data.inputs), data.span,
                           lambda v, local=local: f"self.{local}({v[0]})", kind="module",
-                          local=local, in_place=REGISTRY[data["op"]].in_place))
+                          local=local, in_place=REGISTRY[data.op].in_place))
         forward, inplace = self.forward(path, ops, box)
         init = self._in_place(init, inplace, calls)
         out_sym = chan.get(box.output)

@@ -32,6 +32,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Iterable
 
 from ... import ir
+from ...graph import op_node, op_nodes
 from ...ops import REGISTRY, REQUIRED, user_ops
 from .forms import (
     Form, Sym, as_kind, constant, deps_of, evaluate_form, key_of, parameter, same, unknown, value_of,
@@ -159,12 +160,12 @@ class Dependence:
         for unit in gen.units:
             path = gen.shortcut_path(unit)
             if unit.shortcut == "zero-pad":
-                self.shortcut_of[gen.graph.nodes[unit.merge]["inputs"][1]] = unit
-            elif path is not None and isinstance(gen.stmts.get(_key(unit.span)), ir.Residual) and \
-                    gen.stmts[_key(unit.span)].shortcut is None:
+                self.shortcut_of[op_node(gen.graph, unit.merge).inputs[1]] = unit
+            elif path is not None and unit.stmt.shortcut is None:
                 for node in self._nodes_in(path):
                     self.shortcut_of[node] = unit
-        for node, data in gen.graph.nodes(data=True):
+        for data in op_nodes(gen.graph):
+            node = data.id
             self.node(node, data)
 
     def _nodes_in(self, path: str) -> list[int]:
@@ -206,16 +207,16 @@ class Dependence:
 
     # -- nodes ---------------------------------------------------------------------
     def node(self, node: int, data: dict) -> None:
-        shape = data["shape"]
-        if not data["inputs"]:  # the network's input
+        shape = data.shape
+        if not data.inputs:  # the network's input
             exprs = self.gen.net.ir.input.shape
             forms = tuple(self.evaluate(e, self.net_forms, v) for e, v in zip(exprs, shape)) \
                 if len(exprs) == len(shape) else None
             self.shapes[node] = self._checked(forms, shape)
             self.args[node] = {}
             return
-        spec = REGISTRY[data["op"]]
-        ins = [self.shapes[i] for i in data["inputs"]]
+        spec = REGISTRY[data.op]
+        ins = [self.shapes[i] for i in data.inputs]
         if node in self.shortcut_of:
             args = self.shortcut_args(node, data, self.shortcut_of[node])
         elif spec.merge_code is not None:
@@ -240,15 +241,15 @@ class Dependence:
         return forms
 
     def op_args(self, node: int, data: dict, spec: Any) -> dict[str, Form]:
-        stmt = self.gen.stmts.get(_key(data["span"]))
-        if not isinstance(stmt, ir.Apply) or stmt.name != data["op"]:  # pragma: no cover - made
-            return {k: unknown(v, self.all) for k, v in data["args"].items()}  # by no statement
-        env = self.env(data["container"])
+        stmt = data.stmt
+        if not isinstance(stmt, ir.Apply) or stmt.name != data.op:  # pragma: no cover - made
+            return {k: unknown(v, self.all) for k, v in data.args.items()}  # by no statement
+        env = self.env(data.container)
         exprs = self.gen.arg_exprs(node)
-        rank = len(data["in_shapes"][0]) - 1
+        rank = len(data.in_shapes[0]) - 1
         bound: dict[str, Form] = {}
         for arg in spec.args:
-            value = data["args"][arg.name]
+            value = data.args[arg.name]
             if arg.name in exprs:
                 form = as_kind(self.evaluate(exprs[arg.name], env, value), arg.kind, rank)
             elif callable(arg.default):
@@ -268,11 +269,10 @@ class Dependence:
         return bound
 
     def merge_args(self, data: dict) -> dict[str, Form]:
-        stmt = self.gen.stmts.get(_key(data["span"]))
-        options = {o.name: o.value for o in getattr(stmt, "options", ())}
-        env = self.env(data["container"])
+        options = {o.name: o.value for o in getattr(data.stmt, "options", ())}
+        env = self.env(data.container)
         args: dict[str, Form] = {}
-        for name, value in data["args"].items():
+        for name, value in data.args.items():
             form = self.evaluate(options[name], env, value) if name in options else constant(value)
             form = as_kind(form, "float", 0) if type(value) is float else form
             args[name] = form if value_of(form) == value else unknown(value, self.all)
@@ -283,9 +283,9 @@ class Dependence:
         its width (the body's channels), its stride (the sizes' ratio), its padding
         channels (their difference); every other argument is a constant of the recipe."""
         source, target = self.shapes[unit.input], self.shapes[unit.body_output]
-        spec = REGISTRY[data["op"]]
+        spec = REGISTRY[data.op]
         args: dict[str, Form] = {}
-        for name, value in data["args"].items():
+        for name, value in data.args.items():
             if name in spec.width_args:
                 form: Any = target[0]
             elif name == "stride":
@@ -302,9 +302,8 @@ class Dependence:
         """Parameters on which an automatic shortcut's choice (identity or not) depends."""
         found: set[str] = set()
         for unit in self.gen.units:
-            stmt = self.gen.stmts.get(_key(unit.span))
-            if unit.shortcut not in ("identity", "projection", "zero-pad") or \
-                    not isinstance(stmt, ir.Residual) or stmt.shortcut is not None:
+            stmt = unit.stmt
+            if unit.shortcut not in ("identity", "projection", "zero-pad") or stmt.shortcut is not None:
                 continue
             if self.policy(stmt, unit.container) in ("identity", "C"):  # the same for every shape
                 continue
@@ -341,10 +340,6 @@ def _stride(size: Sym, out: Sym) -> Form:
     if not (size.deps | out.deps):
         return constant(value)
     return unknown(value, size.deps | out.deps)
-
-
-def _key(span: Any) -> tuple:
-    return (span.file, span.line, span.column)
 
 
 def _defaulted(network: ir.Network, blocks: Iterable[ir.Block]) -> set[tuple[str, str]]:

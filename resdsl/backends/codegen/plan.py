@@ -12,31 +12,25 @@ from typing import Any
 from ... import ir
 from ...errors import Problem
 from ...expr import evaluate
+from ...graph import op_node, op_nodes
 from ...ops import REGISTRY
 from .context import Ctx
-from .text import IN, RESERVED, camel, coerce, lit, mentioned, names, pyname, safe_file, span_key
+from .text import IN, RESERVED, camel, coerce, lit, mentioned, names, pyname, safe_file
 
 
 class Plan:
     """Indexes and lookups over the graph and the IR (see :class:`~.generator.Generator`)."""
 
     # -- indexes --------------------------------------------------------------------
-    def _index(self, stmts) -> None:
-        for stmt in stmts:
-            self.stmts[span_key(stmt.span)] = stmt
-            if isinstance(stmt, ir.Residual):
-                self._index(stmt.body)
-                if stmt.shortcut:
-                    self._index(stmt.shortcut)
-
     def _children(self) -> dict[str, list[tuple[str, Any]]]:
         """Per container, its steps in graph order: ("node", id) or ("child", path)."""
         steps: dict[str, list[tuple[str, Any]]] = {path: [] for path in self.boxes}
         seen: set[tuple[str, str]] = set()
-        for node, data in self.graph.nodes(data=True):
-            if data["module"] is None:
+        for data in op_nodes(self.graph):
+            node = data.id
+            if data.module is None:
                 continue
-            where = data["container"]
+            where = data.container
             steps[where].append(("node", node))
             path = where
             while path:  # register the chain of containers up to the root
@@ -84,9 +78,9 @@ class Plan:
         for index, (kind, ref) in enumerate(items):
             if kind != "node":
                 return False
-            data = self.graph.nodes[ref]
-            if REGISTRY[data["op"]].merge_code is not None or \
-                    data["module"].rsplit(".", 1)[-1] != str(index) or data["inputs"] != (prev,):
+            data = op_node(self.graph, ref)
+            if REGISTRY[data.op].merge_code is not None or \
+                    data.module.rsplit(".", 1)[-1] != str(index) or data.inputs != (prev,):
                 return False
             prev = ref
         return bool(items) and prev == box.output
@@ -102,7 +96,7 @@ class Plan:
     def shortcut_path(self, unit) -> str | None:
         if unit.shortcut != "projection":
             return None
-        return self.graph.nodes[self.graph.nodes[unit.merge]["inputs"][1]]["container"]
+        return op_node(self.graph, op_node(self.graph, unit.merge).inputs[1]).container
 
     def scan_units(self) -> None:
         for unit in self.units:
@@ -131,7 +125,7 @@ class Plan:
         if box.kind != "block":
             return {}
         parent = self.boxes.get(path.rsplit(".", 1)[0] if "." in path else "")
-        stmt = self.stmts.get(span_key(box.span))
+        stmt = box.stmt
         block = self.block_ir.get(box.block)
         if stmt is None or block is None or not hasattr(stmt, "args"):
             return {}
@@ -144,11 +138,11 @@ class Plan:
         return exprs
 
     def arg_exprs(self, node: int) -> dict[str, ir.Expr]:
-        data = self.graph.nodes[node]
-        stmt = self.stmts.get(span_key(data["span"]))
-        if not isinstance(stmt, ir.Apply) or stmt.name != data["op"]:
+        data = op_node(self.graph, node)
+        stmt = data.stmt
+        if not isinstance(stmt, ir.Apply) or stmt.name != data.op:  # a shortcut or merge of a residual
             return {}
-        return ir.args_by_name(stmt.args, [spec.name for spec in REGISTRY[data["op"]].positional])
+        return ir.args_by_name(stmt.args, [spec.name for spec in REGISTRY[data.op].positional])
 
     # -- names an instance sees, and class signatures ----------------------------------------
     def context(self, path: str) -> Ctx:
@@ -169,7 +163,7 @@ class Plan:
         forms = {n: owner_forms[n] for n in env}
         py = {n: pyname(n) for n in env}
         taken = set(py.values()) | RESERVED
-        env[IN] = self.graph.nodes[box.input]["shape"][0]
+        env[IN] = op_node(self.graph, box.input).shape[0]
         forms[IN] = self.dependence.shapes[box.input][0]
         py[IN] = pyname("in_channels", taken)
         return Ctx(env, py, {n for n in net_params if n not in bound}, self.writes, forms)

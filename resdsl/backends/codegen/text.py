@@ -71,10 +71,6 @@ def _checked_scalar(value: Any) -> Any:
     raise TypeError(f"cannot write {type(value).__name__} into generated code")  # pragma: no cover
 
 
-def span_key(span: Any) -> tuple:
-    return (span.file, span.line, span.column)
-
-
 # ---- expressions: the spec's own, re-written as Python ------------------------------
 _PREC = {"+": 1, "-": 1, "*": 2, "/": 2, "//": 2, "%": 2}
 
