@@ -135,8 +135,10 @@ def path_polynomial(graph: nx.DiGraph, cost: Callable[[int], int], source: int |
     multiplicity by edge ports. Empty if no path exists. Exact, so its cost grows
     with merges x distinct sums x digits: :func:`path_stats` bounds it.
 
+    >>> from resdsl.graph import OpEdge, set_edge
     >>> g = nx.DiGraph()
-    >>> g.add_edge(0, 1, ports=(0,)); g.add_edge(1, 2, ports=(0, 1)); g.add_edge(0, 2, ports=(2,))
+    >>> for source, target, ports in [(0, 1, (0,)), (1, 2, (0, 1)), (0, 2, (2,))]:
+    ...     set_edge(g, source, target, OpEdge("data", (4,), ports))
     >>> path_polynomial(g, lambda n: 1 if n == 1 else 0, 0, 2)
     {0: 1, 1: 2}
     """
