@@ -372,23 +372,20 @@ def test_analysis_does_not_import_torch():
     assert result.stdout.strip() == "False"
 
 
-def test_probe_observation_agrees_with_the_backend():
-    """The probes' hooks (analysis.probes.observe) see every op with the shape the
-    back end's observed_shapes reports: one rule for where a tensor can be seen."""
+def test_one_rule_for_where_a_tensor_can_be_seen():
+    """Forward-hook observation has one home (backends.torch.observe): the probes use it,
+    observed_shapes is it, and every op but the inline-only zero-pad shortcuts is seen
+    with the shape the front end inferred."""
     import torch
 
-    from resdsl.analysis.probes import observe
-    from resdsl.backends.torch import observed_shapes
+    from resdsl.analysis import probes
+    from resdsl.backends import torch as backend
 
+    assert probes.observe is backend.observe
     for net in (resdsl.load(CIFAR, n=1, size=8), resdsl.load(UNET, size=188)):
         graph, model = net.graph, net.build().eval()
         nodes = [d.id for d in op_nodes(graph) if d.module is not None]
-        x = torch.zeros(1, *net.input_shape)
-        shapes: dict[int, tuple[int, ...]] = {}
-        with torch.no_grad(), observe(model, graph, nodes,
-                                      lambda n, t: shapes.__setitem__(n, tuple(t.shape[1:]))) as seen:
-            model(x)
-        assert set(shapes) == seen and seen  # all but the inline-only zero-pad shortcuts
-        assert set(nodes) - seen == {n for n in nodes if op_node(graph, n).op == "zero_pad"}
         with torch.no_grad():
-            assert shapes == observed_shapes(model, net, x)
+            shapes = backend.observed_shapes(model, net, torch.zeros(1, *net.input_shape))
+        assert shapes and set(nodes) - set(shapes) == {n for n in nodes if op_node(graph, n).op == "zero_pad"}
+        assert all(op_node(graph, n).shape == shape for n, shape in shapes.items())

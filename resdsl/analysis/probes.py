@@ -21,69 +21,13 @@ from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 import torch
 
-from ..backends.torch import check_memory
+from ..backends.torch import check_memory, observe, owner_module
 from ..graph import op_node, residual_units, top_level_groups
 
 if TYPE_CHECKING:  # pragma: no cover
     import networkx as nx
 
     from ..api import Net
-
-
-def _owner(model: torch.nn.Module, graph: "nx.DiGraph", node: int) -> torch.nn.Module | None:
-    """The submodule whose ``forward`` returns the node's tensor: the op's own module,
-    or the container (block, stage) that ends with it. None where the generated
-    ``forward`` computes it inline (``out += x``, ``torch.cat``)."""
-    modules = dict(model.named_modules())
-    path = op_node(graph, node).module
-    if path in modules:
-        return modules[path]
-    for box_path, box in graph.graph["containers"].items():
-        if box_path and box.output == node and box_path in modules:
-            return modules[box_path]
-    return None
-
-
-@contextmanager
-def observe(model: torch.nn.Module, graph: "nx.DiGraph", nodes: Sequence[int],
-            record: Callable[[int, torch.Tensor], None]) -> Iterator[set[int]]:
-    """Call ``record(node, tensor)`` with each of ``nodes``' tensors during the forward
-    passes run inside the block (forward hooks, removed on exit); yields the nodes
-    that can be seen.
-
-    A node is seen as the output of its own submodule or of the container it ends;
-    a tensor the generated ``forward`` computes inline (``out += x``, ``torch.cat``)
-    as the input of the submodule that consumes it, or as the model's output. An
-    inline tensor consumed only inline (a zero-pad shortcut feeding its merge) and
-    the graph's input (give ``x`` to it yourself) are not seen.
-    """
-    handles, seen = [], set()
-    modules = dict(model.named_modules())
-
-    def on_output(node: int):
-        return lambda _m, _i, output: record(node, output)
-
-    def on_input(node: int):
-        return lambda _m, inputs: record(node, inputs[0])
-
-    try:
-        for node in sorted(set(nodes) - {graph.graph["input"]}):
-            owner = _owner(model, graph, node)
-            consumer = next((modules[op_node(graph, s).module] for s in graph.successors(node)
-                             if op_node(graph, s).module in modules and op_node(graph, s).inputs[0] == node), None)
-            if owner is not None:
-                handles.append(owner.register_forward_hook(on_output(node)))
-            elif consumer is not None:
-                handles.append(consumer.register_forward_pre_hook(on_input(node)))
-            elif node == graph.graph["output"]:
-                handles.append(model.register_forward_hook(on_output(node)))
-            else:
-                continue
-            seen.add(node)
-        yield seen
-    finally:
-        for handle in handles:
-            handle.remove()
 
 
 @contextmanager
@@ -258,7 +202,7 @@ def dropped(model: torch.nn.Module, graph: "nx.DiGraph", units: Sequence) -> Ite
         if source is None:
             raise ValueError(f"unit at {op_node(graph, unit.merge).module} changes the shape "
                              "and has no shortcut: it cannot be dropped")
-        owner = _owner(model, graph, unit.body_output)
+        owner = owner_module(model, graph, unit.body_output)
         if owner is None:  # pragma: no cover - bodies end in an op or a block
             raise ValueError(f"cannot reach the body of {op_node(graph, unit.merge).module}")
         if unit.shortcut != "none":

@@ -14,9 +14,9 @@ import os
 import pickle
 import stat
 import zipfile
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
-from typing import IO, TYPE_CHECKING, Any, Protocol
+from typing import IO, TYPE_CHECKING, Any, Callable, Iterator, Protocol, Sequence
 
 import networkx as nx
 import torch
@@ -425,48 +425,69 @@ def _source_line(net: "Net", span: Span) -> str | None:
     return None
 
 
-def observed_shapes(model: nn.Module, net: "Net", x: torch.Tensor) -> dict[int, tuple[int, ...]]:
-    """Run ``x`` through ``model`` and record each op's output shape (batch dimension dropped).
-
-    Ops that are submodules are observed by forward hooks. Merges that the
-    generated ``forward`` writes inline (``out += identity``, ``torch.cat``) are
-    observed as the input of the submodule that consumes them, as the output of
-    the container they end, or as the model's output.
-    """
-    shapes: dict[int, tuple[int, ...]] = {}
-    graph = net.graph
+def owner_module(model: nn.Module, graph: nx.DiGraph, node: int) -> nn.Module | None:
+    """The submodule whose ``forward`` returns the node's tensor: the op's own module,
+    or the container (block, stage) that ends with it. None where the generated
+    ``forward`` computes it inline (``out += x``, ``torch.cat``)."""
     modules = dict(model.named_modules())
-    handles = []
+    if op_node(graph, node).module in modules:
+        return modules[op_node(graph, node).module]
+    return next((modules[path] for path, box in containers(graph).items()
+                 if path and box.output == node and path in modules), None)
 
-    def record(node: int):
-        def hook(_module, _inputs, output):
-            shapes[node] = tuple(output.shape[1:])
-        return hook
 
-    def record_input(node: int):
-        def hook(_module, inputs):
-            shapes[node] = tuple(inputs[0].shape[1:])
-        return hook
+@contextmanager
+def observe(model: nn.Module, graph: nx.DiGraph, nodes: Sequence[int],
+            record: Callable[[int, torch.Tensor], None]) -> Iterator[set[int]]:
+    """Call ``record(node, tensor)`` with each of ``nodes``' tensors during the forward
+    passes run inside the block (forward hooks, removed on exit); yields the nodes
+    that can be seen. The one place resdsl hooks a built module.
 
-    outputs = {box.output: path for path, box in containers(graph).items() if path}
+    A node is seen as the output of its own submodule or of the container it ends;
+    a tensor the generated ``forward`` computes inline (``out += x``, ``torch.cat``)
+    as the input of the submodule that consumes it, or as the model's output. An
+    inline tensor consumed only inline (a zero-pad shortcut feeding its merge) and
+    the graph's input (give ``x`` to it yourself) are not seen.
+    """
+    handles, seen = [], set()
+    modules = dict(model.named_modules())
+    ends = {box.output: modules[path] for path, box in containers(graph).items() if path and path in modules}
+
+    def on_output(node: int):
+        return lambda _m, _i, output: record(node, output)
+
+    def on_input(node: int):
+        return lambda _m, inputs: record(node, inputs[0])
+
     try:
-        for data in op_nodes(graph):
-            node = data.id
-            if data.module is None:
-                continue
-            if data.module in modules:
-                handles.append(modules[data.module].register_forward_hook(record(node)))
-                continue
-            consumer = next((op_node(graph, s).module for s in graph.successors(node)
-                             if op_node(graph, s).module in modules and op_node(graph, s).inputs[0] == node), None)
-            if consumer is not None:
-                handles.append(modules[consumer].register_forward_pre_hook(record_input(node)))
-            elif outputs.get(node) in modules:
-                handles.append(modules[outputs[node]].register_forward_hook(record(node)))
+        for node in sorted(set(nodes) - {graph.graph["input"]}):
+            owner = modules.get(op_node(graph, node).module) or ends.get(node)
+            consumer = next((modules[op_node(graph, s).module] for s in graph.successors(node)
+                             if op_node(graph, s).module in modules and op_node(graph, s).inputs[0] == node),
+                            None)
+            if owner is not None:
+                handles.append(owner.register_forward_hook(on_output(node)))
+            elif consumer is not None:
+                handles.append(consumer.register_forward_pre_hook(on_input(node)))
             elif node == graph.graph["output"]:
-                handles.append(model.register_forward_hook(record(node)))
-        model(x)
+                handles.append(model.register_forward_hook(on_output(node)))
+            else:
+                continue
+            seen.add(node)
+        yield seen
     finally:
         for handle in handles:
             handle.remove()
+
+
+def observed_shapes(model: nn.Module, net: "Net", x: torch.Tensor) -> dict[int, tuple[int, ...]]:
+    """Run ``x`` through ``model`` and record each op's output shape (batch dimension
+    dropped), as :func:`observe` sees them."""
+    shapes: dict[int, tuple[int, ...]] = {}
+
+    def record(node: int, tensor: torch.Tensor) -> None:
+        shapes[node] = tuple(tensor.shape[1:])
+
+    with observe(model, net.graph, list(net.graph.nodes), record):
+        model(x)
     return shapes
