@@ -13,6 +13,11 @@ Three levels of detail:
   ``bottleneck(128, 512) x 3`` unless ``expand``;
 - ``layer``: every op, block instances as clusters.
 
+Why one module of ~770 lines: it is one pipeline, graph -> view (which graph nodes
+become which drawn node: ``_Builder``) -> DOT text (``emit``), whose two halves
+share the view's types, the edge and node styles and the size caps; each half is a
+section below (labels, the view, the U layout, text).
+
 >>> import resdsl
 >>> net = resdsl.loads('''
 ... network tiny:
