@@ -4,7 +4,6 @@ enumeration, cost against torch, identity at initialisation numerically."""
 from __future__ import annotations
 
 import json
-import random
 from collections import Counter
 from math import comb, prod
 from pathlib import Path
@@ -13,10 +12,11 @@ import networkx as nx
 import pytest
 
 import resdsl
+from tests.random_dags import random_dag_cases
 from resdsl.cli import main
 from resdsl.analysis.paths import path_polynomial
 from resdsl.analysis.report import analyze, node_macs, path_stats, receptive_fields
-from resdsl.graph import OpEdge, op_edge, op_node, op_nodes, set_edge
+from resdsl.graph import op_edge, op_node, op_nodes
 from resdsl.ops import REGISTRY
 
 SPECS = Path(__file__).resolve().parents[1] / "specs"
@@ -123,21 +123,7 @@ def test_double_port_counts_with_multiplicity():
 
 def test_polynomial_on_random_dags():
     """Random DAGs with random ports and costs, between random endpoints."""
-    rng = random.Random(7)
-    for _ in range(40):
-        size = rng.randint(2, 12)
-        graph = nx.DiGraph()
-        graph.add_nodes_from(range(size))
-        for v in range(1, size):
-            for u in rng.sample(range(v), rng.randint(1, min(3, v))):
-                set_edge(graph, u, v, OpEdge("data", (), tuple(range(rng.randint(1, 2)))))
-        costs = {n: rng.randint(0, 2) for n in graph}
-        source = rng.randrange(size)
-        target = rng.randrange(source, size)
-        expected = Counter()
-        for path in nx.all_simple_paths(graph, source, target) if source != target else [[source]]:
-            times = prod(len(op_edge(graph, u, v).ports) for u, v in zip(path, path[1:]))
-            expected[sum(costs[n] for n in path[1:])] += times
+    for graph, costs, source, target, expected in random_dag_cases(seed=7):
         assert path_polynomial(graph, costs.__getitem__, source, target) == dict(expected)
 
 

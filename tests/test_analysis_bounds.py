@@ -11,21 +11,18 @@ from __future__ import annotations
 
 import json
 import math
-import random
 import time
-from collections import Counter
-from math import comb, prod
+from math import comb
 from pathlib import Path
 
-import networkx as nx
 import pytest
 
 import resdsl
+from tests.random_dags import random_dag_cases
 from resdsl.cli import main
 from resdsl.analysis import paths, report
 from resdsl.analysis.paths import path_moments
 from resdsl.analysis.report import RF_CAP, _big, analyze, path_stats
-from resdsl.graph import OpEdge, op_edge, set_edge
 
 CIFAR = Path(__file__).resolve().parents[1] / "specs" / "cifar_resnet.res"
 CPU_BOUND_S = 2.0
@@ -159,21 +156,7 @@ def test_exact_work_is_bounded_by_the_budget(monkeypatch):
 
 
 def test_moments_equal_the_exact_distribution_on_random_dags():
-    rng = random.Random(11)
-    for _ in range(40):
-        size = rng.randint(2, 12)
-        graph = nx.DiGraph()
-        graph.add_nodes_from(range(size))
-        for v in range(1, size):
-            for u in rng.sample(range(v), rng.randint(1, min(3, v))):
-                set_edge(graph, u, v, OpEdge("data", (), tuple(range(rng.randint(1, 2)))))
-        costs = {n: rng.randint(0, 2) for n in graph}
-        source = rng.randrange(size)
-        target = rng.randrange(source, size)
-        expected = Counter()
-        for path in nx.all_simple_paths(graph, source, target) if source != target else [[source]]:
-            times = prod(len(op_edge(graph, u, v).ports) for u, v in zip(path, path[1:]))
-            expected[sum(costs[n] for n in path[1:])] += times
+    for graph, costs, source, target, expected in random_dag_cases(seed=11):
         moments = path_moments(graph, costs.__getitem__, source, target)
         if not expected:
             assert moments is None
