@@ -97,3 +97,12 @@ def test_overrides_are_spelled_as_spec_numbers(value):
     with pytest.raises(SpecError, match="is not a valid int"):
         resdsl.load(spec, n=value)
     assert resdsl.load(spec, n="3").params["n"] == 3 and resdsl.load(spec, n=" 3 ").params["n"] == 3
+
+
+@pytest.mark.parametrize("digits", [25, 5000])
+def test_an_override_of_thousands_of_digits_is_out_of_range(digits):
+    """int() of over 4,300 digits raises ValueError (the fuzz found it after the spelling fix)."""
+    spec = Path(__file__).resolve().parents[1] / "specs" / "cifar_resnet.res"
+    for value in ("9" * digits, "-" + "9" * digits):
+        with pytest.raises(SpecError, match="out of range"):
+            resdsl.load(spec, n=value)

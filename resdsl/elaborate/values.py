@@ -59,7 +59,8 @@ def _parse_literal(text: str) -> Value:
     if text in ("true", "false"):
         return text == "true"
     if _INT_TEXT.fullmatch(text):
-        return int(text)
+        # int() of over 4,300 digits is itself an error: a huge number is out of range anyway.
+        return int(text) if len(text) <= 21 else (-(2**64) if text[0] == "-" else 2**64)
     if _FLOAT_TEXT.fullmatch(text):
         return float(text)
     return text
