@@ -48,7 +48,7 @@ def _block_usage(block: ir.Block) -> str:
     return f"usage: {block.name}({', '.join(parts)})"
 
 
-#: A ``-D`` number is spelled as in a spec (grammar.lark's INT and FLOAT), optionally
+#: A ``-D`` number is spelled as in a spec (INT and FLOAT of syntax/resdsl.lark), optionally
 #: negative: Python's int() would also take '1_000', '+3' and Unicode digits such as '٣'.
 _INT_TEXT = re.compile(r"-?[0-9]+")
 _FLOAT_TEXT = re.compile(r"-?([0-9]+\.[0-9]*([eE][+-]?[0-9]+)?|[0-9]+[eE][+-]?[0-9]+|\.[0-9]+([eE][+-]?[0-9]+)?)")
