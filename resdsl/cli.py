@@ -329,7 +329,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SpecError as err:
         if getattr(args, "json", False):
             print(json.dumps(err.to_dict(), sort_keys=True))
-        _out(err.render(), file=sys.stderr)
+        print(err.render(), file=sys.stderr)  # Diagnostic.render escapes spec text itself
         return EXIT_SPEC
     except UsageError as err:
         _out(f"resdsl: error: {err}", file=sys.stderr)
