@@ -19,7 +19,7 @@ import torchvision  # noqa: E402
 import resdsl  # noqa: E402
 from common import print_table  # noqa: E402
 
-SPEC = Path(__file__).resolve().parents[1] / "specs" / "resnet50.res"
+SPEC = Path(__file__).resolve().parents[1] / "resdsl" / "zoo" / "resnet50.res"
 
 
 def timed(fn) -> float:

@@ -1,4 +1,4 @@
-"""CLI latency: whole-process wall time of `resdsl check specs/resnet50.res` against
+"""CLI latency: whole-process wall time of `resdsl check resdsl/zoo/resnet50.res` against
 `python -c "import torch"` on the same machine, medians over interleaved runs.
 
     python benchmarks/cli_latency.py
@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import print_table  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-CHECK = [sys.executable, "-m", "resdsl", "check", "specs/resnet50.res"]
+CHECK = [sys.executable, "-m", "resdsl", "check", "resdsl/zoo/resnet50.res"]
 TORCH = [sys.executable, "-c", "import torch"]
 
 
@@ -35,7 +35,7 @@ def main(runs: int = 7) -> dict:
         torch.append(wall(TORCH))
     c, t = statistics.median(check), statistics.median(torch)
     print_table("CLI latency (median of %d, whole process)" % runs, ("command", "seconds"),
-                [("resdsl check specs/resnet50.res", c), ('python -c "import torch"', t)])
+                [("resdsl check resdsl/zoo/resnet50.res", c), ('python -c "import torch"', t)])
     print(f"  ratio check / import torch = {c / t:.3f} (target <= 0.25)")
     return {"check_s": c, "torch_import_s": t, "ratio": c / t}
 

@@ -36,7 +36,7 @@ def _models(name: str):
 
     import resdsl
 
-    ours = resdsl.load(ROOT / "specs" / f"{name}.res").build().eval()
+    ours = resdsl.load(ROOT / "resdsl" / "zoo" / f"{name}.res").build().eval()
     theirs = getattr(torchvision.models, name)().eval()
     ours.load_state_dict(theirs.state_dict(), strict=True)
     return ours, theirs

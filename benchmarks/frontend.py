@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import resdsl  # noqa: E402
 from common import median_time, print_table  # noqa: E402
 
-SPEC = Path(__file__).resolve().parents[1] / "specs" / "cifar_resnet.res"
+SPEC = Path(__file__).resolve().parents[1] / "resdsl" / "zoo" / "cifar_resnet.res"
 DEPTHS = (3, 18, 200, 1000, 2000)
 LIMITS = resdsl.Limits(max_nodes=100_000)  # n=2000 is 42,008 ops: over the default, on purpose
 

@@ -27,7 +27,7 @@ torch.set_num_threads(1)
 which = sys.argv[1]
 if which == "resdsl":
     import resdsl
-    model = resdsl.load("specs/resnet50.res").build().eval()
+    model = resdsl.load("resdsl/zoo/resnet50.res").build().eval()
 else:
     import torchvision
     model = torchvision.models.resnet50().eval()

@@ -544,7 +544,7 @@ def load(path: str | os.PathLike, *, network: str | None = None, plain: bool = F
     the plain twin (no skips); ``shortcut="B"`` forces one shortcut policy on
     every residual without an explicit ``shortcut:`` path.
 
-    >>> net = load("specs/resnet50.res", num_classes=10)  # doctest: +SKIP
+    >>> net = load("resdsl/zoo/resnet50.res", num_classes=10)  # doctest: +SKIP
     >>> net.output_shape  # doctest: +SKIP
     (10,)
     """

@@ -3,7 +3,7 @@
 Errors are values until the CLI prints them. A :class:`Diagnostic` carries a
 :class:`Span` (file, line, column) and renders like a compiler message::
 
-    specs/bad.res:14:13: error: concat 'enc9': no tensor labelled 'enc9' in this scope
+    resdsl/zoo/bad.res:14:13: error: concat 'enc9': no tensor labelled 'enc9' in this scope
        14 |     concat enc9, crop=center
           |            ^^^^
     hint: labels in scope: enc1, enc2, enc3, enc4, bottom, up4

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SPECS = ROOT / "specs"
+SPECS = ROOT / "resdsl" / "zoo"
 
 
 @pytest.fixture(scope="session", autouse=True)

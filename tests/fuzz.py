@@ -34,7 +34,7 @@ from typing import Callable, Iterator, Sequence, Union
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-SPECS = ROOT / "specs"
+SPECS = ROOT / "resdsl" / "zoo"
 Shape = tuple[int, ...]
 
 # ---------------------------------------------------------------------------------
@@ -586,7 +586,7 @@ def mutate(rng: random.Random, text: str) -> tuple[str, list[str]]:
 
 
 def zoo() -> list[tuple[str, str]]:
-    """(file name, text) of every spec in specs/ (YAML and blocks files included)."""
+    """(file name, text) of every spec in resdsl/zoo/ (YAML and blocks files included)."""
     files = sorted(SPECS.rglob("*.res")) + sorted(SPECS.rglob("*.yaml"))
     return [(str(p.relative_to(SPECS)), p.read_text(encoding="utf-8")) for p in files]
 

@@ -19,7 +19,7 @@ from resdsl.analysis.report import analyze, node_macs, path_stats, receptive_fie
 from resdsl.graph import op_edge, op_node, op_nodes
 from resdsl.ops import REGISTRY
 
-SPECS = Path(__file__).resolve().parents[1] / "specs"
+SPECS = Path(__file__).resolve().parents[1] / "resdsl" / "zoo"
 CIFAR = SPECS / "cifar_resnet.res"
 PREACT = SPECS / "preact_resnet.res"
 UNET = SPECS / "unet.res"

@@ -24,7 +24,7 @@ from resdsl.analysis import paths, report
 from resdsl.analysis.paths import path_moments
 from resdsl.analysis.report import RF_CAP, _big, analyze, path_stats
 
-CIFAR = Path(__file__).resolve().parents[1] / "specs" / "cifar_resnet.res"
+CIFAR = Path(__file__).resolve().parents[1] / "resdsl" / "zoo" / "cifar_resnet.res"
 CPU_BOUND_S = 2.0
 
 STAGE = """

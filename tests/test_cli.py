@@ -20,27 +20,27 @@ def _at_root(monkeypatch):
 
 
 def test_check_prints_one_line(capsys):
-    assert main(["check", "specs/resnet50.res"]) == 0
+    assert main(["check", "resdsl/zoo/resnet50.res"]) == 0
     out = capsys.readouterr().out
     assert out == "resnet50: ok - 175 ops (54 weight layers), 25,557,032 parameters, [3, 224, 224] -> [1000]\n"
 
 
 def test_check_overrides_and_plain(capsys):
-    assert main(["check", "specs/unet.res", "-D", "pad=1", "-D", "size=512"]) == 0
+    assert main(["check", "resdsl/zoo/unet.res", "-D", "pad=1", "-D", "size=512"]) == 0
     assert "[1, 512, 512] -> [2, 512, 512]" in capsys.readouterr().out
-    assert main(["check", "specs/resnet50.res", "--plain"]) == 0
+    assert main(["check", "resdsl/zoo/resnet50.res", "--plain"]) == 0
     assert "22,780,456 parameters" in capsys.readouterr().out
 
 
 def test_check_json(capsys):
-    assert main(["check", "specs/resnet50.res", "--json", "-D", "num_classes=10"]) == 0
+    assert main(["check", "resdsl/zoo/resnet50.res", "--json", "-D", "num_classes=10"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["output_shape"] == [10] and result["params"] == {"num_classes": 10}
     assert [row["name"] for row in result["summary"]][:2] == ["conv1", "bn1"]
 
 
 def test_compile_prints_a_table_grouped_by_stage(capsys):
-    assert main(["compile", "specs/resnet50.res", "-D", "num_classes=10"]) == 0
+    assert main(["compile", "resdsl/zoo/resnet50.res", "-D", "num_classes=10"]) == 0
     out = capsys.readouterr().out
     assert "layer3     bottleneck x 6    [1024, 14, 14]     7,098,368" in out
     assert "total" in out and "23,528,522" in out and "shapes match" in out
@@ -59,13 +59,13 @@ def test_spec_errors_as_json(capsys):
 
 
 @pytest.mark.parametrize("argv", [[], ["check"], ["check", "missing.res"], ["nope", "x.res"],
-                                  ["check", "specs/unet.res", "-D", "pad"], ["compile", "specs/unet.res", "--batch", "0"]])
+                                  ["check", "resdsl/zoo/unet.res", "-D", "pad"], ["compile", "resdsl/zoo/unet.res", "--batch", "0"]])
 def test_usage_errors_exit_2(argv, capsys):
     assert main(argv) == 2
     assert "error" in capsys.readouterr().err
 
 
 def test_console_script_runs_as_a_process():
-    result = subprocess.run([sys.executable, "-m", "resdsl", "check", "specs/unet.res"],
+    result = subprocess.run([sys.executable, "-m", "resdsl", "check", "resdsl/zoo/unet.res"],
                             capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert result.returncode == 0 and result.stdout.startswith("unet: ok")

@@ -21,7 +21,7 @@ from resdsl.cli import main
 from resdsl.graph import op_node
 
 ROOT = Path(__file__).resolve().parents[1]
-SPECS = ROOT / "specs"
+SPECS = ROOT / "resdsl" / "zoo"
 
 
 def _import(path: Path):
@@ -78,7 +78,7 @@ def test_forward_is_straight_line_and_every_statement_names_its_spec_line(resnet
 
 def test_output_is_byte_identical_across_processes():
     code = "import resdsl; from resdsl.backends.codegen import generate; " \
-           "print(generate(resdsl.load('specs/unet.res')).text, end='')"
+           "print(generate(resdsl.load('resdsl/zoo/unet.res')).text, end='')"
     texts = {subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True,
                             env={**os.environ, "PYTHONHASHSEED": seed}).stdout for seed in ("1", "2")}
     assert len(texts) == 1
@@ -246,8 +246,8 @@ def test_a_new_op_needs_only_its_catalogue_entry():
 
 
 def test_comments_of_an_imported_block_cite_the_block_file():
-    """specs/resnet18.res imports its blocks: their lines live in blocks/resnet.res."""
-    text = generate(resdsl.load(Path(__file__).resolve().parents[1] / "specs" / "resnet18.res")).text
+    """resdsl/zoo/resnet18.res imports its blocks: their lines live in blocks/resnet.res."""
+    text = generate(resdsl.load(Path(__file__).resolve().parents[1] / "resdsl" / "zoo" / "resnet18.res")).text
     block = text[text.index("class Basic"):text.index("class Resnet18")]
     network = text[text.index("class Resnet18"):]
     assert '"""Block ``basic`` (resnet.res:' in block

@@ -19,7 +19,7 @@ import torch
 import resdsl
 
 ROOT = Path(__file__).resolve().parents[1]
-SPECS = ROOT / "specs"
+SPECS = ROOT / "resdsl" / "zoo"
 
 
 def _unet():
@@ -149,7 +149,7 @@ DDP_WORKER = textwrap.dedent("""\
     torch.set_num_threads(1)
     dist.init_process_group("gloo", rank=rank, world_size=world)
     torch.manual_seed(0)  # same initial weights; DDP broadcasts rank 0's anyway
-    model = torch.nn.parallel.DistributedDataParallel(resdsl.load("specs/resnet18.res", num_classes=10).build())
+    model = torch.nn.parallel.DistributedDataParallel(resdsl.load("resdsl/zoo/resnet18.res", num_classes=10).build())
     initial = torch.cat([p.detach().flatten() for p in model.module.parameters()])
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     torch.manual_seed(100 + rank)  # each rank its own data

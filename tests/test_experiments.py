@@ -13,7 +13,7 @@ from resdsl.cli import main
 pytest.importorskip("sklearn")
 pytest.importorskip("matplotlib")
 
-CIFAR = Path(__file__).resolve().parents[1] / "specs" / "cifar_resnet.res"
+CIFAR = Path(__file__).resolve().parents[1] / "resdsl" / "zoo" / "cifar_resnet.res"
 
 
 def test_degradation_smoke(tmp_path):

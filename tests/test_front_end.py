@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_load_never_imports_torch():
     code = (
         "import sys, resdsl\n"
-        "net = resdsl.load('specs/resnet50.res', num_classes=10)\n"
+        "net = resdsl.load('resdsl/zoo/resnet50.res', num_classes=10)\n"
         "resdsl.load('tests/language/resnet18.yaml')\n"
         "assert net.output_shape == (10,)\n"
         "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.')))\n"

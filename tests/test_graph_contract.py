@@ -18,7 +18,7 @@ from resdsl.errors import NOWHERE
 from resdsl.graph import OpEdge, OpNode, op_edges, op_node, op_nodes, residual_units, update_node
 
 PACKAGE = Path(resdsl.__file__).parent
-SPECS = Path(__file__).parent.parent / "specs"
+SPECS = Path(__file__).parent.parent / "resdsl" / "zoo"
 
 # Reads of networkx's attribute dicts, which only resdsl/graph.py may do (graph
 # attributes, ``graph.graph["containers"]`` and the like, are not node data).

@@ -68,7 +68,7 @@ def test_written_paths_are_escaped(tmp_path, capsys):
 
 
 def test_max_nodes_on_the_command_line(tmp_path, capsys):
-    spec = Path(__file__).resolve().parents[1] / "specs" / "resnet18.res"
+    spec = Path(__file__).resolve().parents[1] / "resdsl" / "zoo" / "resnet18.res"
     assert main(["check", str(spec), "--max-nodes", "50"]) == 1
     assert "more than 50 ops" in capsys.readouterr().err
     assert main(["check", str(spec), "--max-nodes", "100"]) == 0
@@ -93,7 +93,7 @@ def test_labels_are_shortened_before_graphviz_lays_them_out():
 @pytest.mark.parametrize("value", ["1_000", "+3", "\u0663", "\uff13", "0x10", " 3 3"])
 def test_overrides_are_spelled_as_spec_numbers(value):
     """-D took whatever Python's int() takes: digit separators, a plus sign, Unicode digits."""
-    spec = Path(__file__).resolve().parents[1] / "specs" / "cifar_resnet.res"
+    spec = Path(__file__).resolve().parents[1] / "resdsl" / "zoo" / "cifar_resnet.res"
     with pytest.raises(SpecError, match="is not a valid int"):
         resdsl.load(spec, n=value)
     assert resdsl.load(spec, n="3").params["n"] == 3 and resdsl.load(spec, n=" 3 ").params["n"] == 3
@@ -102,7 +102,7 @@ def test_overrides_are_spelled_as_spec_numbers(value):
 @pytest.mark.parametrize("digits", [25, 5000])
 def test_an_override_of_thousands_of_digits_is_out_of_range(digits):
     """int() of over 4,300 digits raises ValueError (the fuzz found it after the spelling fix)."""
-    spec = Path(__file__).resolve().parents[1] / "specs" / "cifar_resnet.res"
+    spec = Path(__file__).resolve().parents[1] / "resdsl" / "zoo" / "cifar_resnet.res"
     for value in ("9" * digits, "-" + "9" * digits):
         with pytest.raises(SpecError, match="out of range"):
             resdsl.load(spec, n=value)

@@ -18,8 +18,8 @@ from resdsl.render import graphviz as gv
 from resdsl.render import to_dot
 
 ROOT = Path(__file__).resolve().parent.parent
-RESNET50 = ROOT / "specs" / "resnet50.res"
-UNET = ROOT / "specs" / "unet.res"
+RESNET50 = ROOT / "resdsl" / "zoo" / "resnet50.res"
+UNET = ROOT / "resdsl" / "zoo" / "unet.res"
 
 CIFAR_A = """
 network cifar(n: int = 3):

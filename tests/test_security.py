@@ -20,7 +20,7 @@ from resdsl import cli
 from resdsl.io import OutputError, atomic_write
 
 PACKAGE = Path(resdsl.__file__).resolve().parent
-SPECS = Path(__file__).resolve().parents[1] / "specs"
+SPECS = Path(__file__).resolve().parents[1] / "resdsl" / "zoo"
 #: Generated Python is compiled from validated identifiers and repr() of typed values
 #: only here (DESIGN.md); everything else in the package must not eval or exec.
 CODEGEN = {"backends/codegen/loader.py"}

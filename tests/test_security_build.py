@@ -26,7 +26,7 @@ from resdsl.cli import main  # noqa: E402
 from resdsl.elaborate import Elaborator  # noqa: E402
 from resdsl.graph import op_node  # noqa: E402
 
-SPECS = Path(__file__).resolve().parents[1] / "specs"
+SPECS = Path(__file__).resolve().parents[1] / "resdsl" / "zoo"
 TINY = "network tiny(classes: int = 3):\n    input x: [8]\n    fc1: linear 16\n    relu\n    head: linear classes\n"
 
 

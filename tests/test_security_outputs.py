@@ -322,7 +322,7 @@ def test_dot_files_are_capped_before_the_view_is_built(work, monkeypatch, capsys
     assert main(["render", "huge.res", "--level", "block", "-o", "huge.dot"]) == 0
 
 
-@pytest.mark.parametrize("spec", sorted((ROOT / "specs").glob("*.res")), ids=lambda p: p.stem)
+@pytest.mark.parametrize("spec", sorted((ROOT / "resdsl" / "zoo").glob("*.res")), ids=lambda p: p.stem)
 def test_every_zoo_spec_can_be_laid_out_at_layer_level(spec):
     view = build_view(resdsl.load(spec).graph, level="layer")
     assert layout_size(view) <= MAX_LAYOUT_SIZE

@@ -35,7 +35,7 @@ def test_observed_shapes_equal_inferred_shapes(resnet50_net, resnet50_model):
 def test_unet_forward(unet_net):
     model = unet_net.build().eval()
     assert sum(p.numel() for p in model.parameters()) == 31_030_658
-    small = resdsl.load("specs/unet.res", size=188).build().eval()  # 188 -> 4 after the valid convs
+    small = resdsl.load("resdsl/zoo/unet.res", size=188).build().eval()  # 188 -> 4 after the valid convs
     with torch.no_grad():
         assert small(torch.zeros(1, 1, 188, 188)).shape == (1, 2, 4, 4)
 

@@ -16,7 +16,7 @@ torchvision = pytest.importorskip("torchvision")
 import resdsl  # noqa: E402
 from resdsl.cli import main  # noqa: E402
 
-SPECS = Path(__file__).resolve().parents[1] / "specs"
+SPECS = Path(__file__).resolve().parents[1] / "resdsl" / "zoo"
 RESNET18, RESNET34 = SPECS / "resnet18.res", SPECS / "resnet34.res"
 
 

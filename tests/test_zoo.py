@@ -27,7 +27,7 @@ from resdsl.graph import containers, op_edges, op_node, op_nodes, residual_units
 from resdsl.syntax.text import parse_text
 from resdsl.syntax.yaml import parse_yaml
 
-SPECS = Path(__file__).resolve().parents[1] / "specs"
+SPECS = Path(__file__).resolve().parents[1] / "resdsl" / "zoo"
 
 # ---- reference figures (REFERENCE.md) ---------------------------------------------------
 
@@ -430,12 +430,12 @@ def test_torchvision_specs_share_their_blocks(name: str):
     assert "\nblock " not in text and "    block " not in text
 
 
-LANGUAGE_MD = SPECS.parent / "tests" / "language" / "LANGUAGE.md"  # vendored language v1
+LANGUAGE_MD = SPECS.parents[1] / "tests" / "language" / "LANGUAGE.md"  # vendored language v1
 
 
 @pytest.mark.parametrize("name", ["resnet50", "unet"])
 def test_language_examples_kept_verbatim(name: str):
-    """specs/resnet50.res and specs/unet.res are LANGUAGE.md's examples; only their
+    """resdsl/zoo/resnet50.res and resdsl/zoo/unet.res are LANGUAGE.md's examples; only their
     header comments may add to them."""
     def statements(text: str) -> str:
         return "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#")).strip()

@@ -475,7 +475,7 @@ def analyze(net: "Net | nx.DiGraph") -> Analysis:
     """Cost, receptive field and paths of a loaded network (no torch).
 
     >>> import resdsl
-    >>> a = analyze(resdsl.load("specs/cifar_resnet.res", n=9))  # ResNet-56
+    >>> a = analyze(resdsl.load("resdsl/zoo/cifar_resnet.res", n=9))  # ResNet-56
     >>> a.params, a.paths.count == 2 ** 27, a.paths.min_nonlinear
     (853018, True, 28)
     """

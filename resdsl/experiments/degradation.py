@@ -1,6 +1,6 @@
 """The degradation problem, in small (He et al. 2015, Fig. 1 and 6).
 
-Plain and residual twins of 8, 20 and 56 layers (``specs/cifar_resnet.res``,
+Plain and residual twins of 8, 20 and 56 layers (``resdsl/zoo/cifar_resnet.res``,
 n = 1, 3, 9) train on scikit-learn's digits for the same number of SGD steps,
 three seeds each; the figure shows the training error against steps, mean
 over seeds with the min-max band::

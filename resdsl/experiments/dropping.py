@@ -1,7 +1,7 @@
 """Dropping blocks at test time (Veit et al. 2016, "residual networks behave like
 ensembles of relatively shallow networks"; "dropping some layers does not even hurt").
 
-ResNet-20 and its plain twin (``specs/cifar_resnet.res``, n = 3) train on digits
+ResNet-20 and its plain twin (``resdsl/zoo/cifar_resnet.res``, n = 3) train on digits
 (three seeds); n = 3 because the plain 56-layer twin does not train at all in
 this budget (see the degradation experiment), and removing a block from a
 network at chance says nothing. Then, at test time, one residual unit at a time is removed and

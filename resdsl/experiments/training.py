@@ -3,7 +3,7 @@
 The data is scikit-learn's bundled digits (1797 8x8 grey images, no download),
 split 80/20 stratified with a fixed seed; pixels scaled to zero mean, unit
 variance and repeated over the input's channels. The networks are the CIFAR
-ResNets of ``specs/cifar_resnet.res`` (6n+2 layers, option A) at ``size=8``, and
+ResNets of ``resdsl/zoo/cifar_resnet.res`` (6n+2 layers, option A) at ``size=8``, and
 their plain twins (``plain=True``: the same layers, no skips).
 """
 
@@ -20,7 +20,7 @@ import torch.nn.functional as F
 if TYPE_CHECKING:  # pragma: no cover
     from ..api import Net
 
-SPEC = Path(__file__).resolve().parents[2] / "specs" / "cifar_resnet.res"
+SPEC = Path(__file__).resolve().parents[1] / "zoo" / "cifar_resnet.res"
 DATA_SEED = 0
 
 

@@ -1,0 +1,1 @@
+"""The reference zoo: specs that reproduce published networks exactly (package data)."""
