@@ -235,6 +235,7 @@ INTERNAL = {
     "mul": ([(4, 6, 6)] * 2, {}),
     "concat": ([(4, 6, 6), (2, 6, 6)], {}),
     "zero_pad": ([(4, 6, 6)], {"stride": (2, 2), "channels": 4}),
+    "parameter": ([(4, 1, 1)], {"dims": (4, 1, 1), "init": 0.5}),  # a source: its "input" is unused
 }
 
 
@@ -247,7 +248,7 @@ def test_every_entry_declares_every_field():
         assert op.receptive_field is not None, name
         assert op.nonlinear == (op.category == "activation"), name  # the analysis's convention
         assert not op.zero_init_norm or op.category == "norm", name
-        assert (op.code is None) == op.internal, name
+        assert (op.code is None) == (op.internal and not op.source), name
     assert [n for n, op in REGISTRY.items() if op.zero_init_norm] == ["batchnorm"]
     assert [n for n, op in REGISTRY.items() if op.diagram.kind == "input"] == ["input"]
 

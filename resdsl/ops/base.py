@@ -150,6 +150,9 @@ class OpSpec:
     code: Callable[["TorchArgs"], Any] | None = None
     min_rank: int = 1  # input rank (with channels) the op accepts
     internal: bool = False  # made by resdsl itself, not callable from a spec (codegen inlines these)
+    # Takes no input: its ``code`` makes a tensor (an nn.Parameter) that ``forward`` reads as
+    # an attribute instead of calling it (``parameter``, a learnable tensor).
+    source: bool = False
 
     # ---- ops concern: what the analysis, the diagram and elaboration read ----------
     receptive_field: FieldRule  # POINTWISE, GLOBAL, a Window, or f(in_shape, out_shape, args)

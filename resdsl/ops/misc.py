@@ -5,7 +5,7 @@ from __future__ import annotations
 from math import prod
 
 from .base import (
-    GLOBAL, OMIT, POINTWISE, ArgSpec, Diagram, OpError, OpSpec, ReceptiveField, Shape, Window,
+    BOX, GLOBAL, OMIT, POINTWISE, ArgSpec, Diagram, OpError, OpSpec, ReceptiveField, Shape, Window,
     register,
 )
 
@@ -92,4 +92,21 @@ register(OpSpec(
     label=lambda a, i, o: "flatten",
     code=lambda c: c.call("nn.Flatten", c.lit(1)),
     receptive_field=_flatten_field, nonlinear=False, diagram=SILENT,
+))
+
+
+register(OpSpec(
+    name="parameter",
+    doc="A learnable tensor of a given shape, filled with one value (``[label:] parameter D1, ..., "
+        "init=V``); a statement of the language, not called on an input.",
+    category="io",
+    positional=(),
+    keywords=(),
+    infer=lambda s, a: a["dims"],
+    params=lambda s, a: prod(a["dims"]),
+    label=lambda a, i, o: f"parameter {'x'.join(map(str, a['dims']))}",
+    code=lambda c: c.call("_parameter", c.lit(c.args["dims"]), c.lit(c.args["init"])),
+    internal=True,
+    source=True,
+    receptive_field=POINTWISE, nonlinear=False, diagram=BOX,
 ))

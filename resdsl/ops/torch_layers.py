@@ -38,3 +38,8 @@ def _drop_path(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
     keep = 1.0 - p
     mask = x.new_empty((x.shape[0],) + (1,) * (x.dim() - 1)).bernoulli_(keep).div_(keep)
     return x * mask
+
+
+def _parameter(shape: tuple[int, ...], init: float) -> nn.Parameter:
+    """A learnable tensor of ``shape``, every element ``init`` (ConvNeXt's layer scale)."""
+    return nn.Parameter(torch.full(shape, init))
