@@ -70,4 +70,5 @@ RESERVED_NAMES = frozenset(
 GENERATED_NAMES = frozenset({
     "self", "torch", "nn", "F", "super", "min", "max", "int", "float", "bool", "tuple", "range",
     "None", "True", "False", "ValueError", "Optional", "_center_crop", "_drop_path", "ChannelLayerNorm",
+    "Permute", "_channel_shuffle",
 })
