@@ -104,7 +104,7 @@ def _permute_shape(in_shape: Shape, args: dict) -> Shape:
     if len(dims) != rank:
         raise OpError(
             f"permute needs {rank} dims for the input {format_shape(in_shape)}, got {len(dims)}",
-            hint=f"write a permutation of 0..{rank - 1}, e.g. permute {', '.join(map(str, _rotated(rank)))}",
+            hint=f"write a permutation of 0..{rank - 1}, e.g. permute {_dims_text(_rotated(rank))}",
             arg=f"#{rank}" if len(dims) > rank else None,
         )
     seen: set[int] = set()
@@ -118,6 +118,11 @@ def _permute_shape(in_shape: Shape, args: dict) -> Shape:
             )
         seen.add(dim)
     return tuple(in_shape[d] for d in dims)
+
+
+def _dims_text(dims: tuple[int, ...]) -> str:
+    """``1, 2, 0``: dims as a spec writes them."""
+    return format_shape(dims).strip("[]")
 
 
 def _rotated(rank: int) -> tuple[int, ...]:
@@ -137,7 +142,7 @@ register(OpSpec(
     positional=(ArgSpec("dims", "int", min=0, variadic=True, doc="D0, D1, ...: per-sample dims, 0-based"),),
     keywords=(),
     infer=_permute_shape,
-    label=lambda a, i, o: "permute " + ", ".join(map(str, a["dims"])),
+    label=lambda a, i, o: "permute " + _dims_text(a["dims"]),
     code=_permute_code,
     # Positions mix nothing; the analysis follows each spatial dim to its new place.
     receptive_field=POINTWISE, nonlinear=False, diagram=SILENT,
