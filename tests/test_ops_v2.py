@@ -406,3 +406,16 @@ def test_generated_file_runs_standalone(tmp_path: Path):
     x = torch.randn(2, 8, 9, 9)
     with torch.no_grad():
         assert torch.equal(standalone(x), built(x))
+
+
+def test_channels_after_a_chunk_follow_the_parameters():
+    text = (
+        "network shuf(width: int = 16):\n    input x: [16, 8, 8]\n    block unit(c: int):\n"
+        "        left: chunk 2, 0\n        from input\n        chunk 2, 1\n        conv 1, c // 2\n"
+        "        concat left\n        channel_shuffle 2\n    stage unit(width) x 2\n")
+    source = source_of(resdsl.loads(text))
+    assert "nn.Conv2d(in_channels // 2, c // 2" in source.text and "width != 16" not in source.text
+    wide = source.module_class()(width=32)
+    reference = resdsl.loads(text, width=32).build()
+    assert [tuple(v.shape) for v in wide.state_dict().values()] == \
+        [tuple(v.shape) for v in reference.state_dict().values()]
