@@ -37,7 +37,7 @@ def _pool_out(in_shape: Shape, args: dict) -> Shape:
         if 2 * p > k:
             raise OpError(f"pad {_dims(args['pad'])} is more than half the kernel {_dims(args['kernel'])}",
                           hint="pooling pads at most half the kernel", arg="pad")
-        if args["ceil"]:
+        if args.get("ceil"):  # a recipe built by hand may leave it out
             out = ceil_size(size, k, s, p)
             if out < 1:
                 raise OpError(
