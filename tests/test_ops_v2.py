@@ -82,6 +82,11 @@ def test_activations_match_torch_and_run_in_place_on_a_fresh_input(op, reference
     assert net.graph.graph and REGISTRY[op].nonlinear and REGISTRY[op].category == "activation"
 
 
+def test_activation_misuse_is_located():
+    located(error(spec("[3, 5, 5]", "hardswish 2")), 3, 15, "takes 0 positional arguments", "usage: hardswish")
+    located(error(spec("[3, 5, 5]", "relu6 inplace=true")), 3, 11, "no argument 'inplace'")
+
+
 # ---- 2. conv pad=same ---------------------------------------------------------------------------
 @SETTINGS
 @given(rank=st.integers(1, 3), size=st.integers(1, 11), kernel=st.integers(1, 8), dilation=st.integers(1, 3),
