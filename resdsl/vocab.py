@@ -77,4 +77,5 @@ GENERATED_NAMES = frozenset({
     "self", "torch", "nn", "F", "super", "min", "max", "int", "float", "bool", "tuple", "range",
     "None", "True", "False", "ValueError", "Optional", "_center_crop", "_drop_path", "ChannelLayerNorm",
     "_parameter",
+    "Permute", "_channel_shuffle",
 })

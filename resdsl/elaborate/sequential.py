@@ -56,6 +56,8 @@ class SequentialMixin:
             what = "an unlabelled 'residual'"
         elif isinstance(item, ir.Apply) and item.name == PARAMETER_WORD:
             what = "'parameter'"
+        elif isinstance(item, ir.Apply) and item.name in self.ops and self.ops[item.name].inline_code:
+            what = f"'{item.name}' (an op without a module)"
         if what is not None:
             raise Problem(item.span, f"{what} cannot stand in a sequential body: its statements "
                           "run one after another, each on the previous one's output (as nn.Sequential)",

@@ -133,8 +133,9 @@ class Constructors:
         return []
 
     def merge_chan(self, node: int, ctx: Ctx, chan: dict) -> ir.Expr | None:
-        """A merge's channels: its first input's when it keeps them (a sum, a product),
-        else the inputs' sum when it stacks them (a concat), else the number."""
+        """A merge's (or inline op's) channels: its first input's when it keeps them (a sum,
+        a product), else the inputs' sum when it stacks them (a concat), else the input's
+        divided by a whole number (a chunk), else the number."""
         data = op_node(self.graph, node)
         shape = data.shape
         if not shape:
@@ -143,6 +144,10 @@ class Constructors:
         candidates = [inputs[0]]
         if len(inputs) == 2 and None not in inputs:
             candidates.append(fold(ir.BinOp(op="+", left=inputs[0], right=inputs[1])))
+        in_value = data.in_shapes[0][0] if data.in_shapes[0] else 0
+        if len(inputs) == 1 and inputs[0] is not None and shape[0] and in_value % shape[0] == 0:
+            # An inline op that keeps a fraction of the channels (chunk): ``in // k``.
+            candidates.append(fold(ir.BinOp(op="//", left=inputs[0], right=ir.IntLit(value=in_value // shape[0]))))
         for candidate in candidates:
             sym = ctx.sym(candidate, shape[0]) if candidate is not None else None
             if sym is not None:

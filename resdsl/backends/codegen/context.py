@@ -15,7 +15,7 @@ from ... import ir
 from ...errors import Problem
 from ...expr import evaluate
 from ...graph import op_node
-from ...ops.base import OMIT, TorchArgs
+from ...ops.base import OMIT, REGISTRY, TorchArgs
 from .forms import as_kind, evaluate_form, unknown
 from .params import Writes
 from .text import IN, Call, compact, lit, names, normalise, source, v1_expression
@@ -137,6 +137,9 @@ class CodeArgs(TorchArgs):
         kind = arg_spec.kind if arg_spec else "int"
         return self.ctx.expr(expr, self.values[name], self.forms.get(name), kind, self.rank)
 
+    def value(self, name: str) -> Any:
+        return self.values[name]
+
     def channels(self) -> str:
         return self.ctx.expr(self.in_sym, self.shape[0], self.in_forms[0])
 
@@ -173,6 +176,10 @@ class MergeWriter:
         self.inputs = inputs
         self.args = RecordedArgs(data.args, gen.dependence.args[node], gen.writes)
         self.rank = len(data.in_shapes[0]) - 1
+        # Per-sample shapes (their ranks are structure, not sizes the code writes).
+        self.shapes = tuple(tuple(int(d) for d in shape) for shape in data.in_shapes)
+        self.out_shape = tuple(int(d) for d in data.shape)
+        self.batched = tuple(REGISTRY[op_node(gen.graph, n).op].batched for n in data.inputs)
         self.options = {o.name for o in getattr(data.stmt, "options", ())}
 
     def lit(self, value: Any) -> str:

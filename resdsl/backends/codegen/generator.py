@@ -236,7 +236,7 @@ class Generator(Plan, Constructors, ForwardWriter, Assembler):
                               local=self._local(ref)))
                 continue
             data = op_node(self.graph, ref)
-            if REGISTRY[data.op].merge_code is not None:
+            if REGISTRY[data.op].written_inline is not None:  # a merge, or an op without a module
                 chan[ref] = self.merge_chan(ref, ctx, chan)
                 unit = self.units_by_merge.get(ref)
                 if unit is not None and self.mixed(unit) and unit.container == path:

@@ -267,7 +267,10 @@ class Dependence:
         bound: dict[str, Form] = {}
         for arg in spec.args:
             value = data.args[arg.name]
-            if arg.name in exprs:
+            if arg.variadic:  # the rest of the positional values, one form each
+                tail = [a.value for a in stmt.args if a.name is None][len(spec.positional) - 1:]
+                form = tuple(self.evaluate(e, env, v) for e, v in zip(tail, value))
+            elif arg.name in exprs:
                 form = as_kind(self.evaluate(exprs[arg.name], env, value), arg.kind, rank)
             elif callable(arg.default):
                 try:

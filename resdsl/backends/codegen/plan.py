@@ -87,7 +87,7 @@ class Plan:
             if kind != "node":
                 return False
             data = op_node(self.graph, ref)
-            if REGISTRY[data.op].merge_code is not None or \
+            if REGISTRY[data.op].written_inline is not None or \
                     data.module.rsplit(".", 1)[-1] != str(index) or data.inputs != (prev,):
                 return False
             prev = ref
@@ -178,7 +178,9 @@ class Plan:
         stmt = data.stmt
         if not isinstance(stmt, ir.Apply) or stmt.name != data.op:  # a shortcut or merge of a residual
             return {}
-        return ir.args_by_name(stmt.args, [spec.name for spec in REGISTRY[data.op].positional])
+        # A variadic positional (permute's dims) has no one expression: see Dependence.op_args.
+        return ir.args_by_name(stmt.args, [spec.name for spec in REGISTRY[data.op].positional
+                                           if not spec.variadic])
 
     # -- names an instance sees, and class signatures ----------------------------------------
     def context(self, path: str) -> Ctx:
