@@ -424,7 +424,7 @@ VOCABULARY = [
     "flatten", "true", "false", "min", "max", "crop=center", "shortcut=A", "stride=2", ":", ",",
     "(", ")", "[", "]", "=", "//", "%", "-", "*", "#", "\\", '"', "__class__", "exec", "eval",
     "class", "import os", "x;import os", "__import__('os')", "lambda", "self", "forward",
-    '"../escape.res"', '"/etc/passwd"', '"blocks/resnet.res"', "!!python/object/apply:os.system",
+    '"../escape.res"', '"/etc/passwd"', '"std/resnet"', '"std/../x"', "!!python/object/apply:os.system",
     "&a", "*a", "<<", "{", "}", "|", ">", "- ", "? ", "!", "%YAML 1.1", "---", "...", "'", "@",
 ]
 HUGE = ["0", "-1", "2147483647", "2147483648", "-2147483649", "4294967296", "1000000", "99999",
