@@ -7,6 +7,7 @@ import importlib
 import json
 import os
 import re
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -314,3 +315,21 @@ def test_std_modules_are_plain_blocks_only_files():
         assert "\nnetwork " not in text and not text.startswith("network ")
         assert resdsl.loads(f'import "std/{name}"\nnetwork n:\n    input x: [4]\n    relu\n').num_ops == 1
     assert os.listdir(STD) and "resnet" in resdsl.std.modules()
+
+
+# ---- the documentation's examples ----------------------------------------------------------------
+
+def _fenced(path: Path, marker: str) -> str:
+    blocks = [textwrap.dedent(b.split("\n", 1)[1]) for b in path.read_text().split("```")[1::2]]
+    return next(b for b in blocks if marker in b)
+
+
+def test_the_language_references_std_example_loads():
+    net = resdsl.loads(_fenced(REPO / "docs" / "language.md", 'import "std/resnet"'))
+    assert net.input_shape == (12, 1000) and net.output_shape == (5,)
+
+
+def test_the_zoo_pages_python_example_runs():
+    namespace: dict = {}
+    exec(_fenced(REPO / "docs" / "zoo.md", "resdsl.zoo.load"), namespace)  # noqa: S102 - our own docs
+    assert namespace["net"].output_shape == (2, 256, 256)
