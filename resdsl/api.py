@@ -282,7 +282,7 @@ class _LinkLoop(Exception):
 FileKey = tuple[int, int]  # (st_dev, st_ino): one file, whatever name reached it
 
 
-#: Imports that start so name a module of the standard library, never a user's file.
+#: An import path starting so names a standard-library module, never a file of the user's.
 STD_PREFIX = "std/"
 
 

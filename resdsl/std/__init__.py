@@ -27,7 +27,7 @@ def directory() -> Path | None:
 def modules() -> list[str]:
     """The module names, sorted."""
     folder = directory()
-    if folder is None:
+    if folder is None or not folder.is_dir():
         return []
     return sorted(p.stem for p in folder.iterdir()
                   if p.suffix == ".res" and NAME.fullmatch(p.stem) and not p.is_symlink())
