@@ -314,3 +314,21 @@ def test_v2_specs_have_plain_twins_render_and_analyze():
     assert plain.num_params == net.num_params
     assert "digraph" in net.to_dot(level="block")
     assert sum(analyze(net).paths.lengths.values()) == 4  # two units: 2 x 2 paths
+
+
+def test_the_section_9_examples_of_docs_language_md_parse_and_elaborate():
+    """Each block example of section 9 is valid: used once in a small network, it builds."""
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "language.md").read_text()
+    section = text[text.index("## 9. Language version 2"):]
+    examples = [b.strip("\n") for b in section.split("```")[1::2] if b.lstrip().startswith("block")]
+    assert len(examples) >= 3
+    calls = {"inverted": "inverted(8)", "conv_norm_act": "conv_norm_act(8, act=hardswish)", "cn_block": "cn_block(4)"}
+    helper = "block conv_norm_act(out: int, k: int = 3, stride: int = 1, groups: int = 1, act: str = relu):\n" \
+             "    sequential:\n        conv k, out, stride=stride, groups=groups, bias=false\n        batchnorm\n"
+    for example in examples:
+        name = example.split("(")[0].split()[1]
+        blocks = example + ("\n\n" + helper if name == "inverted" else "")
+        net = load(calls[name], blocks=blocks)
+        assert net.build() is not None
