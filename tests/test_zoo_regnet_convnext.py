@@ -222,3 +222,44 @@ def test_weights_load_a_torchvision_state_dict_strictly(name, tmp_path, capsys):
     x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
         torch.testing.assert_close(model(x), reference(x), rtol=0, atol=1e-5)
+
+
+# ---- brevity (issue 14 item 5) -----------------------------------------------------------------
+
+def spec_lines(path: Path) -> int:
+    """Non-blank, non-comment lines of a spec."""
+    return sum(1 for line in path.read_text().splitlines() if line.strip() and not line.strip().startswith("#"))
+
+
+def python_lines(module, names: list[str]) -> int:
+    """Non-blank, non-comment, non-docstring lines of the named top-level classes and
+    functions of a torchvision model file (decorators, imports, weights enums excluded)."""
+    import ast
+    import inspect
+
+    source = inspect.getsource(module)
+    lines = source.splitlines()
+    tree = ast.parse(source)
+    docstrings = {n for node in ast.walk(tree) if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef))
+                  and ast.get_docstring(node, clean=False) is not None
+                  for n in range(node.body[0].lineno, node.body[0].end_lineno + 1)}
+    count = 0
+    for node in tree.body:
+        if isinstance(node, (ast.ClassDef, ast.FunctionDef)) and node.name in names:
+            for n in range(node.lineno, node.end_lineno + 1):
+                text = lines[n - 1].strip()
+                count += bool(text) and not text.startswith("#") and n not in docstrings
+    return count
+
+
+BREVITY = {
+    REGNET: (tv_regnet, ["SimpleStemIN", "BottleneckTransform", "ResBottleneckBlock", "AnyStage",
+                         "BlockParams", "RegNet", "_regnet", *REGNETS]),
+    CONVNEXT: (tv_convnext, ["LayerNorm2d", "CNBlock", "CNBlockConfig", "ConvNeXt", "_convnext", *CONVNEXTS]),
+}
+
+
+@pytest.mark.parametrize("spec", list(BREVITY))
+def test_spec_is_shorter_than_torchvision(spec):
+    module, names = BREVITY[spec]
+    assert spec_lines(spec) < python_lines(module, names)
