@@ -229,7 +229,8 @@ def test_a_new_op_needs_only_its_catalogue_entry():
     from resdsl.ops import ANNOTATION, POINTWISE, REGISTRY, OpSpec, user_ops
     from resdsl.ops.base import register
 
-    assert user_ops() and all(op.code is not None for op in user_ops().values())
+    # Every op a spec names is a module (``code``) or written inline without one (``inline_code``).
+    assert user_ops() and all((op.code is None) != (op.inline_code is None) for op in user_ops().values())
     register(OpSpec(name="softsign", doc="x / (1 + |x|)", category="activation", positional=(),
                     keywords=(), infer=lambda s, a: s, code=lambda c: c.call("nn.Softsign"),
                     label=lambda a, i, o: "softsign", receptive_field=POINTWISE, nonlinear=True,
