@@ -247,7 +247,8 @@ def test_a_new_op_needs_only_its_catalogue_entry():
 
 
 def test_comments_of_an_imported_block_cite_the_block_file():
-    """resdsl/zoo/resnet18.res imports its blocks: their lines live in blocks/resnet.res."""
+    """resdsl/zoo/resnet18.res imports its blocks from the standard library: their lines
+    live in resdsl/std/resnet.res."""
     text = generate(resdsl.load(Path(__file__).resolve().parents[1] / "resdsl" / "zoo" / "resnet18.res")).text
     block = text[text.index("class Basic"):text.index("class Resnet18")]
     network = text[text.index("class Resnet18"):]
