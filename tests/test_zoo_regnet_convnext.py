@@ -41,10 +41,10 @@ GIANTS = {"regnet_y_128gf"}
 # so the spec's are block1_0, block1_1, ... Until the language can spell the hyphen, the
 # reference is compared under the spec's names, and the exact names are a strict xfail.
 HYPHEN = pytest.mark.xfail(strict=True, reason="stage instances block1-0: prefix= cannot spell a hyphen")
-# Codegen (main at c29c358) builds a labelled stage inside a `sequential:` as a positional
-# nn.Sequential, ignoring prefix=: the graph says trunk_output.block1.block1_0, the built
-# module trunk_output.block1.0. Strict, so it flags the fix.
-PREFIX_BUG = pytest.mark.xfail(strict=True, reason="codegen drops prefix= of a stage in a sequential")
+# Codegen (main at c29c358) ignores a stage's prefix=: the graph says
+# trunk_output.block1.block1_0, the built module trunk_output.block1.0 (any stage, inside a
+# sequential or not). Strict, so it flags the fix.
+PREFIX_BUG = pytest.mark.xfail(strict=True, reason="codegen drops a stage's prefix=")
 
 
 def _block_params(name: str) -> tv_regnet.BlockParams:
