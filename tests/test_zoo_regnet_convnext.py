@@ -12,7 +12,6 @@ run. RegNet's per-variant values are proved equal to torchvision's own
 from __future__ import annotations
 
 import importlib.util
-from collections import OrderedDict
 from pathlib import Path
 
 import pytest
@@ -37,14 +36,6 @@ DEFAULT = {"regnet_y_400mf", "regnet_x_400mf", "convnext_tiny"}
 # A full check of this one allocates several GB: keys, shapes and counts only (meta device).
 GIANTS = {"regnet_y_128gf"}
 
-# torchvision names RegNet's stage instances block1-0, block1-1, ...; prefix= takes a name,
-# so the spec's are block1_0, block1_1, ... Until the language can spell the hyphen, the
-# reference is compared under the spec's names, and the exact names are a strict xfail.
-HYPHEN = pytest.mark.xfail(strict=True, reason="stage instances block1-0: prefix= cannot spell a hyphen")
-# Codegen (main at c29c358) ignores a stage's prefix=: the graph says
-# trunk_output.block1.block1_0, the built module trunk_output.block1.0 (any stage, inside a
-# sequential or not). Strict, so it flags the fix.
-PREFIX_BUG = pytest.mark.xfail(strict=True, reason="codegen drops a stage's prefix=")
 
 
 def _block_params(name: str) -> tv_regnet.BlockParams:
@@ -70,12 +61,8 @@ def _torchvision(name: str, device: str = "cpu") -> torch.nn.Module:
 
 
 def _reference(name: str, device: str = "cpu") -> torch.nn.Module:
-    """torchvision's model under the spec's module names (RegNet: block1-0 -> block1_0)."""
-    model = _torchvision(name, device)
-    if name.startswith("regnet"):
-        for stage in model.trunk_output.children():
-            stage._modules = OrderedDict((k.replace("-", "_"), v) for k, v in stage._modules.items())
-    return model
+    """torchvision's model, with its own module names (RegNet's block1-0 included)."""
+    return _torchvision(name, device)
 
 
 def _params(name: str, **extra) -> dict:
@@ -92,7 +79,7 @@ def _defines(params: dict) -> list[str]:
 
 def _marks(name: str) -> list:
     marks = [pytest.mark.slow] if name not in DEFAULT else []
-    return marks + ([PREFIX_BUG] if name.startswith("regnet") else [])
+    return marks
 
 
 # ---- the registry values are torchvision's --------------------------------------------------
@@ -118,8 +105,7 @@ def test_regnet_values_are_block_params(name):
 
 # ---- every variant: keys, shapes, counts (meta device) --------------------------------------
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=[PREFIX_BUG] if n.startswith("regnet") else [])
-                                  for n in ALL])
+@pytest.mark.parametrize("name", ALL)
 def test_keys_shapes_and_counts(name):
     net = resdsl.zoo.load(name)
     reference = _reference(name, "meta")
@@ -128,7 +114,6 @@ def test_keys_shapes_and_counts(name):
     assert net.output_shape == (1000,)
 
 
-@HYPHEN
 def test_regnet_loads_torchvision_state_dict_strictly(tmp_path):
     reference = _torchvision("regnet_x_400mf")
     path = tmp_path / "regnet_x_400mf.pt"
@@ -189,7 +174,7 @@ def _import(path: Path):
     return module
 
 
-@pytest.mark.parametrize("name", [pytest.param("regnet_y_400mf", marks=PREFIX_BUG), "convnext_tiny"])
+@pytest.mark.parametrize("name", ["regnet_y_400mf", "convnext_tiny"])
 def test_generated_file_reproduces_torchvision(name, tmp_path):
     """`resdsl compile -o` writes a standalone .py whose module (its defaults are
     these variants), given torchvision's randomised weights, computes torchvision's

@@ -17,7 +17,7 @@ from typing import Any, Callable
 from ...graph import Container, op_node
 from ...ops import REGISTRY
 from .context import MergeWriter
-from .text import INDENT, pyname
+from .text import INDENT, LINE_LENGTH, pyname
 
 _AUGMENTED = ("+", "*")  # ``a OP b`` written ``a OP= b`` when the op may run in place
 
@@ -98,7 +98,7 @@ class ForwardWriter:
                 if op.kind == "module" and op.in_place and op.inputs[0] in mutable and \
                         var[op.inputs[0]] == target:
                     inplace.add(op.local)
-                lines.append(f"{inner}{target} = {op.rhs(ins)}{comment}")
+                lines += _assignment(inner, target, op.rhs(ins), comment)
             var[op.node] = target
             freed = ({var[n] for n in dead} | temporaries) - {target}
             live = (live - freed) | {target}
@@ -122,3 +122,14 @@ class ForwardWriter:
                 continue  # runs in place: allocates nothing
             return True
         return False
+
+
+def _assignment(indent: str, target: str, rhs: str, comment: str) -> list[str]:
+    """``target = rhs  # where``; an expression too long for the line is wrapped in
+    parentheses, as black wraps it (a long drop-path rate: ``_drop_path(out, 0.0058823529411764705,
+    self.training) + x``)."""
+    line = f"{indent}{target} = {rhs}{comment}"
+    single_call = rhs.count("(") == 1 and rhs.endswith(")")  # black leaves ``f(a, b)  # c`` whole
+    if len(line) <= LINE_LENGTH or single_call:
+        return [line]
+    return [f"{indent}{target} = (", f"{indent}{INDENT}{rhs}", f"{indent}){comment}"]
