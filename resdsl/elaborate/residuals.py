@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from .. import ir
 from ..errors import Problem
@@ -18,9 +18,8 @@ class ResidualsMixin:
     """Residual units: options, the body, the shortcut (identity, projection, zero-pad or explicit) and the merge."""
 
     # ---- residual units -------------------------------------------------------------
-    def residual_options(self, stmt: ir.Residual, scope: Scope) -> tuple[str, float, float]:
-        policy, drop_path, scale = "auto", 0.0, 1.0
-        scope.projection_name, scope.shortcut_first = "downsample", False
+    def residual_options(self, stmt: ir.Residual, scope: Scope) -> "ResidualOptions":
+        policy, drop_path, scale, proj, shortcut_first = "auto", 0.0, 1.0, "downsample", False
         for option in stmt.options:
             value = evaluate(option.value, scope.env, scope.shape_of)
             if option.name == "shortcut":
@@ -43,21 +42,21 @@ class ResidualsMixin:
                 if not isinstance(value, str) or not value.isidentifier():
                     raise Problem(option.span, f"proj= takes a name for the shortcut submodule, not "
                                   f"{describe(value)}", hint="write e.g. proj=proj (RegNet) or proj=shortcut")
-                scope.projection_name = value
+                proj = value
             elif option.name == "shortcut_first":
                 if not isinstance(value, bool):
                     raise Problem(option.span, f"shortcut_first takes true or false, not {describe(value)}",
                                   hint="write shortcut_first=true")
-                scope.shortcut_first = value
+                shortcut_first = value
             else:
                 raise Problem(option.span, f"residual has no option '{option.name or describe(value)}'",
                               hint="residual [shortcut=P] [, drop_path=p] [, scale=s] [, proj=NAME] "
                                    "[, shortcut_first=true]:")
-        return policy, drop_path, scale
+        return ResidualOptions(policy, drop_path, scale, proj, shortcut_first)
 
     def residual(self, stmt: ir.Residual, scope: Scope, x: Tensor, defaults: dict) -> Tensor:
-        policy, drop_path, scale = self.residual_options(stmt, scope)
-        projection_name, shortcut_first = scope.projection_name, scope.shortcut_first
+        options = self.residual_options(stmt, scope)
+        policy, drop_path, scale = options.policy, options.drop_path, options.scale
         if scope.depth >= self.limits.max_depth:
             raise Problem(stmt.span, f"residuals are nested more than {self.limits.max_depth} deep",
                           hint="flatten the structure")
@@ -86,25 +85,25 @@ class ResidualsMixin:
         if self.plain or (policy == "none" and stmt.shortcut is None):
             out, kind = body_out, "none"
         else:
-            inner.projection_name = projection_name
-            shortcut, kind, edge = self.shortcut(stmt, inner, x, body_out, policy, defaults)
+            shortcut, kind, edge = self.shortcut(stmt, inner, x, body_out, policy, defaults, options.proj)
             out = self.merge(stmt, inner, body_out, shortcut, edge, scale, drop_path)
         if stmt.label is not None:
             self.graph.graph["containers"][inner.container].output = out.node
         self.graph.graph["residuals"].append(ResidualUnit(
             merge=out.node, input=x.node, body_output=body_out.node, shortcut=kind,
             last_norm=last_norm, container=inner.container, span=stmt.span, stmt=stmt,
-            first=first_node, shortcut_first=shortcut_first,
+            first=first_node, shortcut_first=options.shortcut_first,
         ))
         self.set_label(scope, stmt.label, out, stmt.span)
         return out
 
-    def shortcut(self, stmt, scope: Scope, x: Tensor, body_out: Tensor, policy: str, defaults: dict):
+    def shortcut(self, stmt, scope: Scope, x: Tensor, body_out: Tensor, policy: str, defaults: dict,
+                 proj: str = "downsample"):
         if stmt.shortcut is not None and not self.plain:
             if policy not in ("auto",):
                 raise Problem(stmt.shortcut_span, f"shortcut={policy} and an explicit 'shortcut:' path conflict",
                               hint="keep one: the explicit path replaces the policy")
-            out, edge = self.explicit_shortcut(stmt, scope, x, defaults)
+            out, edge = self.explicit_shortcut(stmt, scope, x, defaults, proj)
             return out, "explicit", edge
         if x.shape is None or body_out.shape is None:
             return x, "identity", "skip-identity"
@@ -115,7 +114,7 @@ class ResidualsMixin:
                           hint="use shortcut=auto (projection) or shortcut=A (zero-padding), or keep the shape",
                           notes=(f"the body's output comes from line {body_out.origin.line}",))
         if policy == "C" or (policy in ("auto", "B") and not match):
-            return self.projection(stmt, scope, x, body_out.shape), "projection", "skip-projection"
+            return self.projection(stmt, scope, x, body_out.shape, proj), "projection", "skip-projection"
         if policy == "A" and not match:
             return self.zero_pad(stmt, scope, x, body_out.shape), "zero-pad", "skip-zero-pad"
         return x, "identity", "skip-identity"
@@ -134,9 +133,9 @@ class ResidualsMixin:
             strides.append(stride)
         return tuple(strides)
 
-    def shortcut_scope(self, scope: Scope, stmt, x: Tensor) -> Scope:
+    def shortcut_scope(self, scope: Scope, stmt, x: Tensor, proj: str) -> Scope:
         # torchvision's name for the first projection; later ones are downsample_1, _2, ...
-        base = scope.projection_name
+        base = proj
         scope.counters.setdefault(base, 1)
         name = self.module_name(scope, base if base not in scope.used else None, base, stmt.span)
         path = scope.module_path(name)
@@ -145,9 +144,9 @@ class ResidualsMixin:
                      sequential=True, depth=scope.depth + 1, notes=scope.notes,
                      block_stack=scope.block_stack)
 
-    def projection(self, stmt, scope: Scope, x: Tensor, target: Shape) -> Tensor:
+    def projection(self, stmt, scope: Scope, x: Tensor, target: Shape, proj: str) -> Tensor:
         strides = self.shortcut_stride(stmt, x.shape, target, "projection")
-        inner = self.shortcut_scope(scope, stmt, x)
+        inner = self.shortcut_scope(scope, stmt, x, proj)
         out = x
         for index, (op, args) in enumerate(projection(x.shape, target, strides)):  # the catalogue's recipe
             spec = REGISTRY[op]
@@ -169,8 +168,8 @@ class ResidualsMixin:
         return self.add_node("zero_pad", args, [x], ["skip-zero-pad"], target, scope, stmt,
                              module=scope.module_path(name), shortcut=True)
 
-    def explicit_shortcut(self, stmt, scope: Scope, x: Tensor, defaults: dict) -> tuple[Tensor, str]:
-        inner = self.shortcut_scope(scope, stmt, x)
+    def explicit_shortcut(self, stmt, scope: Scope, x: Tensor, defaults: dict, proj: str) -> tuple[Tensor, str]:
+        inner = self.shortcut_scope(scope, stmt, x, proj)
         first = self.nodes
         out = self.body(stmt.shortcut, inner, x, defaults)
         created = range(first, self.nodes)
@@ -200,3 +199,14 @@ class ResidualsMixin:
         return self.add_node("residual_add", {"scale": scale, "drop_path": drop_path},
                              [body_out, shortcut], ["data", edge], shape, scope, stmt,
                              module=scope.module_path(name))
+
+
+@dataclass(frozen=True)
+class ResidualOptions:
+    """A residual statement's options, evaluated."""
+
+    policy: str
+    drop_path: float
+    scale: float
+    proj: str  # the projection shortcut's submodule name
+    shortcut_first: bool  # its modules registered before the body's

@@ -35,8 +35,6 @@ class Scope:
     depth: int = 0
     notes: tuple[Any, ...] = ()  # str or _CallNote, formatted only when a problem is reported
     block_stack: tuple[str, ...] = ()
-    projection_name: str = "downsample"  # a residual's proj= (read while its shortcut is made)
-    shortcut_first: bool = False
 
     def module_path(self, name: str) -> str:
         return f"{self.path}.{name}" if self.path else name
