@@ -1,0 +1,249 @@
+"""The mobile families reproduce torchvision 0.29 exactly (issue 14, item 3).
+
+MobileNetV2, MobileNetV3 (small, large), MnasNet (0.5, 0.75, 1.0, 1.3), EfficientNet B0-B7
+and EfficientNetV2 S/M/L: one spec per family (resdsl/zoo/*.res, sharing resdsl/std/mobile.res),
+its parameters selecting the variant. For one variant per family the default suite runs the
+whole check of tests/parity.py (keys in order and shapes, counts, strict load of randomised
+weights, eval outputs within 1e-5, inferred shapes, train-mode outputs under one seed: dropout
+and stochastic depth in the same places with the same rates), the plain twin against
+torchvision with its skips switched off, the generated standalone source, ``--weights``,
+``render`` and ``analyze``. Every other variant is checked for keys, shapes and counts on the
+meta device; its full check is slow-marked.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import inspect
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+import resdsl
+from resdsl.cli import main
+from tests.parity import check_keys, check_parity
+
+ZOO = Path(__file__).resolve().parents[1] / "resdsl" / "zoo"
+STD = ZOO.parent / "std"
+
+_B = {"b0": (1.0, 1.0, 0.2, 224), "b1": (1.0, 1.1, 0.2, 240), "b2": (1.1, 1.2, 0.3, 288),
+      "b3": (1.2, 1.4, 0.3, 300), "b4": (1.4, 1.8, 0.4, 380), "b5": (1.6, 2.2, 0.4, 456),
+      "b6": (1.8, 2.6, 0.5, 528), "b7": (2.0, 3.1, 0.5, 600)}
+_V2 = {"s": ([24, 24, 48, 64, 128, 160, 256, 0], [2, 4, 4, 6, 9, 15, 0], 0.2, 384),
+       "m": ([24, 24, 48, 80, 160, 176, 304, 512], [3, 5, 5, 7, 14, 18, 5], 0.3, 480),
+       "l": ([32, 32, 64, 96, 192, 224, 384, 640], [4, 7, 7, 10, 19, 25, 7], 0.4, 480)}
+
+
+def _efficientnet(width: float, depth: float, dropout: float, size: int, big: bool) -> dict[str, Any]:
+    norm = {"eps": 0.001, "momentum": 0.01} if big else {}
+    return {"width": width, "depth": depth, "dropout": dropout, "size": size, **norm}
+
+
+def _efficientnet_v2(widths: list[int], depths: list[int], dropout: float, size: int) -> dict[str, Any]:
+    return {**{f"c{i}": c for i, c in enumerate(widths)}, **{f"n{i + 1}": n for i, n in enumerate(depths)},
+            "dropout": dropout, "size": size}
+
+
+#: torchvision constructor -> (spec, parameters): the registry entries of these families.
+VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "mobilenet_v2": ("mobilenet_v2", {}),
+    "mobilenet_v3_large": ("mobilenet_v3", {"arch": "large"}),
+    "mobilenet_v3_small": ("mobilenet_v3", {"arch": "small"}),
+    **{f"mnasnet{a}": ("mnasnet", {"alpha": float(a.replace("_", "."))}) for a in ("0_5", "0_75", "1_0", "1_3")},
+    **{f"efficientnet_{b}": ("efficientnet", _efficientnet(*v, big=b >= "b5")) for b, v in _B.items()},
+    **{f"efficientnet_v2_{s}": ("efficientnet_v2", _efficientnet_v2(*v)) for s, v in _V2.items()},
+}
+#: torchvision's parameter counts (its weights' metadata), independent of both builders.
+COUNTS = {
+    "mobilenet_v2": 3_504_872, "mobilenet_v3_large": 5_483_032, "mobilenet_v3_small": 2_542_856,
+    "mnasnet0_5": 2_218_512, "mnasnet0_75": 3_170_208, "mnasnet1_0": 4_383_312, "mnasnet1_3": 6_282_256,
+    "efficientnet_b0": 5_288_548, "efficientnet_b1": 7_794_184, "efficientnet_b2": 9_109_994,
+    "efficientnet_b3": 12_233_232, "efficientnet_b4": 19_341_616, "efficientnet_b5": 30_389_784,
+    "efficientnet_b6": 43_040_704, "efficientnet_b7": 66_347_960, "efficientnet_v2_s": 21_458_488,
+    "efficientnet_v2_m": 54_139_356, "efficientnet_v2_l": 118_515_272,
+}
+#: One variant per family: checked whole in the default suite.
+DEFAULT = ("mobilenet_v2", "mobilenet_v3_small", "mnasnet0_5", "efficientnet_b0", "efficientnet_v2_s")
+#: Variants whose meta-device check takes more than 5 s.
+SLOW_META = ("efficientnet_b6", "efficientnet_b7", "efficientnet_v2_m", "efficientnet_v2_l")
+#: The full checks run the EfficientNets at a smaller input (the modules take any size):
+#: the weights and the graph are the same, the forward passes a fraction of the time.
+CHECK_SIZE = 128
+
+
+def _param(name: str, slow: bool):
+    return pytest.param(name, id=name, marks=[pytest.mark.slow] if slow else [])
+
+
+def _torchvision(name: str, device: str = "cpu") -> torch.nn.Module:
+    import torchvision
+
+    with torch.device(device):
+        return getattr(torchvision.models, name)(weights=None)
+
+
+def _load(name: str, full: bool = False, **kwargs: Any) -> resdsl.Net:
+    spec, params = VARIANTS[name]
+    if full and "size" in params:
+        params = {**params, "size": CHECK_SIZE}
+    return resdsl.load(ZOO / f"{spec}.res", **params, **kwargs)
+
+
+def _defines(name: str) -> list[str]:
+    return [arg for k, v in VARIANTS[name][1].items() for arg in ("-D", f"{k}={v}")]
+
+
+def _import(path: Path):
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+# ---- every variant: keys, shapes, counts ---------------------------------------------------------
+
+@pytest.mark.parametrize("name", [_param(n, n in SLOW_META) for n in VARIANTS])
+def test_keys_shapes_and_counts_on_meta(name: str):
+    net = _load(name)
+    assert net.num_params == COUNTS[name]
+    assert net.output_shape == (1000,)
+    ours, theirs = net.build(device="meta"), _torchvision(name, "meta")
+    check_keys(ours, theirs)
+    assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in theirs.parameters()) == COUNTS[name]
+
+
+# ---- exact reproduction, eval and train ----------------------------------------------------------
+
+@pytest.mark.parametrize("name", [_param(n, n not in DEFAULT) for n in VARIANTS])
+def test_exact_reproduction(name: str):
+    check_parity(_load(name, full=True), _torchvision(name), train=True)
+
+
+def _without_skips(model: torch.nn.Module) -> torch.nn.Module:
+    """torchvision's model with every inverted residual's skip switched off."""
+    for module in model.modules():
+        for flag in ("use_res_connect", "apply_residual"):
+            if hasattr(module, flag):
+                setattr(module, flag, False)
+    return model
+
+
+@pytest.mark.parametrize("name", DEFAULT)
+def test_plain_twin_is_torchvision_without_skips(name: str):
+    net = _load(name, full=True, plain=True)
+    assert net.num_params == COUNTS[name]  # no projection shortcuts to lose
+    check_parity(net, _without_skips(_torchvision(name)), train=True)
+
+
+# ---- the tools on every spec ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", DEFAULT)
+def test_generated_source_reproduces_torchvision(name: str, tmp_path: Path, capsys):
+    out = tmp_path / f"{name}.py"
+    net = _load(name, full=True)
+    defines = [a for k, v in net.params.items() for a in ("-D", f"{k}={v}")]
+    assert main(["compile", str(ZOO / f"{VARIANTS[name][0]}.res"), *defines, "-o", str(out)]) == 0
+    module = _import(out)
+    check_parity(net, _torchvision(name), model=getattr(module, net.source().class_name)())
+
+
+@pytest.mark.parametrize("name", DEFAULT)
+def test_weights_of_torchvision_load_strictly(name: str, tmp_path: Path, capsys):
+    reference = _torchvision(name).eval()
+    path = tmp_path / "weights.pt"
+    torch.save(reference.state_dict(), path)
+    spec = str(ZOO / f"{VARIANTS[name][0]}.res")
+    assert main(["compile", spec, *_defines(name), "--weights", str(path)]) == 0
+    model = _load(name).build(weights=path).eval()
+    x = torch.randn(1, 3, 96, 96, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), reference(x), rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", DEFAULT)
+def test_render_and_analyze(name: str, tmp_path: Path, capsys):
+    spec = str(ZOO / f"{VARIANTS[name][0]}.res")
+    dot = tmp_path / "net.dot"
+    assert main(["render", spec, *_defines(name), "-o", str(dot), "--level", "layer"]) == 0
+    assert "features" in dot.read_text() or "layers" in dot.read_text()
+    capsys.readouterr()
+    assert main(["analyze", spec, *_defines(name), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["params"] == COUNTS[name]
+    assert main(["check", spec, *_defines(name), "--plain"]) == 0
+
+
+# ---- brevity (issue 14, item 5) ------------------------------------------------------------------
+
+#: The definitions in torchvision's model file that make each family's architecture.
+TORCHVISION_DEFS = {
+    "mobilenet_v2": ("mobilenetv2", ["InvertedResidual", "MobileNetV2", "mobilenet_v2"]),
+    "mobilenet_v3": ("mobilenetv3", ["InvertedResidualConfig", "InvertedResidual", "MobileNetV3",
+                                     "_mobilenet_v3_conf", "_mobilenet_v3", "mobilenet_v3_large",
+                                     "mobilenet_v3_small"]),
+    "mnasnet": ("mnasnet", ["_InvertedResidual", "_stack", "_round_to_multiple_of", "_get_depths", "MNASNet",
+                            "_mnasnet", "mnasnet0_5", "mnasnet0_75", "mnasnet1_0", "mnasnet1_3"]),
+    "efficientnet": ("efficientnet", ["_MBConvConfig", "MBConvConfig", "MBConv", "EfficientNet",
+                                      "_efficientnet", "_efficientnet_conf",
+                                      *(f"efficientnet_b{i}" for i in range(8))]),
+    "efficientnet_v2": ("efficientnet", ["_MBConvConfig", "MBConvConfig", "FusedMBConvConfig", "MBConv",
+                                         "FusedMBConv", "EfficientNet", "_efficientnet", "_efficientnet_conf",
+                                         "efficientnet_v2_s", "efficientnet_v2_m", "efficientnet_v2_l"]),
+}
+
+
+def python_lines(module_name: str, names: list[str]) -> int:
+    """Non-blank lines of the named top-level definitions, without comments, docstrings and
+    decorators."""
+    module = importlib.import_module(f"torchvision.models.{module_name}")
+    tree = ast.parse(inspect.getsource(module))
+    lines = inspect.getsource(module).splitlines()
+    skip: set[int] = set()
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef, ast.AsyncFunctionDef)):
+            skip |= {n for d in node.decorator_list for n in range(d.lineno, d.end_lineno + 1)}
+        if isinstance(body, list) and body and isinstance(body[0], ast.Expr) \
+                and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str):
+            skip |= set(range(body[0].lineno, body[0].end_lineno + 1))
+    count = 0
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and node.name in names:
+            count += sum(1 for n in range(node.lineno, node.end_lineno + 1)
+                         if n not in skip and lines[n - 1].strip() and not lines[n - 1].strip().startswith("#"))
+    assert count > 0
+    return count
+
+
+def spec_lines(path: Path) -> int:
+    """Non-blank, non-comment lines of a spec and of the std files it imports (once each)."""
+    count, seen, todo = 0, set(), [path]
+    while todo:
+        file = todo.pop()
+        if file in seen:
+            continue
+        seen.add(file)
+        for line in file.read_text().splitlines():
+            text = line.strip()
+            count += bool(text) and not text.startswith("#")
+            if text.startswith('import "std/'):
+                todo.append(STD / (text.split('"')[1].removeprefix("std/").removesuffix(".res") + ".res"))
+    return count
+
+
+@pytest.mark.parametrize("family", list(TORCHVISION_DEFS))
+def test_spec_is_shorter_than_torchvision(family: str):
+    ours, theirs = spec_lines(ZOO / f"{family}.res"), python_lines(*TORCHVISION_DEFS[family])
+    assert ours < theirs, f"{family}: spec {ours} lines, torchvision {theirs}"
