@@ -11,7 +11,7 @@ import inspect
 from .text import IN, INDENT, LINE_LENGTH, lit, pyname
 
 #: Helpers a file may need, in the order they are written.
-HELPER_NAMES = ("ChannelLayerNorm", "_center_crop", "_drop_path")
+HELPER_NAMES = ("ChannelLayerNorm", "_center_crop", "_drop_path", "_parameter", "Permute", "_channel_shuffle")
 
 
 def _helper_sources() -> dict[str, str]:
