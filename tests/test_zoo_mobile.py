@@ -69,7 +69,7 @@ COUNTS = {
 #: One variant per family: checked whole in the default suite.
 DEFAULT = ("mobilenet_v2", "mobilenet_v3_small", "mnasnet0_5", "efficientnet_b0", "efficientnet_v2_s")
 #: Variants whose meta-device check takes more than 5 s.
-SLOW_META = ("efficientnet_b6", "efficientnet_b7", "efficientnet_v2_m", "efficientnet_v2_l")
+SLOW_META: tuple[str, ...] = ()
 #: The full checks run the EfficientNets at a smaller input (the modules take any size):
 #: the weights and the graph are the same, the forward passes a fraction of the time.
 CHECK_SIZE = 128
