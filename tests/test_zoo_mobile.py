@@ -25,37 +25,16 @@ import torch
 
 import resdsl
 from resdsl.cli import main
+from resdsl.zoo.registry import ENTRIES
 from tests.parity import check_keys, check_parity
 
 ZOO = Path(__file__).resolve().parents[1] / "resdsl" / "zoo"
 STD = ZOO.parent / "std"
 
-_B = {"b0": (1.0, 1.0, 0.2, 224), "b1": (1.0, 1.1, 0.2, 240), "b2": (1.1, 1.2, 0.3, 288),
-      "b3": (1.2, 1.4, 0.3, 300), "b4": (1.4, 1.8, 0.4, 380), "b5": (1.6, 2.2, 0.4, 456),
-      "b6": (1.8, 2.6, 0.5, 528), "b7": (2.0, 3.1, 0.5, 600)}
-_V2 = {"s": ([24, 24, 48, 64, 128, 160, 256, 0], [2, 4, 4, 6, 9, 15, 0], 0.2, 384),
-       "m": ([24, 24, 48, 80, 160, 176, 304, 512], [3, 5, 5, 7, 14, 18, 5], 0.3, 480),
-       "l": ([32, 32, 64, 96, 192, 224, 384, 640], [4, 7, 7, 10, 19, 25, 7], 0.4, 480)}
-
-
-def _efficientnet(width: float, depth: float, dropout: float, size: int, big: bool) -> dict[str, Any]:
-    norm = {"eps": 0.001, "momentum": 0.01} if big else {}
-    return {"width": width, "depth": depth, "dropout": dropout, "size": size, **norm}
-
-
-def _efficientnet_v2(widths: list[int], depths: list[int], dropout: float, size: int) -> dict[str, Any]:
-    return {**{f"c{i}": c for i, c in enumerate(widths)}, **{f"n{i + 1}": n for i, n in enumerate(depths)},
-            "dropout": dropout, "size": size}
-
-
-#: torchvision constructor -> (spec, parameters): the registry entries of these families.
+#: torchvision constructor -> (spec, parameters), from the zoo registry.
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
-    "mobilenet_v2": ("mobilenet_v2", {}),
-    "mobilenet_v3_large": ("mobilenet_v3", {"arch": "large"}),
-    "mobilenet_v3_small": ("mobilenet_v3", {"arch": "small"}),
-    **{f"mnasnet{a}": ("mnasnet", {"alpha": float(a.replace("_", "."))}) for a in ("0_5", "0_75", "1_0", "1_3")},
-    **{f"efficientnet_{b}": ("efficientnet", _efficientnet(*v, big=b >= "b5")) for b, v in _B.items()},
-    **{f"efficientnet_v2_{s}": ("efficientnet_v2", _efficientnet_v2(*v)) for s, v in _V2.items()},
+    e.name: (Path(e.spec).stem, dict(e.params)) for e in ENTRIES
+    if Path(e.spec).stem in ("mobilenet_v2", "mobilenet_v3", "mnasnet", "efficientnet", "efficientnet_v2")
 }
 #: torchvision's parameter counts (its weights' metadata), independent of both builders.
 COUNTS = {
