@@ -55,6 +55,8 @@ def evaluate(node: ir.Expr, env: Mapping[str, Value], shape_of: ShapeOf | None =
     ``shape_of`` answers ``channels(T)``/``dim(T, k)`` (elaboration passes its scope's)."""
     if isinstance(node, (ir.IntLit, ir.FloatLit, ir.BoolLit)):
         return _checked(node.value, node)
+    if isinstance(node, ir.StrLit):
+        return node.value
     if isinstance(node, ir.KernelLit):
         for dim in node.dims:
             _checked(dim, node)

@@ -80,6 +80,12 @@ class KernelLit(IRNode):
     dims: tuple[int, ...]
 
 
+class StrLit(IRNode):
+    """``"block1-"`` (v2): a string, for names that are no identifier (a stage's prefix)."""
+
+    value: str
+
+
 class NameRef(IRNode):
     """A parameter, or a bare-word enum such as ``nearest``."""
 
@@ -133,7 +139,8 @@ class IfExpr(IRNode):
     orelse: "Expr"
 
 
-Expr = Union[IntLit, FloatLit, BoolLit, KernelLit, NameRef, BinOp, Neg, FuncCall, Compare, BoolOp, Not, IfExpr]
+Expr = Union[IntLit, FloatLit, BoolLit, KernelLit, StrLit, NameRef, BinOp, Neg, FuncCall, Compare, BoolOp, Not,
+             IfExpr]
 
 
 def expr_children(expr: "Expr") -> tuple["Expr", ...]:

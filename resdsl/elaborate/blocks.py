@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import ChainMap
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping
@@ -171,9 +172,13 @@ class BlocksMixin:
                                   hint="add 'stride: int = 1' to the block's parameters and use it")
                 options.first["stride"] = value
             elif option.name == "prefix":
-                if not isinstance(value, str) or not value.isidentifier():
-                    raise Problem(option.span, f"prefix= takes a name, not {describe(value)}",
-                                  hint="write e.g. ', prefix=denselayer' for denselayer0, denselayer1, ...")
+                if not isinstance(value, str) or not _MODULE_NAME.fullmatch(value):
+                    raise Problem(option.span, f"prefix= takes a name (letters, digits, _ and -), not "
+                                  f"{describe(value)}",
+                                  hint='write e.g. ", prefix=denselayer" or ", prefix=\"block1-\""')
+                if value.startswith("__") or not value[0].isalpha():
+                    raise Problem(option.span, f"prefix '{value}' must start with a letter",
+                                  hint="instance names become module names")
                 options.prefix = value
             elif option.name == "start":
                 if isinstance(value, bool) or not isinstance(value, int) or value < 0:
@@ -210,6 +215,11 @@ class BlocksMixin:
             raise Problem(stmt.span, f"this stage would take {total:,} elaboration steps in all, over "
                           f"the limit of {self.limits.max_work:,}",
                           hint="use fewer blocks, or raise the limit (Limits.max_work)")
+
+
+#: A stage's instance-name prefix: a module name, not necessarily a Python identifier
+#: (torchvision's RegNet names its blocks ``block1-0``).
+_MODULE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
 
 
 @dataclass

@@ -502,6 +502,9 @@ class ToIR(Transformer):
     def false_lit(self, meta, children):
         return ir.BoolLit(value=False, span=self.span(meta))
 
+    def str_lit(self, meta, children):
+        return ir.StrLit(value=children[0].value[1:-1], span=self.tok_span(children[0]))
+
     def name_ref(self, meta, children):
         return ir.NameRef(name=children[0].value, span=self.tok_span(children[0]))
 

@@ -65,6 +65,13 @@ def _tv(name: str, spec: str | None = None, **params: ParamValue) -> ZooEntry:
     return ZooEntry(name, f"resdsl/zoo/{spec or name}.res", params, f"torchvision.models.{name}")
 
 
+def _regnet(name: str, depths: list[int], widths: list[int], *, group_width: int, se_ratio: float) -> ZooEntry:
+    """A RegNet: four stage depths and widths (``-D depth1=... -D width4=...``)."""
+    stages = {f"{what}{k}": v for what, values in (("depth", depths), ("width", widths))
+              for k, v in enumerate(values, 1)}
+    return _tv(name, "regnet", **stages, group_width=group_width, se_ratio=se_ratio)
+
+
 CIFAR = "resdsl/zoo/cifar_resnet.res"
 PREACT = "resdsl/zoo/preact_resnet.res"
 
@@ -94,6 +101,28 @@ ENTRIES: tuple[ZooEntry, ...] = (
     # the pre-LN Transformer's feed-forward sublayer as a whole network
     ZooEntry("residual_mlp", "resdsl/zoo/residual_mlp.res", {},
              "Xiong et al. 2020, pre-LN feed-forward residual units as an MLP (784 -> 10)"),
+    # Radosavovic et al. 2020: RegNetY (with squeeze-excitation) and RegNetX; stage depths and
+    # widths as torchvision's BlockParams.from_init_params computes them (tested)
+    _regnet("regnet_y_400mf", [1, 3, 6, 6], [48, 104, 208, 440], group_width=8, se_ratio=0.25),
+    _regnet("regnet_y_800mf", [1, 3, 8, 2], [64, 144, 320, 784], group_width=16, se_ratio=0.25),
+    _regnet("regnet_y_1_6gf", [2, 6, 17, 2], [48, 120, 336, 888], group_width=24, se_ratio=0.25),
+    _regnet("regnet_y_3_2gf", [2, 5, 13, 1], [72, 216, 576, 1512], group_width=24, se_ratio=0.25),
+    _regnet("regnet_y_8gf", [2, 4, 10, 1], [224, 448, 896, 2016], group_width=56, se_ratio=0.25),
+    _regnet("regnet_y_16gf", [2, 4, 11, 1], [224, 448, 1232, 3024], group_width=112, se_ratio=0.25),
+    _regnet("regnet_y_32gf", [2, 5, 12, 1], [232, 696, 1392, 3712], group_width=232, se_ratio=0.25),
+    _regnet("regnet_y_128gf", [2, 7, 17, 1], [528, 1056, 2904, 7392], group_width=264, se_ratio=0.25),
+    _regnet("regnet_x_400mf", [1, 2, 7, 12], [32, 64, 160, 400], group_width=16, se_ratio=0.0),
+    _regnet("regnet_x_800mf", [1, 3, 7, 5], [64, 128, 288, 672], group_width=16, se_ratio=0.0),
+    _regnet("regnet_x_1_6gf", [2, 4, 10, 2], [72, 168, 408, 912], group_width=24, se_ratio=0.0),
+    _regnet("regnet_x_3_2gf", [2, 6, 15, 2], [96, 192, 432, 1008], group_width=48, se_ratio=0.0),
+    _regnet("regnet_x_8gf", [2, 5, 15, 1], [80, 240, 720, 1920], group_width=120, se_ratio=0.0),
+    _regnet("regnet_x_16gf", [2, 6, 13, 1], [256, 512, 896, 2048], group_width=128, se_ratio=0.0),
+    _regnet("regnet_x_32gf", [2, 7, 13, 1], [336, 672, 1344, 2520], group_width=168, se_ratio=0.0),
+    # Liu et al. 2022: ConvNeXt; widths C, 2C, 4C, 8C
+    _tv("convnext_tiny", "convnext", dim=96, depth3=9, stochastic_depth_prob=0.1),
+    _tv("convnext_small", "convnext", dim=96, depth3=27, stochastic_depth_prob=0.4),
+    _tv("convnext_base", "convnext", dim=128, depth3=27, stochastic_depth_prob=0.5),
+    _tv("convnext_large", "convnext", dim=192, depth3=27, stochastic_depth_prob=0.5),
     # the mobile families (issue 14): MobileNetV2/V3, MnasNet, EfficientNet B0-B7 and V2-S/M/L
     _tv("mobilenet_v2"),
     _tv("mobilenet_v3_large", "mobilenet_v3", arch="large"),

@@ -72,8 +72,10 @@ class Assembler:
             "",
             "from __future__ import annotations",
             "",
-            "import torch",
         ]
+        if self.uses_ordered_dict:
+            header += ["from collections import OrderedDict", ""]
+        header += ["import torch"]
         if self.uses_functional or "_drop_path" in self.helpers or "ChannelLayerNorm" in self.helpers:
             header.append("import torch.nn.functional as F")
         header.append("from torch import nn")

@@ -23,14 +23,8 @@ class Constructors:
 
     def child_call(self, path: str, ctx: Ctx, chan: dict) -> Any:
         box = self.boxes[path]
-        if box.kind == "stage":
-            calls = []
-            for child in box.children:
-                calls.append(self.instance_call(child, ctx, chan))
-            chan[box.output] = chan.get(self.boxes[box.children[-1]].output)
-            return Call("nn.Sequential", calls)
         if (box.kind == "shortcut" and self._simple_shortcut(path)) or \
-                (box.kind in ("sequential", "block") and self.def_key(path) is None):
+                (box.kind in ("stage", "sequential", "block") and self.def_key(path) is None):
             return self.sequential(path, ctx, chan)
         return self.instance_call(path, ctx, chan)
 
@@ -40,10 +34,17 @@ class Constructors:
         # An inline block's statements are written in the block's names, which this code
         # (its caller's) does not have: their values are written instead.
         own = box.kind != "block"
+        steps = self.children[path]
         items = [self.child_call(ref, ctx, chan) if kind == "child" else self.ctor(ref, ctx, chan, own)
-                 for kind, ref in self.children[path]]
-        chan[box.output] = chan.get(box.output)
-        return Call("nn.Sequential", items)
+                 for kind, ref in steps]
+        if self._positional(path):
+            return Call("nn.Sequential", items)
+        # Named children (DenseNet's conv0, RegNet's block1-0): as torchvision writes them.
+        self.uses_ordered_dict = True
+        names = [self._local(ref) if kind == "child" else op_node(self.graph, ref).module.rsplit(".", 1)[-1]
+                 for kind, ref in steps]
+        pairs = [Call("", [lit(name), item]) for name, item in zip(names, items)]
+        return Call("nn.Sequential", [Call("OrderedDict", [Call("", pairs, "[]")])])
 
     def instance_call(self, path: str, ctx: Ctx, chan: dict) -> Call:
         """``Bottleneck(64, width=64, out=256, downsample=True)`` in the parent's terms."""

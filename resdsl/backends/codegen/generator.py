@@ -86,6 +86,7 @@ class Generator(Plan, Constructors, ForwardWriter, Assembler):
         self.net_types = {p.name: p.type for p in net.ir.params}
         self.helpers: set[str] = set()
         self.uses_functional = False
+        self.uses_ordered_dict = False
         self.class_of: dict[str, ClassInfo] = {}
         self.classes: list[ClassInfo] = []
         self.taken_class_names: set[str] = set(RESERVED)

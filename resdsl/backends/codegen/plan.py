@@ -52,10 +52,8 @@ class Plan:
             if self._sequential_block(path):
                 return None  # a block that is an nn.Sequential (conv-norm-activation): inline
             return f"block:{box.block}"
-        if box.kind == "stage" and self._positional(path):
-            return None
-        if box.kind == "sequential" and self._positional(path) and self._chain(path):
-            return None  # an inline nn.Sequential(...)
+        if box.kind in ("stage", "sequential") and self._chain(path):
+            return None  # an inline nn.Sequential(...), with an OrderedDict of its names if not 0, 1, 2
         if box.kind == "shortcut" and self._simple_shortcut(path):
             return None
         return f"{box.kind}:{box.span.line}:{box.span.column}:{self._owner_key(path)}"

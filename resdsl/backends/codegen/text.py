@@ -182,9 +182,10 @@ def mentioned(stmts) -> set[str]:
 class Call:
     func: str
     args: list[Any]  # str | Call
+    brackets: str = "()"  # "[]" for a list literal
 
     def flat(self) -> str:
-        return f"{self.func}({', '.join(flat(a) for a in self.args)})"
+        return f"{self.func}{self.brackets[0]}{', '.join(flat(a) for a in self.args)}{self.brackets[1]}"
 
 
 @dataclass
@@ -211,12 +212,13 @@ def layout(node: Any, indent: str, prefix: str = "", suffix: str = "", room: int
         return ([f"{indent}{prefix}("] + layout(node.body, inner) +
                 [f"{inner}if {node.test}", f"{inner}else None", f"{indent}){suffix}"])
     hugged = f"{inner}{', '.join(flat(a) for a in node.args)}"
+    opening, closing = node.brackets
     if node.args and len(hugged) <= LINE_LENGTH and not any(isinstance(a, (Call, Cond)) for a in node.args):
-        return [f"{indent}{prefix}{node.func}(", hugged, f"{indent}){suffix}"]
-    lines = [f"{indent}{prefix}{node.func}("]
+        return [f"{indent}{prefix}{node.func}{opening}", hugged, f"{indent}{closing}{suffix}"]
+    lines = [f"{indent}{prefix}{node.func}{opening}"]
     for arg in node.args:
         lines += layout(arg, inner, suffix=",")
-    return lines + [f"{indent}){suffix}"]
+    return lines + [f"{indent}{closing}{suffix}"]
 
 
 def statement(target: str, node: Any, indent: str, comment: str) -> list[str]:
