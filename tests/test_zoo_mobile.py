@@ -72,8 +72,10 @@ def _load(name: str, full: bool = False, **kwargs: Any) -> resdsl.Net:
     return resdsl.load(ZOO / f"{spec}.res", **params, **kwargs)
 
 
-def _defines(name: str) -> list[str]:
-    return [arg for k, v in VARIANTS[name][1].items() for arg in ("-D", f"{k}={v}")]
+def _defines(params: dict[str, Any]) -> list[str]:
+    """Parameters as -D overrides (booleans spelled true/false)."""
+    spelled = {k: (str(v).lower() if isinstance(v, bool) else str(v)) for k, v in params.items()}
+    return [arg for k, v in spelled.items() for arg in ("-D", f"{k}={v}")]
 
 
 def _import(path: Path):
@@ -132,8 +134,7 @@ def test_plain_twin_is_torchvision_without_skips(name: str):
 def test_generated_source_reproduces_torchvision(name: str, tmp_path: Path, capsys):
     out = tmp_path / f"{name}.py"
     net = _load(name, full=True)
-    defines = [a for k, v in net.params.items() for a in ("-D", f"{k}={v}")]
-    assert main(["compile", str(ZOO / f"{VARIANTS[name][0]}.res"), *defines, "-o", str(out)]) == 0
+    assert main(["compile", str(ZOO / f"{VARIANTS[name][0]}.res"), *_defines(net.params), "-o", str(out)]) == 0
     module = _import(out)
     check_parity(net, _torchvision(name), model=getattr(module, net.source().class_name)())
 
@@ -144,7 +145,7 @@ def test_weights_of_torchvision_load_strictly(name: str, tmp_path: Path, capsys)
     path = tmp_path / "weights.pt"
     torch.save(reference.state_dict(), path)
     spec = str(ZOO / f"{VARIANTS[name][0]}.res")
-    assert main(["compile", spec, *_defines(name), "--weights", str(path)]) == 0
+    assert main(["compile", spec, *_defines(VARIANTS[name][1]), "--weights", str(path)]) == 0
     model = _load(name).build(weights=path).eval()
     x = torch.randn(1, 3, 96, 96, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
@@ -155,13 +156,13 @@ def test_weights_of_torchvision_load_strictly(name: str, tmp_path: Path, capsys)
 def test_render_and_analyze(name: str, tmp_path: Path, capsys):
     spec = str(ZOO / f"{VARIANTS[name][0]}.res")
     dot = tmp_path / "net.dot"
-    assert main(["render", spec, *_defines(name), "-o", str(dot), "--level", "layer"]) == 0
+    assert main(["render", spec, *_defines(VARIANTS[name][1]), "-o", str(dot), "--level", "layer"]) == 0
     assert "features" in dot.read_text() or "layers" in dot.read_text()
     capsys.readouterr()
-    assert main(["analyze", spec, *_defines(name), "--json"]) == 0
+    assert main(["analyze", spec, *_defines(VARIANTS[name][1]), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["params"] == COUNTS[name]
-    assert main(["check", spec, *_defines(name), "--plain"]) == 0
+    assert main(["check", spec, *_defines(VARIANTS[name][1]), "--plain"]) == 0
 
 
 # ---- brevity (issue 14, item 5) ------------------------------------------------------------------
