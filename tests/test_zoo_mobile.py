@@ -105,6 +105,28 @@ def test_keys_shapes_and_counts_on_meta(name: str):
     assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in theirs.parameters()) == COUNTS[name]
 
 
+#: Settings beyond the registry's: the parameters mean what torchvision's keyword arguments mean.
+SETTINGS = [
+    ("mobilenet_v2", {"width_mult": 0.5}, {"width": 0.5}),
+    ("mobilenet_v2", {"width_mult": 1.4}, {"width": 1.4}),
+    ("mobilenet_v3_large", {"width_mult": 0.75}, {"width": 0.75}),
+    ("mobilenet_v3_large", {"reduced_tail": True}, {"reduced_tail": True}),
+    ("mobilenet_v3_small", {"reduced_tail": True}, {"reduced_tail": True}),
+    ("mnasnet0_5", {"num_classes": 10}, {"num_classes": 10}),
+]
+
+
+@pytest.mark.parametrize("name, theirs, ours", SETTINGS, ids=[f"{n}-{o}" for n, _, o in SETTINGS])
+def test_other_settings_match_torchvision_keywords(name: str, theirs: dict, ours: dict):
+    import torchvision
+
+    net = _load(name, **ours)
+    with torch.device("meta"):
+        reference = getattr(torchvision.models, name)(weights=None, **theirs)
+    check_keys(net.build(device="meta"), reference)
+    assert net.num_params == sum(p.numel() for p in reference.parameters())
+
+
 # ---- exact reproduction, eval and train ----------------------------------------------------------
 
 @pytest.mark.parametrize("name", [_param(n, n not in DEFAULT) for n in VARIANTS])
@@ -163,6 +185,36 @@ def test_render_and_analyze(name: str, tmp_path: Path, capsys):
     report = json.loads(capsys.readouterr().out)
     assert report["params"] == COUNTS[name]
     assert main(["check", spec, *_defines(VARIANTS[name][1]), "--plain"]) == 0
+
+
+# ---- std/mobile.res in other ranks ----------------------------------------------------------------
+
+def _std_mobile_count(r: int) -> int:
+    """Parameters of the net below, from the blocks' definitions (independently of resdsl)."""
+    stem = 8 * 16 * 3 ** r + 2 * 16
+    same = 16 * 64 + 2 * 64 + 64 * 5 ** r + 2 * 64 + (64 * 4 + 4) + (4 * 64 + 64) + 64 * 16 + 2 * 16
+    down = 16 * 96 + 2 * 96 + 96 * 3 ** r + 2 * 96 + (96 * 4 + 4) + (4 * 96 + 96) + 96 * 24 + 2 * 24
+    return stem + same + down
+
+
+@pytest.mark.parametrize("shape, out", [((8, 32), (24, 8)), ((8, 8, 8, 8), (24, 2, 2, 2))], ids=["1d", "3d"])
+def test_std_mobile_blocks_are_rank_generic(shape: tuple, out: tuple):
+    r = len(shape) - 1
+    net = resdsl.loads(
+        'import "std/mobile"\n'
+        "network tiny:\n"
+        f"    input x: [{', '.join(map(str, shape))}]\n"
+        "    conv_norm_act(16, stride=2, act=hardswish)\n"
+        "    mbconv(16, 4, 5, p=0.1)\n"
+        "    mbconv(24, 6, stride=2)\n")
+    assert net.output_shape == out
+    assert net.num_params == _std_mobile_count(r)
+    model = net.build().eval()
+    kinds = {type(m).__name__ for m in model.modules()}
+    assert {f"Conv{r}d", f"BatchNorm{r}d", f"AdaptiveAvgPool{r}d", "Hardswish", "SiLU"} <= kinds
+    assert [u.shortcut for u in net.graph.graph["residuals"]] == ["identity", "none"]
+    with torch.no_grad():
+        assert model(torch.randn(2, *shape)).shape == (2, *out)
 
 
 # ---- brevity (issue 14, item 5) ------------------------------------------------------------------
