@@ -123,4 +123,28 @@ ENTRIES: tuple[ZooEntry, ...] = (
     _tv("convnext_small", "convnext", dim=96, depth3=27, stochastic_depth_prob=0.4),
     _tv("convnext_base", "convnext", dim=128, depth3=27, stochastic_depth_prob=0.5),
     _tv("convnext_large", "convnext", dim=192, depth3=27, stochastic_depth_prob=0.5),
+    # the mobile families (issue 14): MobileNetV2/V3, MnasNet, EfficientNet B0-B7 and V2-S/M/L
+    _tv("mobilenet_v2"),
+    _tv("mobilenet_v3_large", "mobilenet_v3", arch="large"),
+    _tv("mobilenet_v3_small", "mobilenet_v3", arch="small"),
+    _tv("mnasnet0_5", "mnasnet", alpha=0.5),
+    _tv("mnasnet0_75", "mnasnet", alpha=0.75),
+    _tv("mnasnet1_0", "mnasnet", alpha=1.0),
+    _tv("mnasnet1_3", "mnasnet", alpha=1.3),
+    # EfficientNet: width and depth multipliers, dropout and input size per variant (torchvision's)
+    _tv("efficientnet_b0", "efficientnet", width=1.0, depth=1.0, dropout=0.2, size=224),
+    _tv("efficientnet_b1", "efficientnet", width=1.0, depth=1.1, dropout=0.2, size=240),
+    _tv("efficientnet_b2", "efficientnet", width=1.1, depth=1.2, dropout=0.3, size=288),
+    _tv("efficientnet_b3", "efficientnet", width=1.2, depth=1.4, dropout=0.3, size=300),
+    _tv("efficientnet_b4", "efficientnet", width=1.4, depth=1.8, dropout=0.4, size=380),
+    _tv("efficientnet_b5", "efficientnet", width=1.6, depth=2.2, dropout=0.4, size=456, eps=0.001, momentum=0.01),
+    _tv("efficientnet_b6", "efficientnet", width=1.8, depth=2.6, dropout=0.5, size=528, eps=0.001, momentum=0.01),
+    _tv("efficientnet_b7", "efficientnet", width=2.0, depth=3.1, dropout=0.5, size=600, eps=0.001, momentum=0.01),
+    # EfficientNetV2: stage widths c0..c7 and depths n1..n7 (n7 = 0: six stages), dropout, input size
+    _tv("efficientnet_v2_s", "efficientnet_v2", c0=24, c1=24, c2=48, c3=64, c4=128, c5=160, c6=256, c7=0,
+        n1=2, n2=4, n3=4, n4=6, n5=9, n6=15, n7=0, dropout=0.2, size=384),
+    _tv("efficientnet_v2_m", "efficientnet_v2", c0=24, c1=24, c2=48, c3=80, c4=160, c5=176, c6=304, c7=512,
+        n1=3, n2=5, n3=5, n4=7, n5=14, n6=18, n7=5, dropout=0.3, size=480),
+    _tv("efficientnet_v2_l", "efficientnet_v2", c0=32, c1=32, c2=64, c3=96, c4=192, c5=224, c6=384, c7=640,
+        n1=4, n2=7, n3=7, n4=10, n5=19, n6=25, n7=7, dropout=0.4, size=480),
 )
