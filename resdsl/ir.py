@@ -272,6 +272,7 @@ class Param(IRNode):
     name: str
     type: ParamType
     default: Optional[Expr] = None
+    choices: tuple[str, ...] = ()  # v2: ``arch: str(large, small)``, the words a str takes
 
 
 class Block(IRNode):

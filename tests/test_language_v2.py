@@ -162,6 +162,14 @@ def test_str_parameter_errors(value, message):
     assert message in text
 
 
+def test_a_str_parameter_may_list_its_words():
+    head = "network n(arch: str(large, small) = large)"
+    assert load("conv 1, 4 if arch == large else 2", head=head, arch="small").output_shape[0] == 2
+    with pytest.raises(resdsl.SpecError, match=r"arch=medium is not a valid str \(one of large, small\)"):
+        load("relu", head=head, arch="medium")
+    assert "only a str parameter lists its words" in error("relu", head="network n(a: int(x, y) = 1)")
+
+
 def test_str_overrides_are_words():
     with pytest.raises(resdsl.SpecError, match="is not a valid str"):
         load("act", head="network n(act: str = relu)", act="not a word")

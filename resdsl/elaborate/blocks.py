@@ -13,7 +13,7 @@ from ..expr import Value, describe, evaluate, type_name
 from ..graph import Container
 from .scope import Scope, Tensor, _CallNote
 from .sequential import is_sequential_block
-from .values import _block_usage, _convert
+from .values import _block_usage, _convert, _type_text
 
 
 class BlocksMixin:
@@ -53,9 +53,9 @@ class BlocksMixin:
             else:
                 raise Problem(span, f"block '{block.name}' needs a value for '{param.name}'",
                               hint=_block_usage(block))
-            converted = _convert(value, param.type)
+            converted = _convert(value, param.type, param.choices)
             if converted is None:
-                raise Problem(where, f"'{param.name}' of block '{block.name}' must be {param.type}, "
+                raise Problem(where, f"'{param.name}' of block '{block.name}' must be {_type_text(param)}, "
                               f"not {describe(value)} ({type_name(value)})", hint=_block_usage(block))
             result[param.name] = converted
         return result

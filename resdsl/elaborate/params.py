@@ -9,7 +9,7 @@ from .. import ir
 from ..errors import Problem, Span, did_you_mean
 from ..expr import INT_LIMIT, Value, describe, evaluate
 from ..shapes import Shape, format_shape
-from .values import _convert, _parse_literal, _plain, _shown
+from .values import _convert, _parse_literal, _plain, _shown, _type_text
 
 
 class ParamsMixin:
@@ -45,12 +45,12 @@ class ParamsMixin:
         text = value
         if isinstance(value, str):
             value = _parse_literal(value)
-        converted = _convert(value, param.type)
+        converted = _convert(value, param.type, param.choices)
         if converted is None:
             self.error(
                 param.span,
-                f"override {param.name}={_shown(text)} is not a valid {param.type}",
-                hint=f"'{param.name}' is declared as {param.type}",
+                f"override {param.name}={_shown(text)} is not a valid {_type_text(param)}",
+                hint=f"'{param.name}' is declared as {_type_text(param)}",
             )
         elif isinstance(converted, (int, float)) and not isinstance(converted, bool) and \
                 (converted != converted or abs(converted) > INT_LIMIT):
@@ -69,11 +69,11 @@ class ParamsMixin:
         except Problem as problem:
             self.report(problem)
             return None
-        converted = _convert(value, param.type)
+        converted = _convert(value, param.type, param.choices)
         if converted is None:
             self.error(param.default.span,
-                       f"default of '{param.name}' is {describe(value)}, not a {param.type}",
-                       hint=f"give '{param.name}' a {param.type} default")
+                       f"default of '{param.name}' is {describe(value)}, not a {_type_text(param)}",
+                       hint=f"give '{param.name}' a {_type_text(param)} default")
         return converted
 
     def input_shape(self, decl: ir.Input, env: Mapping[str, Value]) -> Shape | None:

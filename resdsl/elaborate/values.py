@@ -87,10 +87,12 @@ def _shown(value: Any) -> str:
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 
 
-def _convert(value: Any, type_: str) -> Value | None:
-    """A value for a parameter of ``type_``, or ``None`` when it does not fit."""
+def _convert(value: Any, type_: str, choices: tuple[str, ...] = ()) -> Value | None:
+    """A value for a parameter of ``type_`` (and one of ``choices``, if any), or ``None``
+    when it does not fit."""
     if type_ == "str":
-        return value if isinstance(value, str) and _WORD.fullmatch(value) else None
+        fits = isinstance(value, str) and _WORD.fullmatch(value) and (not choices or value in choices)
+        return value if fits else None
     if type_ == "bool":
         return value if isinstance(value, bool) else None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -101,3 +103,8 @@ def _convert(value: Any, type_: str) -> Value | None:
         return float(value)
     except OverflowError:  # an int past float range (-D x=<400 digits>); callers bound it
         return float("inf")
+
+
+def _type_text(param: ir.Param) -> str:
+    """A parameter's type as an error names it: ``int``, or ``str (one of large, small)``."""
+    return f"{param.type} (one of {', '.join(param.choices)})" if param.choices else param.type

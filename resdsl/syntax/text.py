@@ -233,6 +233,15 @@ class ToIR(Transformer):
             type_name = "int"
         return ir.Param(name=name_tok.value, type=type_name, default=default, span=span)
 
+    def choice_param(self, meta, children):
+        """``arch: str(large, small) = large``: a str parameter that takes one of these words."""
+        name_tok, type_tok, *words, default = children  # an absent default is None
+        param = self.param(meta, [name_tok, type_tok, default])
+        if param.type != "str":
+            self.errors.add(self.tok_span(type_tok), f"only a str parameter lists its words, not {param.type}",
+                            hint="write e.g. 'arch: str(large, small) = large'")
+        return param.model_copy(update={"choices": tuple(w.value for w in words)})
+
     def network(self, meta, children):
         name, params, name_span = children[0]
         inputs = [c for c in children[1:] if isinstance(c, ir.Input)]
