@@ -192,7 +192,8 @@ def test_bottleneck_small_input_parity():
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["resnext101_32x8d", "resnext101_64x4d", "wide_resnet101_2"])
 def test_bottleneck_101_parity(name: str):
-    net = resdsl.load(BOTTLENECK, size=64, **BOTTLENECK_VARIANTS[name])
+    """At the published 224x224."""
+    net = resdsl.load(BOTTLENECK, **BOTTLENECK_VARIANTS[name])
     check_parity(net, _torchvision(name), batch=1)
 
 
