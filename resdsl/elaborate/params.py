@@ -52,7 +52,8 @@ class ParamsMixin:
                 f"override {param.name}={_shown(text)} is not a valid {param.type}",
                 hint=f"'{param.name}' is declared as {param.type}",
             )
-        elif not isinstance(converted, bool) and (converted != converted or abs(converted) > INT_LIMIT):
+        elif isinstance(converted, (int, float)) and not isinstance(converted, bool) and \
+                (converted != converted or abs(converted) > INT_LIMIT):
             # Overrides obey the bounds of spec literals (-D n=1e400 or n=10**5000).
             self.error(
                 param.span,
