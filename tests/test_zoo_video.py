@@ -110,6 +110,7 @@ class WangResNet(nn.Module):
 WANG_SETTINGS = [{}, {"length": 57, "channels_in": 3, "classes": 5}]
 
 
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")  # torch's note on copies
 @pytest.mark.parametrize("params", WANG_SETTINGS, ids=["default", "multichannel_odd_length"])
 def test_wang_resnet_reproduces_the_reference(params: dict[str, int]):
     net = resdsl.load(WANG, **params)
