@@ -238,7 +238,12 @@ def _import(path: Path):
     return module
 
 
-@pytest.mark.parametrize("path, params", TOOL_CASES[:3], ids=TOOL_IDS[:3])
+# The bottleneck family's code paths (grouped convs, projections) at one block per stage.
+CODEGEN_CASES = [*TOOL_CASES[:3], (BOTTLENECK, {"size": 32, "layers1": 1, "layers2": 1, "layers3": 1,
+                                                "layers4": 1, "groups": 32, "width_per_group": 4})]
+
+
+@pytest.mark.parametrize("path, params", CODEGEN_CASES, ids=[*TOOL_IDS[:3], "resnext_1111"])
 def test_generated_standalone_file_reproduces_the_outputs(path: Path, params: dict[str, Any], tmp_path):
     net = resdsl.load(path, **params)
     out = tmp_path / "model.py"
