@@ -74,6 +74,7 @@ def _regnet(name: str, depths: list[int], widths: list[int], *, group_width: int
 
 CIFAR = "resdsl/zoo/cifar_resnet.res"
 PREACT = "resdsl/zoo/preact_resnet.res"
+VIDEO = "resdsl/zoo/video_resnet.res"
 
 ENTRIES: tuple[ZooEntry, ...] = (
     # torchvision's ResNets (He et al. 2015; ResNet v1.5), wide ResNet and ResNeXt
@@ -147,4 +148,16 @@ ENTRIES: tuple[ZooEntry, ...] = (
         n1=3, n2=5, n3=5, n4=7, n5=14, n6=18, n7=5, dropout=0.3, size=480),
     _tv("efficientnet_v2_l", "efficientnet_v2", c0=32, c1=32, c2=64, c3=96, c4=192, c5=224, c6=384, c7=640,
         n1=4, n2=7, n3=7, n4=10, n5=19, n6=25, n7=7, dropout=0.4, size=480),
+    # torchvision's ResNet(Bottleneck, layers, groups, width_per_group) as one spec: the 101-layer
+    # ResNeXts and Wide ResNet
+    _tv("resnext101_32x8d", "resnet_bottleneck", layers3=23, groups=32, width_per_group=8),
+    _tv("resnext101_64x4d", "resnet_bottleneck", layers3=23, groups=64, width_per_group=4),
+    _tv("wide_resnet101_2", "resnet_bottleneck", layers3=23, width_per_group=128),
+    # Tran et al. 2018: the 18-layer video ResNets (3-D, mixed, (2+1)-D convolutions), Kinetics-400
+    ZooEntry("r3d_18", VIDEO, {"variant": "r3d"}, "torchvision.models.video.r3d_18"),
+    ZooEntry("mc3_18", VIDEO, {"variant": "mc3"}, "torchvision.models.video.mc3_18"),
+    ZooEntry("r2plus1d_18", VIDEO, {"variant": "r2plus1d"}, "torchvision.models.video.r2plus1d_18"),
+    # Wang, Yan & Oates 2017: the 1-D time-series ResNet (three blocks, kernels 8/5/3)
+    ZooEntry("wang_resnet", "resdsl/zoo/wang_resnet.res", {},
+             "Wang et al. 2017, ResNet for time series classification (UCR, 1 channel, 128 steps)"),
 )
