@@ -57,6 +57,13 @@ def evaluate(node: ir.Expr, env: Mapping[str, Value], shape_of: ShapeOf | None =
         return _checked(node.value, node)
     if isinstance(node, ir.StrLit):
         return node.value
+    if isinstance(node, ir.TupleExpr):  # a size per dimension, like a kernel literal
+        values = tuple(evaluate(item, env, shape_of) for item in node.items)
+        for item, value in zip(node.items, values):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise Problem(item.span, f"a size tuple holds integers, not {describe(value)}",
+                              hint="write e.g. (1, stride, stride)")
+        return values
     if isinstance(node, ir.KernelLit):
         for dim in node.dims:
             _checked(dim, node)

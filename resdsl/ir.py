@@ -86,6 +86,12 @@ class StrLit(IRNode):
     value: str
 
 
+class TupleExpr(IRNode):
+    """``(1, s, s)`` (v2): a size with one entry per spatial dimension, from expressions."""
+
+    items: tuple["Expr", ...]
+
+
 class NameRef(IRNode):
     """A parameter, or a bare-word enum such as ``nearest``."""
 
@@ -139,8 +145,8 @@ class IfExpr(IRNode):
     orelse: "Expr"
 
 
-Expr = Union[IntLit, FloatLit, BoolLit, KernelLit, StrLit, NameRef, BinOp, Neg, FuncCall, Compare, BoolOp, Not,
-             IfExpr]
+Expr = Union[IntLit, FloatLit, BoolLit, KernelLit, StrLit, TupleExpr, NameRef, BinOp, Neg, FuncCall, Compare,
+             BoolOp, Not, IfExpr]
 
 
 def expr_children(expr: "Expr") -> tuple["Expr", ...]:
@@ -152,6 +158,8 @@ def expr_children(expr: "Expr") -> tuple["Expr", ...]:
         return (expr.operand,)
     if isinstance(expr, FuncCall):
         return expr.args
+    if isinstance(expr, TupleExpr):
+        return expr.items
     if isinstance(expr, IfExpr):
         return (expr.cond, expr.then, expr.orelse)
     return ()
@@ -314,6 +322,6 @@ def args_by_name(args: tuple[Arg, ...], names: list[str] | tuple[str, ...]) -> d
     return bound
 
 
-for _model in (BinOp, Neg, FuncCall, Compare, BoolOp, Not, IfExpr, Arg, Residual, If, Sequential,
+for _model in (TupleExpr, BinOp, Neg, FuncCall, Compare, BoolOp, Not, IfExpr, Arg, Residual, If, Sequential,
                Let, Block, Network):
     _model.model_rebuild()

@@ -340,3 +340,10 @@ def test_the_section_9_examples_of_docs_language_md_parse_and_elaborate():
         blocks = example + ("\n\n" + helper if name == "inverted" else "")
         net = load(calls[name], blocks=blocks)
         assert net.build() is not None
+
+
+def test_a_size_tuple_from_expressions():
+    net = load("conv 3, 4, stride=(1, s, s)", head="network n(s: int = 2)", shape="[3, 4, 8, 8]")
+    assert net.output_shape == (4, 4, 4, 4)
+    assert "a size tuple holds integers" in error("conv 3, 4, stride=(1, relu)", shape="[3, 4, 8]")
+    run_standalone(net)

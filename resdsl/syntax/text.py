@@ -511,6 +511,9 @@ class ToIR(Transformer):
     def false_lit(self, meta, children):
         return ir.BoolLit(value=False, span=self.span(meta))
 
+    def tuple_lit(self, meta, children):
+        return ir.TupleExpr(items=tuple(children), span=self.span(meta))
+
     def str_lit(self, meta, children):
         return ir.StrLit(value=children[0].value[1:-1], span=self.tok_span(children[0]))
 
