@@ -13,9 +13,7 @@ meta device; its full check is slow-marked.
 
 from __future__ import annotations
 
-import ast
 import importlib.util
-import inspect
 import json
 from pathlib import Path
 from typing import Any
@@ -224,67 +222,3 @@ def test_std_mobile_blocks_are_rank_generic(shape: tuple, out: tuple):
     assert [u.shortcut for u in net.graph.graph["residuals"]] == ["identity", "none"]
     with torch.no_grad():
         assert model(torch.randn(2, *shape)).shape == (2, *out)
-
-
-# ---- brevity (issue 14, item 5) ------------------------------------------------------------------
-
-#: The definitions in torchvision's model file that make each family's architecture.
-TORCHVISION_DEFS = {
-    "mobilenet_v2": ("mobilenetv2", ["InvertedResidual", "MobileNetV2", "mobilenet_v2"]),
-    "mobilenet_v3": ("mobilenetv3", ["InvertedResidualConfig", "InvertedResidual", "MobileNetV3",
-                                     "_mobilenet_v3_conf", "_mobilenet_v3", "mobilenet_v3_large",
-                                     "mobilenet_v3_small"]),
-    "mnasnet": ("mnasnet", ["_InvertedResidual", "_stack", "_round_to_multiple_of", "_get_depths", "MNASNet",
-                            "_mnasnet", "mnasnet0_5", "mnasnet0_75", "mnasnet1_0", "mnasnet1_3"]),
-    "efficientnet": ("efficientnet", ["_MBConvConfig", "MBConvConfig", "MBConv", "EfficientNet",
-                                      "_efficientnet", "_efficientnet_conf",
-                                      *(f"efficientnet_b{i}" for i in range(8))]),
-    "efficientnet_v2": ("efficientnet", ["_MBConvConfig", "MBConvConfig", "FusedMBConvConfig", "MBConv",
-                                         "FusedMBConv", "EfficientNet", "_efficientnet", "_efficientnet_conf",
-                                         "efficientnet_v2_s", "efficientnet_v2_m", "efficientnet_v2_l"]),
-}
-
-
-def python_lines(module_name: str, names: list[str]) -> int:
-    """Non-blank lines of the named top-level definitions, without comments, docstrings and
-    decorators."""
-    module = importlib.import_module(f"torchvision.models.{module_name}")
-    tree = ast.parse(inspect.getsource(module))
-    lines = inspect.getsource(module).splitlines()
-    skip: set[int] = set()
-    for node in ast.walk(tree):
-        body = getattr(node, "body", None)
-        if isinstance(node, (ast.FunctionDef, ast.ClassDef, ast.AsyncFunctionDef)):
-            skip |= {n for d in node.decorator_list for n in range(d.lineno, d.end_lineno + 1)}
-        if isinstance(body, list) and body and isinstance(body[0], ast.Expr) \
-                and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str):
-            skip |= set(range(body[0].lineno, body[0].end_lineno + 1))
-    count = 0
-    for node in tree.body:
-        if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and node.name in names:
-            count += sum(1 for n in range(node.lineno, node.end_lineno + 1)
-                         if n not in skip and lines[n - 1].strip() and not lines[n - 1].strip().startswith("#"))
-    assert count > 0
-    return count
-
-
-def spec_lines(path: Path) -> int:
-    """Non-blank, non-comment lines of a spec and of the std files it imports (once each)."""
-    count, seen, todo = 0, set(), [path]
-    while todo:
-        file = todo.pop()
-        if file in seen:
-            continue
-        seen.add(file)
-        for line in file.read_text().splitlines():
-            text = line.strip()
-            count += bool(text) and not text.startswith("#")
-            if text.startswith('import "std/'):
-                todo.append(STD / (text.split('"')[1].removeprefix("std/").removesuffix(".res") + ".res"))
-    return count
-
-
-@pytest.mark.parametrize("family", list(TORCHVISION_DEFS))
-def test_spec_is_shorter_than_torchvision(family: str):
-    ours, theirs = spec_lines(ZOO / f"{family}.res"), python_lines(*TORCHVISION_DEFS[family])
-    assert ours < theirs, f"{family}: spec {ours} lines, torchvision {theirs}"

@@ -10,7 +10,6 @@ only on the meta device; full-size parity of the large variants is marked slow.
 
 from __future__ import annotations
 
-import ast
 import json
 import importlib.util
 import inspect
@@ -278,58 +277,3 @@ def test_weights_load_a_reference_state_dict_strictly(path: Path, params, refere
     broken.popitem()
     torch.save(broken, weights)
     assert main(["compile", str(path), *_defines(params), "--weights", str(weights)]) != 0
-
-
-# ---- brevity: each spec is shorter than the Python that defines its family ------------------------
-
-def spec_lines(path: Path) -> int:
-    """Non-blank, non-comment lines of a spec and of the files it imports (once each)."""
-    seen: set[Path] = set()
-
-    def count(file: Path) -> int:
-        if file in seen:
-            return 0
-        seen.add(file)
-        lines = [line.strip() for line in file.read_text().splitlines()]
-        total = sum(1 for line in lines if line and not line.startswith("#"))
-        for target in re.findall(r'^import "([^"]+)"', file.read_text(), re.M):
-            std = target.startswith("std/")
-            base = Path(resdsl.__file__).parent if std else file.parent
-            name = target if target.endswith(".res") else f"{target}.res"
-            total += count(base / name)
-        return total
-
-    return count(path)
-
-
-def python_lines(module: Any, names: list[str]) -> int:
-    """Non-blank, non-comment, non-docstring lines of the named classes and functions of a module."""
-    tree = ast.parse(inspect.getsource(module))
-    source = inspect.getsource(module).splitlines()
-    docstrings: set[int] = set()
-    for node in ast.walk(tree):
-        body = getattr(node, "body", None)
-        if isinstance(body, list) and body and isinstance(body[0], ast.Expr) \
-                and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str):
-            docstrings |= set(range(body[0].lineno, body[0].end_lineno + 1))
-    total = 0
-    for node in tree.body:
-        if isinstance(node, (ast.ClassDef, ast.FunctionDef)) and node.name in names:
-            start = min([node.lineno] + [d.lineno for d in node.decorator_list])
-            for number in range(start, node.end_lineno + 1):
-                text = source[number - 1].strip()
-                if text and not text.startswith("#") and number not in docstrings:
-                    total += 1
-    return total
-
-
-def test_specs_are_shorter_than_torchvision():
-    video = torchvision.models.video.resnet
-    video_names = ["Conv3DSimple", "Conv2Plus1D", "Conv3DNoTemporal", "BasicBlock", "Bottleneck",
-                   "BasicStem", "R2Plus1dStem", "VideoResNet", "_video_resnet", "r3d_18", "mc3_18",
-                   "r2plus1d_18"]
-    assert spec_lines(VIDEO) < python_lines(video, video_names)
-    resnet = torchvision.models.resnet
-    resnet_names = ["conv3x3", "conv1x1", "BasicBlock", "Bottleneck", "ResNet", "_resnet",
-                    *BOTTLENECK_VARIANTS]
-    assert spec_lines(BOTTLENECK) < python_lines(resnet, resnet_names)
