@@ -29,8 +29,9 @@ from .elaborate import Limits
 from .errors import Diagnostic, Span, SpecError
 from .ops import register as register_op
 from .ops import unregister as unregister_op
+from . import zoo  # noqa: E402 - resdsl.zoo.load(name): the reference models by name
 
 __version__ = "0.1.0"
 
 __all__ = ["Net", "SpecError", "Diagnostic", "Span", "Limits", "load", "loads", "compile", "register_op",
-           "unregister_op", "__version__"]
+           "unregister_op", "zoo", "__version__"]

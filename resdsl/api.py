@@ -24,7 +24,7 @@ from typing import Any, Mapping
 
 import networkx as nx
 
-from . import ir
+from . import ir, std
 from .elaborate import Limits, elaborate
 from .errors import ErrorList, Span, SpecError, did_you_mean
 from .graph import containers, gc_paused, num_params, op_node, op_nodes, top_level_groups
@@ -33,7 +33,7 @@ from .shapes import format_shape
 from .syntax.text import parse_text
 from .syntax.yaml import parse_yaml
 
-_YAML_SNIFF = re.compile(r"^(network|input|body|blocks|defaults)\s*:", re.M)
+_YAML_SNIFF = re.compile(r"^(network|input|body|blocks|defaults|imports)\s*:", re.M)
 MAX_IMPORT_DEPTH = 16
 #: Import statements followed per compile, over the spec and every file it imports.
 MAX_IMPORTS = 1_000
@@ -248,19 +248,17 @@ def _read_descriptor(fd: int, name: str, limits: Limits, errors: ErrorList, wher
 
 
 def _collect_blocks(spec: ir.SpecFile, filename: str, limits: Limits, errors: ErrorList,
-                    root_dir: Path | None) -> dict[str, ir.Block]:
-    """The file's own blocks plus those of every file it imports (confined to root_dir)."""
+                    root_dir: Path | None) -> tuple[dict[str, ir.Block], list[str]]:
+    """The file's own blocks plus those of every file it imports (confined to root_dir,
+    or the standard library), and the names of the imported files."""
     blocks: dict[str, ir.Block] = {}
-    if root_dir is None:
-        for imp in spec.imports:
-            errors.add(imp.span, "imports need a spec file on disk", hint="use resdsl.load(path)")
-    elif spec.imports:
+    if spec.imports:
         with _Imports(root_dir, filename, limits, errors) as imports:
             imports.follow(spec, filename, (), blocks)
-        return blocks
+        return blocks, imports.files
     for block in spec.blocks:
         _add_block(blocks, block, errors)
-    return blocks
+    return blocks, []
 
 
 def _add_block(blocks: dict[str, ir.Block], block: ir.Block, errors: ErrorList) -> None:
@@ -284,6 +282,14 @@ class _LinkLoop(Exception):
 FileKey = tuple[int, int]  # (st_dev, st_ino): one file, whatever name reached it
 
 
+#: An import path starting so names a standard-library module, never a file of the user's.
+STD_PREFIX = "std/"
+
+
+def _names_std(path: str) -> bool:
+    return path == STD_PREFIX[:-1] or path.startswith(STD_PREFIX)
+
+
 class _Imports:
     """Follows a spec's imports for one compile.
 
@@ -294,34 +300,45 @@ class _Imports:
     above and never following a link, and links are followed by hand within the
     tree; so a link swapped in while an import is checked cannot lead outside: the
     file that is read is the file that was checked.
+
+    ``import "std/NAME"`` reads the package file ``resdsl/std/NAME.res`` instead
+    (from any spec, and from a string: ``root_dir`` None), under the same bounds:
+    NAME is a plain name, opened in the package folder without following a link.
+    A std module may import other std modules only.
     """
 
-    def __init__(self, root_dir: Path, filename: str, limits: Limits, errors: ErrorList):
+    def __init__(self, root_dir: Path | None, filename: str, limits: Limits, errors: ErrorList):
         self.root_dir = root_dir
         self.root_fd: int | None = None
+        self.std_fd: int | None = None
         self.limits = limits
         self.errors = errors
         self.seen: set[FileKey] = set()  # every file reached so far: loaded once
         self.chain: list[tuple[FileKey | None, str]] = []  # files being followed, for cycles
+        self.files: list[str] = []  # the imported files read, in order
         self.statements = 0
         self.bytes = len(errors.sources.get(filename, "").encode("utf-8", "surrogatepass"))
-        try:
-            info = os.stat(filename)
-            self.top: FileKey | None = (info.st_dev, info.st_ino)
-        except (OSError, ValueError):
-            self.top = None
+        self.top: FileKey | None = None
+        if root_dir is not None:  # a string's "file name" is no file: a file of that name is not it
+            try:
+                info = os.stat(filename)
+                self.top = (info.st_dev, info.st_ino)
+            except (OSError, ValueError):
+                pass
 
     def __enter__(self) -> "_Imports":
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self.root_fd is not None:
-            os.close(self.root_fd)
-            self.root_fd = None
+        for fd in (self.root_fd, self.std_fd):
+            if fd is not None:
+                os.close(fd)
+        self.root_fd = self.std_fd = None
 
-    def follow(self, spec: ir.SpecFile, name: str, folder: tuple[str, ...],
+    def follow(self, spec: ir.SpecFile, name: str, folder: tuple[str, ...] | None,
                blocks: dict[str, ir.Block], key: FileKey | None = None) -> None:
-        """Add the blocks of ``spec``'s imports (depth first), then its own blocks."""
+        """Add the blocks of ``spec``'s imports (depth first), then its own blocks.
+        ``folder`` is the file's folder under the root, None for a std module."""
         key = key if key is not None else self.top
         if key is not None:
             self.seen.add(key)
@@ -340,16 +357,24 @@ class _Imports:
         for block in spec.blocks:
             _add_block(blocks, block, self.errors)
 
-    def _import(self, imp: ir.Import, importer: str, folder: tuple[str, ...],
+    def _import(self, imp: ir.Import, importer: str, folder: tuple[str, ...] | None,
                 blocks: dict[str, ir.Block]) -> None:
         errors = self.errors
-        parts = self._parts(imp)
-        if parts is None:
-            return
-        name = str(Path(importer).parent / imp.path)
-        fd = self._open(imp, folder + parts, name)
-        if fd is None:
-            return
+        inner: tuple[str, ...] | None = None  # the imported file's folder (None: a std module)
+        if _names_std(imp.path):
+            opened = self._open_std(imp)
+            if opened is None:
+                return
+            fd, name = opened
+        else:
+            parts = self._relative(imp, folder)
+            if parts is None or folder is None:
+                return
+            name = str(Path(importer).parent / imp.path)
+            fd = self._open(imp, folder + parts, name)
+            if fd is None:
+                return
+            inner = folder + parts[:-1]
         try:
             info = os.fstat(fd)
             key = (info.st_dev, info.st_ino)
@@ -369,6 +394,7 @@ class _Imports:
             os.close(fd)
         if text is None:
             return
+        self.files.append(name)
         self.bytes += len(text.encode("utf-8"))
         total = SOURCE_BYTES_FACTOR * self.limits.max_file_bytes
         if self.bytes > total:
@@ -382,7 +408,56 @@ class _Imports:
         if spec.networks:
             errors.add(imp.span, f"imported file \"{imp.path}\" defines a network; imports share blocks only",
                        hint="move the blocks into a file of their own")
-        self.follow(spec, name, folder + parts[:-1], blocks, key)
+        self.follow(spec, name, inner, blocks, key)
+
+    def _relative(self, imp: ir.Import, folder: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        """The components of a relative import, or None (and a located error)."""
+        if folder is None:
+            self.errors.add(imp.span, f"import \"{imp.path}\": a standard-library module imports only "
+                            "other standard-library modules", hint="write import \"std/NAME\"")
+            return None
+        if self.root_dir is None:
+            self.errors.add(imp.span, "imports need a spec file on disk",
+                            hint="use resdsl.load(path); from a string, only \"std/NAME\" imports work")
+            return None
+        parts = self._parts(imp)
+        if parts is not None and parts[0] == STD_PREFIX[:-1]:
+            self.errors.add(imp.span, f"import \"{imp.path}\": the folder name 'std' is reserved for the "
+                            "standard library", hint="import \"std/NAME\" for the standard library; "
+                            "rename a folder of your own")
+            return None
+        return parts
+
+    def _open_std(self, imp: ir.Import) -> tuple[int, str] | None:
+        """A descriptor and the file name of the std module the import names, or None (and an error)."""
+        module = imp.path[len(STD_PREFIX):]
+        module = module[:-len(".res")] if module.endswith(".res") else module
+        if not std.NAME.fullmatch(module):
+            self.errors.add(imp.span, f"import \"{imp.path}\" does not name a standard-library module",
+                            hint=f"a std module is a plain name of lowercase letters, digits and _ "
+                            f"({_std_listing()})")
+            return None
+        folder = std.directory()
+        if folder is None:
+            self.errors.add(imp.span, "the standard library is not on disk (resdsl imported from a zip?)",
+                            hint="install resdsl with pip")
+            return None
+        name = str(folder / f"{module}.res")
+        try:
+            if self.std_fd is None:
+                self.std_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0))
+            return os.open(f"{module}.res", _OPEN_FLAGS | getattr(os, "O_NOFOLLOW", 0), dir_fd=self.std_fd), name
+        except FileNotFoundError:
+            close = did_you_mean(module, std.modules())
+            listing = _std_listing()
+            self.errors.add(imp.span, f"no standard-library module '{module}'",
+                            hint=f"{close} ({listing})" if close and close.startswith("did you") else listing)
+        except OSError as exc:
+            linked = self.std_fd is not None and _link_target(f"{module}.res", self.std_fd) is not None
+            self.errors.add(imp.span, f"import \"{imp.path}\": " + (
+                "the module is a symbolic link; the standard library follows none" if linked
+                else f"cannot read '{name}': {_reason(exc)}"), hint="reinstall resdsl")
+        return None
 
     def _parts(self, imp: ir.Import) -> tuple[str, ...] | None:
         """The import's path as components, or None (and an error) if it is not a plain relative path."""
@@ -476,6 +551,11 @@ class _Imports:
         return list(lexical.relative_to(self.root_dir).parts)
 
 
+def _std_listing() -> str:
+    names = std.modules()
+    return "std modules: " + ", ".join(names) if names else "the standard library is empty"
+
+
 def _link_target(name: str, dir_fd: int) -> str | None:
     """The target of the link ``name`` in ``dir_fd``, or None if it is not a link (any more)."""
     try:
@@ -498,7 +578,7 @@ def _compile(text: str, filename: str, fmt: str | None, network: str | None, pla
     spec = parse_yaml(text, filename, errors) if kind == "yaml" else parse_text(text, filename, errors)
     if spec is None or errors:
         errors.raise_if_any()
-    blocks = _collect_blocks(spec, filename, limits, errors, root_dir)
+    blocks, imported = _collect_blocks(spec, filename, limits, errors, root_dir)
     chosen = _choose_network(spec, filename, network, errors)
     if chosen is None:
         errors.raise_if_any()
@@ -509,7 +589,9 @@ def _compile(text: str, filename: str, fmt: str | None, network: str | None, pla
         for check in PIPELINE:
             check(graph, errors)
     errors.raise_if_any()
-    inputs = tuple(str(Path(name).resolve()) for name in errors.sources) if root_dir is not None else ()
+    # Every file it was read from: the spec (a string is none) and its imports, std modules too.
+    files = ([filename] if root_dir is not None else []) + imported
+    inputs = tuple(str(Path(name).resolve()) for name in files)
     return Net(chosen, graph, filename, graph.graph["params"], plain, shortcut, blocks, limits, inputs)
 
 

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from typing import Any, Iterator, Sequence
 
 from .elaborate.limits import Limits
-from .errors import UsageError, printable
+from .errors import UsageError, did_you_mean, printable
 from .graph import op_node
 from .shapes import format_shape
 from .vocab import SHORTCUT_POLICIES
@@ -48,7 +48,8 @@ def _positive(text: str) -> int:
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("spec", help="a .res or .yaml spec file")
+    parser.add_argument("spec", help="a .res or .yaml spec file, or a zoo model's name (`resdsl zoo` lists "
+                        "them; an existing file of that name wins)")
     parser.add_argument("-D", "--define", dest="defines", action="append", type=_define, default=[],
                         metavar="NAME=VALUE", help="override a network parameter (repeatable)")
     parser.add_argument("--network", help="which network, when the file defines several")
@@ -69,6 +70,10 @@ def make_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     _add_render(sub)
+
+    zoo = sub.add_parser("zoo", help="list the zoo's reference models (a zoo name can replace a spec file)")
+    zoo.add_argument("--json", action="store_true",
+                     help='print a JSON list of {"name", "spec", "params", "reference"} objects')
 
     check = sub.add_parser("check", help="parse and check a spec (no torch): one-line summary")
     _common(check)
@@ -141,6 +146,25 @@ def _version() -> str:
     from . import __version__
 
     return __version__
+
+
+def _resolve_spec(args: argparse.Namespace) -> None:
+    """A spec argument that names no file but a zoo model becomes that model's spec
+    file, its params coming before the user's ``-D`` (which therefore win)."""
+    import os
+
+    if os.path.lexists(args.spec):  # an existing file (or anything there) is what was meant
+        return
+    from . import zoo
+
+    if args.spec not in zoo.names():
+        close = did_you_mean(args.spec, zoo.names()) if len(args.spec) <= 100 else None
+        hint = f"; {close}" if close and close.startswith("did you") else ""
+        raise UsageError(f"cannot read '{printable(args.spec)}': no such file, and no zoo model of that "
+                         f"name{hint} (`resdsl zoo` lists the models)")
+    entry = zoo.entry(args.spec)
+    args.spec = str(zoo.path(args.spec))
+    args.defines = list(entry.params.items()) + list(args.defines)
 
 
 def _load(args: argparse.Namespace):
@@ -305,7 +329,24 @@ def _gradient_rows(args: argparse.Namespace, probes: Any) -> list:
                                  train=not args.eval_mode)
 
 
-COMMANDS = {"check": cmd_check, "compile": cmd_compile, "analyze": cmd_analyze, "render": cmd_render}
+def cmd_zoo(args: argparse.Namespace) -> int:
+    from .zoo import ENTRIES
+
+    if args.json:
+        print(json.dumps([e.to_dict() for e in ENTRIES], indent=2, sort_keys=True))
+        return EXIT_OK
+    rows = [(e.name, e.reference, " ".join(filter(None, (e.spec, e.defines())))) for e in ENTRIES]
+    header = ("name", "reference", "spec")
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(2)]
+    for name, reference, spec in [header, *rows]:
+        _out(f"{name:<{widths[0]}}  {reference:<{widths[1]}}  {spec}")
+    _out(f"\n{len(rows)} models: `resdsl compile NAME` builds one (-D overrides its params), "
+         "`resdsl zoo --json` lists them as data")
+    return EXIT_OK
+
+
+COMMANDS = {"check": cmd_check, "compile": cmd_compile, "analyze": cmd_analyze, "render": cmd_render,
+            "zoo": cmd_zoo}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -319,6 +360,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         with _sigterm_as_exception():
+            if hasattr(args, "spec"):
+                _resolve_spec(args)
             return COMMANDS[args.command](args)
     except Terminated:  # files being written were removed on the way out
         _out("resdsl: terminated", file=sys.stderr)

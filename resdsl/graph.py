@@ -149,7 +149,7 @@ class Container:
     a labelled residual, or a shortcut path (``downsample``)."""
 
     path: str
-    kind: str  # network | block | stage | residual | shortcut
+    kind: str  # network | block | stage | residual | shortcut | sequential
     span: Span
     input: int = -1  # node whose tensor enters the container
     output: int = -1  # node whose tensor leaves it
@@ -171,6 +171,8 @@ class ResidualUnit:
     container: str
     span: Span
     stmt: ir.Residual  # the residual statement (shared by every instance of its block)
+    first: int = -1  # the body's first node (the body is first..body_output)
+    shortcut_first: bool = False  # its shortcut is registered before its body (RegNet's proj)
 
 
 def new_graph(name: str) -> nx.DiGraph:

@@ -80,6 +80,12 @@ class KernelLit(IRNode):
     dims: tuple[int, ...]
 
 
+class StrLit(IRNode):
+    """``"block1-"`` (v2): a string, for names that are no identifier (a stage's prefix)."""
+
+    value: str
+
+
 class NameRef(IRNode):
     """A parameter, or a bare-word enum such as ``nearest``."""
 
@@ -103,7 +109,56 @@ class FuncCall(IRNode):
     args: tuple["Expr", ...]
 
 
-Expr = Union[IntLit, FloatLit, BoolLit, KernelLit, NameRef, BinOp, Neg, FuncCall]
+class Compare(IRNode):
+    """``a == b``, ``a < b``, ... (v2): one comparison, not chained."""
+
+    op: Literal["==", "!=", "<", "<=", ">", ">="]
+    left: "Expr"
+    right: "Expr"
+
+
+class BoolOp(IRNode):
+    """``a and b``, ``a or b`` (v2)."""
+
+    op: Literal["and", "or"]
+    left: "Expr"
+    right: "Expr"
+
+
+class Not(IRNode):
+    """``not a`` (v2)."""
+
+    operand: "Expr"
+
+
+class IfExpr(IRNode):
+    """``a if cond else b`` (v2)."""
+
+    cond: "Expr"
+    then: "Expr"
+    orelse: "Expr"
+
+
+Expr = Union[IntLit, FloatLit, BoolLit, KernelLit, StrLit, NameRef, BinOp, Neg, FuncCall, Compare, BoolOp, Not,
+             IfExpr]
+
+
+def expr_children(expr: "Expr") -> tuple["Expr", ...]:
+    """The sub-expressions of ``expr``: one place that knows every expression's shape,
+    so walkers (names, sizes, rewriting) need no list of node types."""
+    if isinstance(expr, (BinOp, Compare, BoolOp)):
+        return (expr.left, expr.right)
+    if isinstance(expr, (Neg, Not)):
+        return (expr.operand,)
+    if isinstance(expr, FuncCall):
+        return expr.args
+    if isinstance(expr, IfExpr):
+        return (expr.cond, expr.then, expr.orelse)
+    return ()
+
+
+#: Expression nodes of language v1: code generation rewrites only these as Python.
+V1_EXPRS = (IntLit, FloatLit, BoolLit, KernelLit, NameRef, BinOp, Neg, FuncCall)
 
 
 class Arg(IRNode):
@@ -162,7 +217,54 @@ class Defaults(IRNode):
     name_span: Span = NOWHERE
 
 
-Stmt = Union[Apply, Stage, Residual, Ref, Defaults]
+class Let(IRNode):
+    """``let NAME = EXPR`` (v2): a name for the rest of the body."""
+
+    name: str
+    value: Expr
+    name_span: Span = NOWHERE
+
+
+class If(IRNode):
+    """``if COND:`` body, ``elif`` (a nested If in ``orelse``), ``else:`` body (v2)."""
+
+    cond: Expr
+    body: tuple["Stmt", ...]
+    orelse: tuple["Stmt", ...] = ()
+
+
+class Sequential(IRNode):
+    """``[label:] sequential:`` body (v2): a scope naming its children 0, 1, 2 like nn.Sequential."""
+
+    label: Optional[str] = None
+    body: tuple["Stmt", ...]
+
+
+Stmt = Union[Apply, Stage, Residual, Ref, Defaults, Let, If, Sequential]
+
+
+def bodies(stmt: "Stmt") -> tuple[tuple["Stmt", ...], ...]:
+    """The nested bodies of a statement (a residual's body and shortcut path, both
+    branches of an ``if``, a sequential's body)."""
+    if isinstance(stmt, Residual):
+        return (stmt.body, stmt.shortcut or ())
+    if isinstance(stmt, If):
+        return (stmt.body, stmt.orelse)
+    if isinstance(stmt, Sequential):
+        return (stmt.body,)
+    return ()
+
+
+def expressions(stmt: "Stmt") -> tuple["Expr", ...]:
+    """The expressions written directly in a statement (not in its nested bodies)."""
+    found = [arg.value for arg in (*getattr(stmt, "args", ()), *getattr(stmt, "options", ()))]
+    if isinstance(stmt, Stage):
+        found.append(stmt.count)
+    elif isinstance(stmt, Let):
+        found.append(stmt.value)
+    elif isinstance(stmt, If):
+        found.append(stmt.cond)
+    return tuple(found)
 
 
 # ---- definitions -------------------------------------------------------------
@@ -211,5 +313,6 @@ def args_by_name(args: tuple[Arg, ...], names: list[str] | tuple[str, ...]) -> d
     return bound
 
 
-for _model in (BinOp, Neg, FuncCall, Arg, Residual, Block, Network):
+for _model in (BinOp, Neg, FuncCall, Compare, BoolOp, Not, IfExpr, Arg, Residual, If, Sequential,
+               Let, Block, Network):
     _model.model_rebuild()

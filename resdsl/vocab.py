@@ -16,19 +16,25 @@ from typing import Literal, get_args
 RefKind = Literal["add", "mul", "concat", "from"]
 REF_KINDS: tuple[str, ...] = get_args(RefKind)
 #: Words that open an indented body of statements.
-BODY_WORDS = ("residual", "shortcut")
+BODY_WORDS = ("residual", "shortcut", "sequential")
+#: A learnable tensor (``[label:] parameter D1, D2, ..., init=V``): a statement, not an op.
+PARAMETER_WORD = "parameter"
 #: Every statement word that is not an op: a block may not take one of these names.
-STATEMENT_WORDS = (*BODY_WORDS, "stage", *REF_KINDS)
+STATEMENT_WORDS = (*BODY_WORDS, "stage", *REF_KINDS, PARAMETER_WORD, "if", "elif", "else", "let")
 
 # ---- options and types -----------------------------------------------------------
 #: How a residual's shortcut is chosen (``residual shortcut=B:``, ``--shortcut B``).
 ShortcutPolicy = Literal["auto", "A", "B", "C", "identity", "none"]
 SHORTCUT_POLICIES: tuple[str, ...] = get_args(ShortcutPolicy)
 #: Types a network or block parameter may declare.
-ParamType = Literal["int", "float", "bool"]
+ParamType = Literal["int", "float", "bool", "str"]
 PARAM_TYPES: tuple[str, ...] = get_args(ParamType)
 #: Functions the expression evaluator knows.
-FUNCTIONS = ("min", "max")
+FUNCTIONS = ("min", "max", "ceil", "floor", "round", "int", "make_divisible", "channels", "dim")
+#: Functions code generation writes as the Python builtins of the same name.
+PYTHON_FUNCTIONS = ("min", "max")
+#: Functions whose arguments name tensors (a label, or ``input``), not values.
+TENSOR_FUNCTIONS = ("channels", "dim")
 
 # ---- names -----------------------------------------------------------------------
 #: Attribute names of torch.nn.Module, public and private (its methods, and the
@@ -70,4 +76,6 @@ RESERVED_NAMES = frozenset(
 GENERATED_NAMES = frozenset({
     "self", "torch", "nn", "F", "super", "min", "max", "int", "float", "bool", "tuple", "range",
     "None", "True", "False", "ValueError", "Optional", "_center_crop", "_drop_path", "ChannelLayerNorm",
+    "_parameter", "OrderedDict",
+    "Permute", "_channel_shuffle",
 })

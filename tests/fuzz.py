@@ -35,6 +35,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = ROOT / "resdsl" / "zoo"
+STD = ROOT / "resdsl" / "std"
 Shape = tuple[int, ...]
 
 # ---------------------------------------------------------------------------------
@@ -424,7 +425,7 @@ VOCABULARY = [
     "flatten", "true", "false", "min", "max", "crop=center", "shortcut=A", "stride=2", ":", ",",
     "(", ")", "[", "]", "=", "//", "%", "-", "*", "#", "\\", '"', "__class__", "exec", "eval",
     "class", "import os", "x;import os", "__import__('os')", "lambda", "self", "forward",
-    '"../escape.res"', '"/etc/passwd"', '"blocks/resnet.res"', "!!python/object/apply:os.system",
+    '"../escape.res"', '"/etc/passwd"', '"std/resnet"', '"std/../x"', "!!python/object/apply:os.system",
     "&a", "*a", "<<", "{", "}", "|", ">", "- ", "? ", "!", "%YAML 1.1", "---", "...", "'", "@",
 ]
 HUGE = ["0", "-1", "2147483647", "2147483648", "-2147483649", "4294967296", "1000000", "99999",
@@ -586,9 +587,11 @@ def mutate(rng: random.Random, text: str) -> tuple[str, list[str]]:
 
 
 def zoo() -> list[tuple[str, str]]:
-    """(file name, text) of every spec in resdsl/zoo/ (YAML and blocks files included)."""
-    files = sorted(SPECS.rglob("*.res")) + sorted(SPECS.rglob("*.yaml"))
-    return [(str(p.relative_to(SPECS)), p.read_text(encoding="utf-8")) for p in files]
+    """(file name, text) of every spec in resdsl/zoo/ (YAML included) and of every
+    standard-library module (as std/NAME.res; the zoo imports them from the package)."""
+    files = sorted(SPECS.rglob("*.res")) + sorted(SPECS.rglob("*.yaml")) + sorted(STD.glob("*.res"))
+    return [(str(p.relative_to(SPECS.parent)), p.read_text(encoding="utf-8")) if p.parent == STD
+            else (str(p.relative_to(SPECS)), p.read_text(encoding="utf-8")) for p in files]
 
 
 # ---------------------------------------------------------------------------------
@@ -851,7 +854,6 @@ def campaign(n: int, seed: int = 0, *, cli_every: int = 10, subprocess_every: in
     report = Report()
     workdir = Path(tempfile.mkdtemp(prefix="resdsl-fuzz-"))
     try:
-        shutil.copytree(SPECS / "blocks", workdir / "blocks")  # zoo files import these
         generated = 0
         for index, case in enumerate(cases(n, seed)):
             build = case.generated is not None and generated % build_every == 0

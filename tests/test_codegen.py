@@ -229,7 +229,8 @@ def test_a_new_op_needs_only_its_catalogue_entry():
     from resdsl.ops import ANNOTATION, POINTWISE, REGISTRY, OpSpec, user_ops
     from resdsl.ops.base import register
 
-    assert user_ops() and all(op.code is not None for op in user_ops().values())
+    # Every op a spec names is a module (``code``) or written inline without one (``inline_code``).
+    assert user_ops() and all((op.code is None) != (op.inline_code is None) for op in user_ops().values())
     register(OpSpec(name="softsign", doc="x / (1 + |x|)", category="activation", positional=(),
                     keywords=(), infer=lambda s, a: s, code=lambda c: c.call("nn.Softsign"),
                     label=lambda a, i, o: "softsign", receptive_field=POINTWISE, nonlinear=True,
@@ -246,7 +247,8 @@ def test_a_new_op_needs_only_its_catalogue_entry():
 
 
 def test_comments_of_an_imported_block_cite_the_block_file():
-    """resdsl/zoo/resnet18.res imports its blocks: their lines live in blocks/resnet.res."""
+    """resdsl/zoo/resnet18.res imports its blocks from the standard library: their lines
+    live in resdsl/std/resnet.res."""
     text = generate(resdsl.load(Path(__file__).resolve().parents[1] / "resdsl" / "zoo" / "resnet18.res")).text
     block = text[text.index("class Basic"):text.index("class Resnet18")]
     network = text[text.index("class Resnet18"):]

@@ -226,6 +226,11 @@ EXAMPLES = {
     "upsample": ((4, 3, 3), [2], {"mode": "linear"}),
     "dropout": ((4, 6, 6), [0.1], {}),
     "flatten": ((4, 3, 3), [], {}),
+    # v2
+    "relu6": ((4, 6, 6), [], {}), "hardswish": ((4, 6, 6), [], {}), "hardsigmoid": ((4, 6, 6), [], {}),
+    "permute": ((4, 6, 5), [1, 2, 0], {}),
+    "chunk": ((4, 6, 6), [2, 1], {}),
+    "channel_shuffle": ((4, 6, 6), [2], {}),
 }
 #: The internal ops elaboration makes: (input shapes, arguments).
 INTERNAL = {
@@ -235,6 +240,7 @@ INTERNAL = {
     "mul": ([(4, 6, 6)] * 2, {}),
     "concat": ([(4, 6, 6), (2, 6, 6)], {}),
     "zero_pad": ([(4, 6, 6)], {"stride": (2, 2), "channels": 4}),
+    "parameter": ([(4, 1, 1)], {"dims": (4, 1, 1), "init": 0.5}),  # a source: its "input" is unused
 }
 
 
@@ -247,7 +253,8 @@ def test_every_entry_declares_every_field():
         assert op.receptive_field is not None, name
         assert op.nonlinear == (op.category == "activation"), name  # the analysis's convention
         assert not op.zero_init_norm or op.category == "norm", name
-        assert (op.code is None) == op.internal, name
+        assert (op.code is None and op.inline_code is None) == (op.internal and not op.source), name
+        assert op.code is None or op.inline_code is None, name  # a module, or inline: not both
     assert [n for n, op in REGISTRY.items() if op.zero_init_norm] == ["batchnorm"]
     assert [n for n, op in REGISTRY.items() if op.diagram.kind == "input"] == ["input"]
 
@@ -264,6 +271,22 @@ def test_every_user_op_answers_each_pass(name):
     assert field_ in (POINTWISE, GLOBAL) or isinstance(field_, Window)
     if any(a.name == "kernel" for a in op.args):  # an op with a window declares it
         assert isinstance(field_, Window) and max(field_.kernel) > 1, name
+    if op.inline_code is not None:  # no module: run the expression forward is written with
+        from resdsl.ops import torch_layers
+
+        class Writer:
+            inputs, rank = ["x"], len(in_shape) - 1
+
+            def lit(self, value):
+                return repr(value)
+
+            def helper(self, helper):
+                return helper
+
+        Writer.args = args
+        result = eval(op.inline_code(Writer()), {"x": torch.randn(2, *in_shape), **vars(torch_layers)})
+        assert tuple(result.shape[1:]) == out and op.params(in_shape, args) == 0
+        return
     module = op.build(in_shape, args)
     with torch.no_grad():
         assert tuple(module(torch.randn(2, *in_shape)).shape[1:]) == out

@@ -20,7 +20,7 @@ COPIES = {
     "statement words": (r'"shortcut",\s*"stage"', []),
     "reference kinds": (r'"add",\s*"mul",\s*"concat",\s*"from"', ["vocab.py"]),
     "shortcut policies": (r'"auto",\s*"A",\s*"B",\s*"C"|auto, A, B, C, identity', ["vocab.py"]),
-    "parameter types": (r'[\[(]"int",\s*"float",\s*"bool"[\])]', ["vocab.py"]),
+    "parameter types": (r'[\[(]"int",\s*"float",\s*"bool",\s*"str"', ["vocab.py"]),
     "functions": (r'\("min",\s*"max"\)', ["vocab.py"]),
     "reserved names": (r"exec eval compile globals", ["vocab.py"]),
     "module attributes": (r"_backward_hooks _backward_pre_hooks", ["vocab.py"]),
@@ -44,7 +44,7 @@ def test_ir_accepts_exactly_the_vocabulary():
     for type_ in vocab.PARAM_TYPES:
         assert ir.Param(name="p", type=type_).type == type_
     with pytest.raises(ValidationError):
-        ir.Param(name="p", type="str")
+        ir.Param(name="p", type="string")
 
 
 def test_cli_offers_every_shortcut_policy():

@@ -88,12 +88,12 @@ def test_missing_keys_name_each_key_and_its_statement(weights_file):
     missing = ours - set(torch.load(weights_file, weights_only=True))
     assert "layer1.2.conv1.weight" in missing
     assert sorted(_messages(info.value)) == sorted(f"weights: missing key '{k}'" for k in missing)
-    blocks = SPECS / "blocks" / "resnet.res"
+    blocks = SPECS.parent / "std" / "resnet.res"
     by_key = {d.message.split("'")[1]: d for d in info.value.diagnostics}
     conv1 = by_key["layer1.2.conv1.weight"]
     assert Path(conv1.span.file).resolve() == blocks.resolve()
-    assert conv1.span.line == _line_of(blocks, "conv1: conv 3x3, out, stride=stride")
-    assert "conv1: conv 3x3, out, stride=stride" in conv1.source_line
+    assert conv1.span.line == _line_of(blocks, "conv1: conv 3, out, stride=stride, bias=false")
+    assert "conv1: conv 3, out, stride=stride, bias=false" in conv1.source_line
     bn2 = by_key["layer3.5.bn2.running_var"]
     assert bn2.span.line == _line_of(blocks, "bn2: batchnorm")
     rendered = info.value.render()

@@ -58,7 +58,7 @@ from decimal import Decimal
 from fractions import Fraction
 import math
 from math import ceil, prod
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Union
 
 import networkx as nx
 
@@ -314,9 +314,27 @@ def _widen(field_: Field, kernels: Iterable[int], strides: Iterable[int | Fracti
     return rf, jump
 
 
-def _op_field(data: dict, field_: Field) -> Field | None:
+#: Per dim of a tensor (channels first): the network input's dim it runs along (0: the
+#: channels, k: spatial dim k), or None for a dim that none maps to. The identity until a
+#: ``moves_dims`` op (permute) reorders it, so a window follows the dims it slides along.
+Layout = tuple[Union[int, None], ...]
+
+
+def _layout(data: dict, layouts: dict[int, Layout]) -> Layout:
+    """The output's layout: its first input's, reordered by a ``moves_dims`` op."""
+    spec = REGISTRY[data.op]
+    rank = len(data.shape)
+    known = [layouts[i] for i in data.inputs if i in layouts]
+    if spec.moves_dims is not None and known:
+        return tuple(known[0][d] for d in spec.moves_dims(data.in_shapes[0], data.args))
+    same = next((lay for lay in known if len(lay) == rank), None)
+    return same if same is not None else tuple(range(rank))
+
+
+def _op_field(data: dict, field_: Field, layout: Layout | None = None) -> Field | None:
     """The field after one op, from its catalogue entry's ``receptive_field``: every op
-    declares one (POINTWISE is a declaration, not a fallback); None: global."""
+    declares one (POINTWISE is a declaration, not a fallback); None: global. ``layout``:
+    the input's (identity when None)."""
     in_shape = data.in_shapes[0] if data.in_shapes else data.shape
     window = field_of(REGISTRY[data.op], in_shape, data.shape, data.args)
     if window is POINTWISE:
@@ -325,10 +343,20 @@ def _op_field(data: dict, field_: Field) -> Field | None:
         return None
     if not window.kernel:  # a flat tensor: no spatial extent left to widen
         return field_
-    if len(window.kernel) != len(field_[0]):  # an op changed the spatial rank: positions do not map
-        raise ValueError(f"op {data.op!r} has a {len(window.kernel)}-D window on a network "
-                         f"whose input has {len(field_[0])} spatial dimensions")
-    return _widen(field_, window.kernel, window.stride, window.upscale)
+    rank = len(field_[0])
+    if layout is None or layout == tuple(range(len(layout))):
+        if len(window.kernel) != rank:  # an op changed the spatial rank: positions do not map
+            raise ValueError(f"op {data.op!r} has a {len(window.kernel)}-D window on a network "
+                             f"whose input has {rank} spatial dimensions")
+        return _widen(field_, window.kernel, window.stride, window.upscale)
+    # A permuted tensor: the window's dim t slides along the input's dim layout[t + 1]; a
+    # window along the channels (or an unmapped dim) widens no spatial field.
+    kernel, stride, upscale = [1] * rank, [1] * rank, [1] * rank
+    for t, dim in enumerate(layout[1:len(window.kernel) + 1]):
+        if dim:
+            kernel[dim - 1], stride[dim - 1] = window.kernel[t], window.stride[t]
+            upscale[dim - 1] = window.upscale[t] if window.upscale else 1
+    return _widen(field_, kernel, stride, upscale)
 
 
 def receptive_fields(graph: nx.DiGraph) -> dict[int, tuple[int, ...] | None]:
@@ -354,16 +382,21 @@ def receptive_fields(graph: nx.DiGraph) -> dict[int, tuple[int, ...] | None]:
     if rank == 0:
         return {}
     fields: dict[int, Field | None] = {start: ((1,) * rank, (1,) * rank)}
+    layouts: dict[int, Layout] = {start: tuple(range(rank + 1))}
     for node in sorted(graph.nodes):
         data = op_node(graph, node)
         if node == start or not data.inputs:
+            continue  # a tensor without inputs (a learnable parameter) sees no input position
+        layouts[node] = _layout(data, layouts)
+        ins = [fields[i] for i in data.inputs if i in fields]
+        if not ins:
             continue
-        ins = [fields[i] for i in data.inputs]
         if any(f is None for f in ins):
             fields[node] = None
             continue
         widest = tuple(max(f[0][d] for f in ins) for d in range(rank))
-        out = _op_field(data, (widest, ins[0][1]))
+        first = next(i for i in data.inputs if i in fields)
+        out = _op_field(data, (widest, ins[0][1]), layouts.get(first))
         fields[node] = None if out is None else (tuple(map(_settle, out[0])), tuple(map(_settle, out[1])))
     return {n: None if f is None else tuple(min(ceil(r), RF_CAP) for r in f[0]) for n, f in fields.items()}
 

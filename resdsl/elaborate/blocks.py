@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from collections import ChainMap
+from dataclasses import dataclass, field
 from typing import Iterable, Mapping
 
 from .. import ir
@@ -10,6 +12,7 @@ from ..errors import Problem, Span, did_you_mean
 from ..expr import Value, describe, evaluate, type_name
 from ..graph import Container
 from .scope import Scope, Tensor, _CallNote
+from .sequential import is_sequential_block
 from .values import _block_usage, _convert
 
 
@@ -18,8 +21,8 @@ class BlocksMixin:
 
     # ---- blocks and stages ------------------------------------------------------------
     def bind_block(self, block: ir.Block, args: Iterable[ir.Arg], env: Mapping[str, Value],
-                   span: Span, extra: Mapping[str, Value] | None = None) -> dict[str, Value]:
-        positional, keywords, spans = self.eval_args(args, env)
+                   span: Span, extra: Mapping[str, Value] | None = None, shape_of=None) -> dict[str, Value]:
+        positional, keywords, spans = self.eval_args(args, env, shape_of)
         keywords = {**keywords, **(extra or {})}
         params = block.params
         if len(positional) > len(params):
@@ -67,7 +70,7 @@ class BlocksMixin:
             raise Problem(stmt.span, f"blocks are nested more than {self.limits.max_depth} deep",
                           hint="flatten the block structure")
         self.count(self.cost(block), stmt.span, scope)  # binding evaluates the defaults
-        bound = self.bind_block(block, args, scope.env, stmt.span, extra)
+        bound = self.bind_block(block, args, scope.env, stmt.span, extra, scope.shape_of)
         local = instance_name if instance_name is not None else self.module_name(scope, label, name, stmt.span)
         path = scope.module_path(local)
         inner = Scope(
@@ -80,7 +83,12 @@ class BlocksMixin:
         container = Container(path, "block", stmt.span, input=x.node, block=name, args=bound,
                               stmt=stmt)
         self.open_container(scope, container, inner)
-        out = self.body(block.body, inner, x, defaults)
+        body = block.body
+        if is_sequential_block(block):  # the instance is the sequential: names 0, 1, 2 in it
+            for item in body[0].body:
+                self.check_chain_item(item)
+            inner.sequential, body = True, body[0].body
+        out = self.body(body, inner, x, defaults)
         container.output = out.node
         if label is not None:
             self.set_label(scope, label, out, stmt.span)
@@ -97,44 +105,99 @@ class BlocksMixin:
             raise Problem(stmt.name_span, f"unknown block '{stmt.block}' in stage",
                           hint=did_you_mean(stmt.block, self.blocks) or "define it with 'block NAME(...):'")
         block = self.blocks[stmt.block]
-        count = evaluate(stmt.count, scope.env)
+        count = evaluate(stmt.count, scope.env, scope.shape_of)
         if isinstance(count, bool) or not isinstance(count, int) or count < 1:
             raise Problem(stmt.count.span, f"a stage repeats its block a positive number of times, "
                           f"not {describe(count)}", hint="write e.g. 'x 3'")
         if count > self.limits.max_repeat:
             raise Problem(stmt.count.span, f"a stage of {count:,} blocks is over the limit of "
                           f"{self.limits.max_repeat:,}", hint="use fewer blocks")
-        first_extra: dict[str, Value] = {}
-        for option in stmt.options:
-            if option.name != "stride":
-                raise Problem(option.span, f"a stage takes only 'stride', not '{option.name}'",
-                              hint="pass other values as block arguments: stage NAME(ARGS) x N")
-            if "stride" not in {p.name for p in block.params}:
-                raise Problem(option.span, f"stage stride=...: block '{block.name}' has no 'stride' parameter",
-                              hint="add 'stride: int = 1' to the block's parameters and use it")
-            first_extra["stride"] = evaluate(option.value, scope.env)
+        options = self.stage_options(stmt, block, scope)
+        if options.inline:
+            return self.stage_instances(stmt, block, count, options, scope, scope, x, defaults)
         name = self.module_name(scope, stmt.label, "stage", stmt.span)
         path = scope.module_path(name)
         container = Container(path, "stage", stmt.span, input=x.node, block=block.name, stmt=stmt)
         self.open_container(scope, container)
-        stage_scope = Scope(path=path, container=path, env=scope.env, labels={}, reserved=set(),
+        # The arguments are written in the enclosing scope: they see its labels.
+        stage_scope = Scope(path=path, container=path, env=scope.env, labels=scope.labels, reserved=set(),
                             depth=scope.depth, notes=scope.notes, block_stack=scope.block_stack)
+        current = self.stage_instances(stmt, block, count, options, scope, stage_scope, x, defaults)
+        container.output = current.node
+        self.set_label(scope, stmt.label, current, stmt.span)
+        return current
+
+    def stage_instances(self, stmt: ir.Stage, block: ir.Block, count: int, options: "_StageOptions",
+                        scope: Scope, parent: Scope, x: Tensor, defaults: dict) -> Tensor:
+        """The ``count`` instances, in ``parent`` (the stage's own scope, or the enclosing
+        one for ``inline=true``); each sees its index under the ``index=`` name."""
         current = x
+        env = parent.env
         for index in range(count):
             before, work_before, failures = self.nodes, self.work, self.failures
-            current = self.apply_block(
-                block.name, stmt.args, None, stmt, stage_scope, current, defaults,
-                instance_name=str(index), extra=first_extra if index == 0 else None,
-            )
+            if options.index is not None:
+                parent.env = ChainMap({options.index: index}, env)
+            instance = None if options.inline else (
+                f"{options.prefix}{options.start + index}" if options.prefix else str(options.start + index))
+            try:
+                current = self.apply_block(
+                    block.name, stmt.args, None, stmt, parent, current, defaults,
+                    instance_name=instance, extra=options.first if index == 0 else None,
+                )
+            finally:
+                parent.env = env
             if self.failures != failures:
                 # The other instances would meet the same problems: stop this stage here.
                 current = Tensor(current.node, None, stmt.span)
                 break
             if index == 0:
                 self.check_stage_size(stmt, count, self.nodes - before, self.work - work_before)
-        container.output = current.node
-        self.set_label(scope, stmt.label, current, stmt.span)
+        if options.inline:
+            self.set_label(scope, stmt.label, current, stmt.span)
         return current
+
+    def stage_options(self, stmt: ir.Stage, block: ir.Block, scope: Scope) -> "_StageOptions":
+        options = _StageOptions()
+        for option in stmt.options:
+            if option.name == "index":  # the name is bound, not evaluated
+                if not isinstance(option.value, ir.NameRef):
+                    raise Problem(option.span, "index= takes a name for the instance index",
+                                  hint="write e.g. ', index=i' and use i in the block's arguments")
+                options.index = option.value.name
+                continue
+            value = evaluate(option.value, scope.env, scope.shape_of)
+            if option.name == "stride":
+                if "stride" not in {p.name for p in block.params}:
+                    raise Problem(option.span, f"stage stride=...: block '{block.name}' has no 'stride' parameter",
+                                  hint="add 'stride: int = 1' to the block's parameters and use it")
+                options.first["stride"] = value
+            elif option.name == "prefix":
+                if not isinstance(value, str) or not _MODULE_NAME.fullmatch(value):
+                    raise Problem(option.span, f"prefix= takes a name (letters, digits, _ and -), not "
+                                  f"{describe(value)}",
+                                  hint='write e.g. ", prefix=denselayer" or ", prefix=\"block1-\""')
+                if value.startswith("__") or not value[0].isalpha():
+                    raise Problem(option.span, f"prefix '{value}' must start with a letter",
+                                  hint="instance names become module names")
+                options.prefix = value
+            elif option.name == "start":
+                if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                    raise Problem(option.span, f"start= takes a non-negative integer, not {describe(value)}",
+                                  hint="write e.g. ', start=1' to number the instances from 1")
+                options.start = value
+            elif option.name == "inline":
+                if not isinstance(value, bool):
+                    raise Problem(option.span, f"inline= takes true or false, not {describe(value)}",
+                                  hint="write ', inline=true'")
+                options.inline = value
+            else:
+                raise Problem(option.span, f"a stage has no option '{option.name}'",
+                              hint="stage options: stride=S, index=NAME, prefix=NAME, start=K, inline=true; "
+                                   "pass other values as block arguments: stage NAME(ARGS) x N")
+        if options.inline and (options.prefix or options.start):
+            raise Problem(stmt.span, "an inline stage has no names of its own: prefix= and start= do not apply",
+                          hint="drop inline=true to name the instances, or drop prefix=/start=")
+        return options
 
     def check_stage_size(self, stmt: ir.Stage, count: int, nodes: int, work: int) -> None:
         """One instance tells the size of the rest: refuse a runaway stage at its own line.
@@ -152,3 +215,17 @@ class BlocksMixin:
             raise Problem(stmt.span, f"this stage would take {total:,} elaboration steps in all, over "
                           f"the limit of {self.limits.max_work:,}",
                           hint="use fewer blocks, or raise the limit (Limits.max_work)")
+
+
+#: A stage's instance-name prefix: a module name, not necessarily a Python identifier
+#: (torchvision's RegNet names its blocks ``block1-0``).
+_MODULE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
+
+
+@dataclass
+class _StageOptions:
+    first: dict = field(default_factory=dict)  # arguments of instance 0 only (stride=)
+    index: str | None = None  # the name bound to the instance index
+    prefix: str = ""
+    start: int = 0
+    inline: bool = False

@@ -2,27 +2,29 @@
 
 from __future__ import annotations
 
+from collections import ChainMap
 from typing import Any, Iterable, Mapping
 
 import networkx as nx
 
 from .. import ir
 from ..errors import ErrorList, Problem, Span, did_you_mean
-from ..expr import Value, evaluate
+from ..expr import UNKNOWN, Value, _Unknown, describe, evaluate
 from ..graph import Container, Made, OpEdge, OpNode, add_op_node, new_graph, op_edge, set_edge
 from ..ops import REGISTRY, OpError, bind, signature_hint, user_ops
 from ..shapes import Shape, format_shape
-from ..vocab import STATEMENT_WORDS
+from ..vocab import PARAMETER_WORD, STATEMENT_WORDS
 from .blocks import BlocksMixin
 from .limits import LimitProblem, Limits, _Full
 from .params import ParamsMixin
 from .refs import RefsMixin
 from .residuals import ResidualsMixin
 from .scope import Scope, Tensor, _declared_labels
+from .sequential import SequentialMixin
 from .values import _expression_size, _typed
 
 
-class Elaborator(ParamsMixin, BlocksMixin, ResidualsMixin, RefsMixin):
+class Elaborator(ParamsMixin, BlocksMixin, ResidualsMixin, RefsMixin, SequentialMixin):
     """Walks one network's IR and builds its graph; each mixin holds one concept."""
 
     def __init__(
@@ -129,8 +131,10 @@ class Elaborator(ParamsMixin, BlocksMixin, ResidualsMixin, RefsMixin):
         """The submodule name of a statement: its label, or a deterministic automatic name."""
         if label is not None:
             name = label
+            scope.position += scope.sequential  # every child of a sequential takes a position
         elif scope.sequential:
             name = str(scope.position)
+            scope.position += 1
         else:
             index = scope.counters.get(base, 0)
             while f"{base}_{index}" in scope.reserved or f"{base}_{index}" in scope.used:
@@ -211,24 +215,71 @@ class Elaborator(ParamsMixin, BlocksMixin, ResidualsMixin, RefsMixin):
             if isinstance(stmt, ir.Defaults):
                 defaults = self.defaults(stmt, scope, defaults)
                 continue
+            if isinstance(stmt, ir.If):  # no level of its own: the chosen body runs right here
+                chosen = self.branch(stmt, scope)
+                if chosen is not None:
+                    current = self.body(chosen, scope, current, defaults)
+                continue
             try:
+                if isinstance(stmt, ir.Let):
+                    self.let(stmt, scope)
+                    continue
                 current = self.statement(stmt, scope, current, defaults)
             except LimitProblem:
                 raise
+            except _Unknown:  # channels() of a tensor whose shape an earlier error left unknown
+                current = Tensor(current.node, None, stmt.span)
             except Problem as problem:
                 self.report(problem, scope)
                 current = Tensor(current.node, None, stmt.span)
                 if getattr(stmt, "label", None):
                     scope.labels[stmt.label] = current
-            scope.position += 1
         return current
+
+    # ---- v2: let, if ---------------------------------------------------------------
+    def let(self, stmt: ir.Let, scope: Scope) -> None:
+        if stmt.name in scope.env:
+            raise Problem(stmt.name_span, f"'{stmt.name}' is already a name in this scope",
+                          hint="a let binds a new name once; choose another name")
+        try:
+            value = evaluate(stmt.value, scope.env, scope.shape_of)
+        except _Unknown:
+            value = UNKNOWN
+        scope.env = ChainMap({stmt.name: value}, scope.env)
+
+    def branch(self, stmt: ir.If, scope: Scope) -> tuple[ir.Stmt, ...] | None:
+        """The body an ``if`` chooses (an ``elif`` is an ``if`` alone in ``orelse``), or
+        None when its condition cannot be evaluated."""
+        try:
+            cond = evaluate(stmt.cond, scope.env, scope.shape_of)
+        except _Unknown:
+            return None
+        except Problem as problem:
+            self.report(problem, scope)
+            return None
+        if not isinstance(cond, bool):
+            self.error(stmt.cond.span, f"'if' needs true or false, not {describe(cond)}",
+                       hint="write a comparison such as 'stride == 1', or a bool parameter")
+            return None
+        return stmt.body if cond else stmt.orelse
 
     def statement(self, stmt: ir.Stmt, scope: Scope, x: Tensor, defaults: dict) -> Tensor:
         if isinstance(stmt, ir.Apply):
-            if stmt.name in self.ops:
+            name = stmt.name
+            chosen = scope.env.get(name)
+            if isinstance(chosen, str) and name not in self.ops and name not in self.blocks:
+                # A str parameter names the op or block to apply (``act`` with act=hardswish).
+                if chosen not in self.ops and chosen not in self.blocks:
+                    raise Problem(stmt.name_span, f"'{name}' is '{chosen}', which is no op or block",
+                                  hint=self.suggest(chosen) or "pass the name of an op, e.g. relu")
+                stmt = stmt.model_copy(update={"name": chosen})
+                name = chosen
+            if name == PARAMETER_WORD:
+                return self.parameter(stmt, scope)
+            if name in self.ops:
                 return self.apply_op(stmt, scope, x, defaults)
-            if stmt.name in self.blocks:
-                return self.apply_block(stmt.name, stmt.args, stmt.label, stmt, scope, x, defaults)
+            if name in self.blocks:
+                return self.apply_block(name, stmt.args, stmt.label, stmt, scope, x, defaults)
             raise Problem(stmt.name_span, f"unknown op or block '{stmt.name}'",
                           hint=self.suggest(stmt.name))
         if isinstance(stmt, ir.Stage):
@@ -237,6 +288,8 @@ class Elaborator(ParamsMixin, BlocksMixin, ResidualsMixin, RefsMixin):
             return self.residual(stmt, scope, x, defaults)
         if isinstance(stmt, ir.Ref):
             return self.ref(stmt, scope, x)
+        if isinstance(stmt, ir.Sequential):
+            return self.sequential(stmt, scope, x, defaults)
         raise Problem(stmt.span, f"unsupported statement {type(stmt).__name__}")  # pragma: no cover
 
     def defaults(self, stmt: ir.Defaults, scope: Scope, defaults: dict) -> dict:
@@ -261,12 +314,12 @@ class Elaborator(ParamsMixin, BlocksMixin, ResidualsMixin, RefsMixin):
                 self.report(problem, scope)
         return {**defaults, stmt.op: values}
 
-    def eval_args(self, args: Iterable[ir.Arg], env: Mapping[str, Value]):
+    def eval_args(self, args: Iterable[ir.Arg], env: Mapping[str, Value], shape_of=None):
         positional: list[Value] = []
         keywords: dict[str, Value] = {}
         spans: dict[str, Span] = {}
         for arg in args:
-            value = evaluate(arg.value, env)
+            value = evaluate(arg.value, env, shape_of)
             if arg.name is None:
                 spans[f"#{len(positional)}"] = arg.span
                 positional.append(value)
@@ -277,7 +330,7 @@ class Elaborator(ParamsMixin, BlocksMixin, ResidualsMixin, RefsMixin):
 
     def apply_op(self, stmt: ir.Apply, scope: Scope, x: Tensor, defaults: dict) -> Tensor:
         op = self.ops[stmt.name]
-        positional, keywords, spans = self.eval_args(stmt.args, scope.env)
+        positional, keywords, spans = self.eval_args(stmt.args, scope.env, scope.shape_of)
         name = self.module_name(scope, stmt.label, stmt.name, stmt.span)
         shape = params = None
         args: dict = {}

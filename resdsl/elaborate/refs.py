@@ -75,6 +75,8 @@ class RefsMixin:
                            hint="add ', crop=center' to crop the earlier tensor, or pad the convolutions",
                            notes=notes)
         return Problem(stmt.target_span,
-                       f"{stmt.kind} '{stmt.target}': shapes differ: current {format_shape(x.shape)}, "
+                       f"{stmt.kind} '{stmt.target}': shapes do not broadcast: current {format_shape(x.shape)}, "
                        f"'{stmt.target}' {format_shape(target.shape)}",
-                       hint="element-wise ops need equal shapes", notes=notes)
+                       hint="element-wise ops broadcast as numpy does: trailing dims aligned, "
+                            "each pair equal or one of them 1 (a [C, 1, 1] gate times [C, H, W])",
+                       notes=notes)

@@ -18,10 +18,11 @@ class ResidualsMixin:
     """Residual units: options, the body, the shortcut (identity, projection, zero-pad or explicit) and the merge."""
 
     # ---- residual units -------------------------------------------------------------
-    def residual_options(self, stmt: ir.Residual, env) -> tuple[str, float, float]:
+    def residual_options(self, stmt: ir.Residual, scope: Scope) -> tuple[str, float, float]:
         policy, drop_path, scale = "auto", 0.0, 1.0
+        scope.projection_name, scope.shortcut_first = "downsample", False
         for option in stmt.options:
-            value = evaluate(option.value, env)
+            value = evaluate(option.value, scope.env, scope.shape_of)
             if option.name == "shortcut":
                 if value not in SHORTCUT_POLICIES:
                     shown = f"'{value}'" if isinstance(value, str) else describe(value)
@@ -38,13 +39,25 @@ class ResidualsMixin:
                     raise Problem(option.span, f"scale must be a number, not {describe(value)}",
                                   hint="write e.g. scale=0.1")
                 scale = float(value)
+            elif option.name == "proj":
+                if not isinstance(value, str) or not value.isidentifier():
+                    raise Problem(option.span, f"proj= takes a name for the shortcut submodule, not "
+                                  f"{describe(value)}", hint="write e.g. proj=proj (RegNet) or proj=shortcut")
+                scope.projection_name = value
+            elif option.name == "shortcut_first":
+                if not isinstance(value, bool):
+                    raise Problem(option.span, f"shortcut_first takes true or false, not {describe(value)}",
+                                  hint="write shortcut_first=true")
+                scope.shortcut_first = value
             else:
                 raise Problem(option.span, f"residual has no option '{option.name or describe(value)}'",
-                              hint="residual [shortcut=P] [, drop_path=p] [, scale=s]:")
+                              hint="residual [shortcut=P] [, drop_path=p] [, scale=s] [, proj=NAME] "
+                                   "[, shortcut_first=true]:")
         return policy, drop_path, scale
 
     def residual(self, stmt: ir.Residual, scope: Scope, x: Tensor, defaults: dict) -> Tensor:
-        policy, drop_path, scale = self.residual_options(stmt, scope.env)
+        policy, drop_path, scale = self.residual_options(stmt, scope)
+        projection_name, shortcut_first = scope.projection_name, scope.shortcut_first
         if scope.depth >= self.limits.max_depth:
             raise Problem(stmt.span, f"residuals are nested more than {self.limits.max_depth} deep",
                           hint="flatten the structure")
@@ -73,6 +86,7 @@ class ResidualsMixin:
         if self.plain or (policy == "none" and stmt.shortcut is None):
             out, kind = body_out, "none"
         else:
+            inner.projection_name = projection_name
             shortcut, kind, edge = self.shortcut(stmt, inner, x, body_out, policy, defaults)
             out = self.merge(stmt, inner, body_out, shortcut, edge, scale, drop_path)
         if stmt.label is not None:
@@ -80,6 +94,7 @@ class ResidualsMixin:
         self.graph.graph["residuals"].append(ResidualUnit(
             merge=out.node, input=x.node, body_output=body_out.node, shortcut=kind,
             last_norm=last_norm, container=inner.container, span=stmt.span, stmt=stmt,
+            first=first_node, shortcut_first=shortcut_first,
         ))
         self.set_label(scope, stmt.label, out, stmt.span)
         return out
@@ -121,9 +136,9 @@ class ResidualsMixin:
 
     def shortcut_scope(self, scope: Scope, stmt, x: Tensor) -> Scope:
         # torchvision's name for the first projection; later ones are downsample_1, _2, ...
-        scope.counters.setdefault("downsample", 1)
-        name = self.module_name(scope, "downsample" if "downsample" not in scope.used else None,
-                                "downsample", stmt.span)
+        base = scope.projection_name
+        scope.counters.setdefault(base, 1)
+        name = self.module_name(scope, base if base not in scope.used else None, base, stmt.span)
         path = scope.module_path(name)
         self.open_container(scope, Container(path, "shortcut", stmt.span, input=x.node, stmt=stmt))
         return Scope(path=path, container=path, env=scope.env, labels={"input": x}, reserved=set(),

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
 from .. import ir
-from ..errors import Span
+from ..errors import Problem, Span, did_you_mean
 from ..expr import Value, describe
 from ..shapes import Shape
 
@@ -30,14 +30,25 @@ class Scope:
     reserved: set[str]
     used: dict[str, Span] = field(default_factory=dict)
     counters: dict[str, int] = field(default_factory=dict)
-    sequential: bool = False  # shortcut paths name unlabelled statements 0, 1, 2 like nn.Sequential
+    sequential: bool = False  # shortcut paths and sequential bodies name their children 0, 1, 2
     position: int = 0
     depth: int = 0
     notes: tuple[Any, ...] = ()  # str or _CallNote, formatted only when a problem is reported
     block_stack: tuple[str, ...] = ()
+    projection_name: str = "downsample"  # a residual's proj= (read while its shortcut is made)
+    shortcut_first: bool = False
 
     def module_path(self, name: str) -> str:
         return f"{self.path}.{name}" if self.path else name
+
+    def shape_of(self, name: str, expr: Any) -> Shape | None:
+        """The shape of the tensor labelled ``name`` here (``channels(name)``, ``dim(name, k)``)."""
+        tensor = self.labels.get(name)
+        if tensor is None:
+            known = sorted(self.labels)
+            raise Problem(expr.span, f"no tensor labelled '{name}' in this scope",
+                          hint=did_you_mean(name, known) or "label an earlier statement, or use 'input'")
+        return tensor.shape
 
 
 class _CallNote:
@@ -55,11 +66,14 @@ class _CallNote:
 
 
 def _declared_labels(stmts: Iterable[ir.Stmt]) -> set[str]:
-    """Labels in a namespace: its own statements and those of unlabelled residual bodies."""
+    """Labels in a namespace: its own statements and those of unlabelled residual
+    bodies and of both branches of an ``if`` (neither adds a level)."""
     labels: set[str] = set()
     for stmt in stmts:
         if getattr(stmt, "label", None):
             labels.add(stmt.label)
         if isinstance(stmt, ir.Residual) and stmt.label is None:
             labels |= _declared_labels(stmt.body)
+        if isinstance(stmt, ir.If):
+            labels |= _declared_labels(stmt.body) | _declared_labels(stmt.orelse)
     return labels

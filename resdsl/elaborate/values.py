@@ -17,20 +17,12 @@ def _expression_size(node: Any) -> int:
     if isinstance(node, ir.Block):
         roots = [p.default for p in node.params if p.default is not None]
     else:
-        for name in ("args", "options"):
-            roots.extend(arg.value for arg in getattr(node, name, ()))
-        if isinstance(node, ir.Stage):
-            roots.append(node.count)
+        roots = list(ir.expressions(node))
     size, stack = 0, roots
     while stack:
         expr = stack.pop()
         size += 1
-        if isinstance(expr, ir.BinOp):
-            stack += (expr.left, expr.right)
-        elif isinstance(expr, ir.Neg):
-            stack.append(expr.operand)
-        elif isinstance(expr, ir.FuncCall):
-            stack.extend(expr.args)
+        stack.extend(ir.expr_children(expr))
     return size
 
 
@@ -91,8 +83,14 @@ def _shown(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
+#: A ``str`` parameter's value: a bare word as a spec writes one (an op, a block, a policy).
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+
+
 def _convert(value: Any, type_: str) -> Value | None:
     """A value for a parameter of ``type_``, or ``None`` when it does not fit."""
+    if type_ == "str":
+        return value if isinstance(value, str) and _WORD.fullmatch(value) else None
     if type_ == "bool":
         return value if isinstance(value, bool) else None
     if isinstance(value, bool) or not isinstance(value, (int, float)):

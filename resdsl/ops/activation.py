@@ -10,7 +10,15 @@ _TORCH_CLASSES = {
     "silu": "SiLU",
     "sigmoid": "Sigmoid",
     "tanh": "Tanh",
+    # v2: MobileNet's. torchvision builds relu6 and hardswish with inplace=True; the
+    # generated code decides in place per use (below), which leaves the state unchanged.
+    "relu6": "ReLU6",
+    "hardswish": "Hardswish",
+    "hardsigmoid": "Hardsigmoid",
 }
+
+#: Built with ``inplace=True`` where their input is fresh and dead (torch supports it).
+_IN_PLACE = {"relu", "relu6", "hardswish", "hardsigmoid"}
 
 
 def _code(class_name: str):
@@ -30,7 +38,7 @@ for _name, _class in _TORCH_CLASSES.items():
         receptive_field=POINTWISE,
         nonlinear=True,
         diagram=ANNOTATION,
-        in_place=_name == "relu",  # nn.ReLU(inplace=True); the others keep their input
+        in_place=_name in _IN_PLACE,  # nn.ReLU(inplace=True); the others keep their input
     ))
 
 

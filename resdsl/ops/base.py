@@ -8,7 +8,7 @@ when called, so loading the catalogue (and ``resdsl check``) stays torch-free.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 import re
 from typing import Any, Callable, Iterator, Mapping, Union
@@ -35,7 +35,8 @@ class ArgSpec:
     """One argument. ``kind`` is int | float | bool | tuple | enum | size.
 
     ``tuple`` takes an int (a cube of the input's spatial rank) or a kernel such as
-    ``3x3`` with one entry per spatial dimension; ``size`` is a positive int.
+    ``3x3`` with one entry per spatial dimension, or one of ``choices`` (a word such as
+    conv's ``pad=same``); ``size`` is a positive int.
     ``default`` is a value, :data:`REQUIRED`, or a function of the bound arguments.
     """
 
@@ -47,6 +48,9 @@ class ArgSpec:
     max: float | None = None
     doc: str = ""
     same_as: str | None = None  # the default is this other argument (pool stride = kernel)
+    # The last positional only: it takes every remaining positional value, as a tuple of
+    # ``kind`` values (``permute 1, 2, 0``); errors name the element at fault (``#2``).
+    variadic: bool = False
 
 
 def _zero(*_: Any) -> int:
@@ -150,6 +154,9 @@ class OpSpec:
     code: Callable[["TorchArgs"], Any] | None = None
     min_rank: int = 1  # input rank (with channels) the op accepts
     internal: bool = False  # made by resdsl itself, not callable from a spec (codegen inlines these)
+    # Takes no input: its ``code`` makes a tensor (an nn.Parameter) that ``forward`` reads as
+    # an attribute instead of calling it (``parameter``, a learnable tensor).
+    source: bool = False
 
     # ---- ops concern: what the analysis, the diagram and elaboration read ----------
     receptive_field: FieldRule  # POINTWISE, GLOBAL, a Window, or f(in_shape, out_shape, args)
@@ -161,6 +168,16 @@ class OpSpec:
     # returns its Python expression; ``m`` gives the inputs' names and the arguments (see
     # :class:`resdsl.ops.merge.MergeCode`).
     merge_code: Callable[[Any], str] | None = None
+    # An op of one input without a module (chunk, channel_shuffle): ``inline_code(m)`` returns
+    # its Python expression in ``forward``, ``m`` as for ``merge_code``. It takes no
+    # submodule name and no ``nn.Sequential`` position; ``code`` stays None.
+    inline_code: Callable[[Any], str] | None = None
+    # An op that reorders the per-sample dims (permute): ``moves_dims(in_shape, args)[i]`` is
+    # the input dim that output dim i is; the analysis follows spatial dims through it.
+    moves_dims: Callable[[Shape, dict], tuple[int, ...]] | None = None
+    # The output carries the batch dim. False for a tensor without one (a learnable
+    # parameter): a broadcasting merge aligns it from the right, as torch does.
+    batched: bool = True
     # May overwrite its first input when that input is fresh and dead: a module op is then
     # built with ``inplace=True``, a merge ``a + b`` is written ``a += b``.
     in_place: bool = False
@@ -175,6 +192,16 @@ class OpSpec:
         if self.code is None:
             raise TypeError(f"op {self.name} is written inline by the code generator, not built")
         return self.code(ValueArgs(in_shape, args))
+
+    @property
+    def module(self) -> bool:
+        """Whether a use of the op is a submodule (merges and inline ops are not)."""
+        return self.code is not None
+
+    @property
+    def written_inline(self) -> Callable[[Any], str] | None:
+        """How ``forward`` writes the op inline (a merge or an inline op), or None."""
+        return self.merge_code or self.inline_code
 
     @property
     def args(self) -> tuple[ArgSpec, ...]:
@@ -215,6 +242,11 @@ class TorchArgs:
         """The resolved argument ``name``."""
         raise NotImplementedError
 
+    def value(self, name: str) -> Any:  # pragma: no cover - interface
+        """The argument's value, to choose a spelling by; not a record of it as written
+        (write what the choice depends on through ``arg``, ``kw`` or ``args[name]``)."""
+        raise NotImplementedError
+
     def channels(self) -> Any:  # pragma: no cover - interface
         """The input's channels (its first dimension)."""
         raise NotImplementedError
@@ -247,6 +279,9 @@ class ValueArgs(TorchArgs):
         self.args = args
 
     def arg(self, name: str) -> Any:
+        return self.args[name]
+
+    def value(self, name: str) -> Any:
         return self.args[name]
 
     def channels(self) -> int:
@@ -331,7 +366,11 @@ def entry_problem(spec: OpSpec) -> str | None:
         (isinstance(spec.diagram, Diagram) and spec.diagram.kind in DIAGRAM_KINDS
          and spec.diagram.fold in FOLDS,
          "diagram must be a Diagram (kind input|op|merge, fold none|label|silent)"),
-        (spec.internal or spec.code is not None, "an op a spec may name needs its torch ``code``"),
+        (spec.internal or (spec.code is None) != (spec.inline_code is None),
+         "an op a spec may name needs its torch ``code`` or, without a module, its ``inline_code``"),
+        (not any(a.variadic for a in spec.positional[:-1] + spec.keywords)
+         and not any(a.variadic and a.kind == "tuple" for a in spec.positional),
+         "only the last positional argument may be variadic, and not of kind tuple"),
         (type(spec.min_rank) is int and spec.min_rank >= 1, "min_rank must be an int >= 1"),
     )
     return next((message for ok, message in checks if not ok), None)
@@ -396,10 +435,13 @@ def _fmt(number: float) -> str:
     return str(int(number)) if float(number).is_integer() else str(number)
 
 
-def _check_tuple(spec: ArgSpec, value: Value, rank: int | None) -> tuple[int, ...]:
+def _check_tuple(spec: ArgSpec, value: Value, rank: int | None) -> tuple[int, ...] | str:
+    if isinstance(value, str) and value in spec.choices:
+        return value  # a word the op gives a meaning (conv's pad=same)
     if isinstance(value, bool) or not isinstance(value, (int, tuple)):
+        words = "".join(f" or {w}" for w in spec.choices)
         raise OpError(
-            f"'{spec.name}' must be an integer or a size such as 3x3, not {describe(value)}",
+            f"'{spec.name}' must be an integer or a size such as 3x3{words}, not {describe(value)}",
             hint=_unknown_name_hint(value), arg=spec.name,
         )
     if rank is None:
@@ -436,6 +478,9 @@ def bind(
     N-th positional argument).
     """
     rank = None if in_shape is None else max(len(in_shape) - 1, 0)
+    variadic = bool(op.positional) and op.positional[-1].variadic
+    if variadic:
+        return _bind_variadic(op, positional, keywords, defaults, in_shape)
     if len(positional) > len(op.positional):
         raise OpError(
             f"takes {len(op.positional)} positional argument"
@@ -473,8 +518,30 @@ def bind(
     return bound
 
 
+def _bind_variadic(op: OpSpec, positional: list[Value], keywords: Mapping[str, Value],
+                   defaults: Mapping[str, Value], in_shape: Shape) -> dict[str, Value]:
+    """``bind`` for an op whose last positional takes the rest (``permute 1, 2, 0``)."""
+    last = op.positional[-1]
+    fixed = len(op.positional) - 1
+    if last.name in keywords:
+        raise OpError(f"'{last.name}' takes its values by position", hint=signature_hint(op), arg=last.name)
+    if len(positional) <= fixed:
+        raise OpError(f"needs '{last.name}'", hint=signature_hint(op))
+    rest = positional[fixed:]
+    for index, value in enumerate(rest):
+        try:
+            check_value(last, value, None)
+        except OpError as err:
+            err.arg = f"#{fixed + index}"
+            raise
+    head = replace(op, positional=op.positional[:-1])  # the op without its tail, bound as usual
+    bound = bind(head, positional[:fixed], keywords, defaults, in_shape)
+    return {**{a.name: bound[a.name] for a in op.positional[:-1]}, last.name: tuple(rest),
+            **{a.name: bound[a.name] for a in op.keywords}}
+
+
 def signature_hint(op: OpSpec) -> str:
-    parts = [a.name for a in op.positional]
+    parts = [a.name + (", ..." if a.variadic else "") for a in op.positional]
     parts += [f"{a.name}={_default_text(a)}" for a in op.keywords]
     return f"usage: {op.name} {', '.join(parts)}".rstrip()
 

@@ -8,10 +8,24 @@ from ..shapes import format_dims as _dims
 from .base import BOX, POINTWISE, ArgSpec, OpError, OpSpec, ReceptiveField, Shape, Window, register
 
 
+def same_padding(kernel: tuple[int, ...], dilation: tuple[int, ...]) -> tuple[tuple[int, int], ...]:
+    """torch's ``padding="same"`` per dimension: ``(left, right)``, the odd one on the right."""
+    totals = [d * (k - 1) for k, d in zip(kernel, dilation)]
+    return tuple((t // 2, t - t // 2) for t in totals)
+
+
 def _conv_out(in_shape: Shape, args: dict) -> Shape:
     channels, spatial = in_shape[0], in_shape[1:]
     groups, out = args["groups"], args["out_channels"]
     _check_groups(channels, out, groups)
+    if args["pad"] == "same":
+        if any(s != 1 for s in args["stride"]):
+            raise OpError(
+                f"pad=same needs stride 1, not stride {_dims(args['stride'])} (torch refuses "
+                "padding='same' for strided convolutions)",
+                hint="drop the stride, or pad explicitly (e.g. pad=kernel//2)", arg="pad",
+            )
+        return (out, *spatial)  # any size: torch pads d(k-1) in all, the odd one on the right
     sizes = []
     for size, k, s, p, d in zip(spatial, args["kernel"], args["stride"], args["pad"], args["dilation"]):
         span = d * (k - 1) + 1
@@ -60,9 +74,11 @@ def _conv_field(in_shape: Shape, out_shape: Shape, args: dict) -> Window:
 
 
 def _conv_code(c):
+    # pad=same is written as torch's word (and so recorded: the code depends on it).
+    pad = c.lit(c.args["pad"]) if c.value("pad") == "same" else c.kw("pad", 0)
     return c.call(
         f"nn.Conv{c.rank}d", c.channels(), c.arg("out_channels"), kernel_size=c.arg("kernel"),
-        stride=c.kw("stride", 1), padding=c.kw("pad", 0), dilation=c.kw("dilation", 1),
+        stride=c.kw("stride", 1), padding=pad, dilation=c.kw("dilation", 1),
         groups=c.kw("groups", 1), bias=c.kw("bias", True),
     )
 
@@ -77,7 +93,8 @@ register(OpSpec(
     ),
     keywords=(
         ArgSpec("stride", "tuple", 1, min=1),
-        ArgSpec("pad", "tuple", lambda a: tuple(k // 2 for k in a["kernel"]), min=0, doc="kernel//2"),
+        ArgSpec("pad", "tuple", lambda a: tuple(k // 2 for k in a["kernel"]), min=0, doc="kernel//2",
+                choices=("same",)),  # pad=same: torch's padding="same" (stride 1)
         ArgSpec("dilation", "tuple", 1, min=1),
         ArgSpec("groups", "int", 1, min=1),
         ArgSpec("bias", "bool", True),

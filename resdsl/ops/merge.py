@@ -20,6 +20,9 @@ class MergeCode(Protocol):
     inputs: list[str]  # Python names of the op's input tensors, in order
     args: Mapping[str, Any]  # resolved arguments
     rank: int  # spatial rank of the first input
+    shapes: tuple[tuple[int, ...], ...]  # the inputs' per-sample shapes
+    out_shape: tuple[int, ...]  # the output's per-sample shape
+    batched: tuple[bool, ...]  # per input: it has a batch dim (a parameter has none)
 
     def lit(self, value: Any) -> str:
         """A constant as Python source."""
@@ -38,6 +41,31 @@ def _same_shapes(shapes: list[Shape], args: dict) -> Shape:
         if other != first:
             raise OpError("shapes differ")
     return first
+
+
+def broadcast(shapes: list[Shape], args: dict) -> Shape:
+    """numpy's rule on per-sample shapes: trailing dims aligned, each pair equal or one 1."""
+    rank = max(len(s) for s in shapes)
+    padded = [(1,) * (rank - len(s)) + tuple(s) for s in shapes]
+    out = []
+    for dims in zip(*padded):
+        sizes = {d for d in dims if d != 1}
+        if len(sizes) > 1:
+            raise OpError("shapes do not broadcast")
+        out.append(sizes.pop() if sizes else 1)
+    return tuple(out)
+
+
+def _broadcast_code(symbol: str) -> Callable[[MergeCode], str]:
+    def code(m: MergeCode) -> str:
+        names = list(m.inputs)
+        for index, (shape, batched) in enumerate(zip(m.shapes, m.batched)):
+            missing = len(m.out_shape) - len(shape)
+            if batched and missing:  # align a batched tensor's per-sample dims to the right
+                names[index] = f"{names[index]}[:, {', '.join(['None'] * missing)}]"
+        return f" {symbol} ".join(names)  # equal shapes: ``a + b``, as in v1
+
+    return code
 
 
 def _concat_shapes(shapes: list[Shape], args: dict) -> Shape:
@@ -98,10 +126,10 @@ register(OpSpec(
 ))
 _merge("residual_add", "out = scale * drop_path(body) + shortcut", _same_shapes, lambda a, i, o: "+",
        _residual_code, in_place=True)  # out += identity
-_merge("add", "Element-wise sum with an earlier tensor (long skip).", _same_shapes, lambda a, i, o: "+",
-       lambda m: f"{m.inputs[0]} + {m.inputs[1]}")
-_merge("mul", "Element-wise product with an earlier tensor (gating).", _same_shapes, lambda a, i, o: "x",
-       lambda m: f"{m.inputs[0]} * {m.inputs[1]}")
+_merge("add", "Element-wise sum with an earlier tensor (long skip); shapes broadcast (numpy's rule).",
+       broadcast, lambda a, i, o: "+", _broadcast_code("+"))
+_merge("mul", "Element-wise product with an earlier tensor (gating); shapes broadcast (numpy's rule, "
+       "a [C, 1, 1] gate times [C, H, W]).", broadcast, lambda a, i, o: "x", _broadcast_code("*"))
 _merge("concat", "Channel concatenation [current, earlier], optionally center-cropping the earlier.",
        _concat_shapes, lambda a, i, o: "concat", _concat_code, macs=lambda i, o, a: 0)
 

@@ -1,11 +1,13 @@
-"""Shape and regularisation ops: identity, upsample, dropout, flatten."""
+"""Shape and regularisation ops: identity, upsample, dropout, flatten, permute, chunk,
+channel_shuffle."""
 
 from __future__ import annotations
 
 from math import prod
 
+from ..shapes import format_shape
 from .base import (
-    GLOBAL, OMIT, POINTWISE, ArgSpec, Diagram, OpError, OpSpec, ReceptiveField, Shape, Window,
+    BOX, GLOBAL, OMIT, POINTWISE, ArgSpec, Diagram, OpError, OpSpec, ReceptiveField, Shape, Window,
     register,
 )
 
@@ -92,4 +94,121 @@ register(OpSpec(
     label=lambda a, i, o: "flatten",
     code=lambda c: c.call("nn.Flatten", c.lit(1)),
     receptive_field=_flatten_field, nonlinear=False, diagram=SILENT,
+))
+
+
+register(OpSpec(
+    name="parameter",
+    doc="A learnable tensor of a given shape, filled with one value (``[label:] parameter D1, ..., "
+        "init=V``); a statement of the language, not called on an input.",
+    category="io",
+    positional=(),
+    keywords=(),
+    infer=lambda s, a: a["dims"],
+    params=lambda s, a: prod(a["dims"]),
+    label=lambda a, i, o: f"parameter {'x'.join(map(str, a['dims']))}",
+    code=lambda c: c.call("_parameter", c.lit(c.args["dims"]), c.lit(c.args["init"])),
+    internal=True,
+    source=True,
+    batched=False,  # broadcasts as it is: torch aligns its dims to the right of the batched tensor
+    receptive_field=POINTWISE, nonlinear=False, diagram=BOX,
+))
+
+
+# ---- v2: dims and channel groups ---------------------------------------------------------
+def _permute_shape(in_shape: Shape, args: dict) -> Shape:
+    """[D0, D1, ...] -> the dims in the order given (per-sample dims, 0-based)."""
+    dims, rank = args["dims"], len(in_shape)
+    if len(dims) != rank:
+        raise OpError(
+            f"permute needs {rank} dims for the input {format_shape(in_shape)}, got {len(dims)}",
+            hint=f"write a permutation of 0..{rank - 1}, e.g. permute {_dims_text(_rotated(rank))}",
+            arg=f"#{rank}" if len(dims) > rank else None,
+        )
+    seen: set[int] = set()
+    for index, dim in enumerate(dims):
+        if dim >= rank or dim in seen:
+            what = f"dim {dim} is out of range" if dim >= rank else f"dim {dim} appears twice"
+            raise OpError(
+                f"{what}: the dims must be a permutation of 0..{rank - 1} "
+                f"(the input {format_shape(in_shape)} has {rank} per-sample dims)",
+                hint="each per-sample dim exactly once; the batch dim is not counted", arg=f"#{index}",
+            )
+        seen.add(dim)
+    return tuple(in_shape[d] for d in dims)
+
+
+def _dims_text(dims: tuple[int, ...]) -> str:
+    """``1, 2, 0``: dims as a spec writes them."""
+    return format_shape(dims).strip("[]")
+
+
+def _rotated(rank: int) -> tuple[int, ...]:
+    return tuple(range(1, rank)) + (0,) if rank > 1 else (0,)
+
+
+def _permute_code(c):
+    # torch's dims count the batch dim: per-sample dim d is d + 1.
+    return c.call("Permute", c.lit((0, *(d + 1 for d in c.args["dims"]))))
+
+
+register(OpSpec(
+    name="permute",
+    doc="Reorders the per-sample dims (a module, as torchvision.ops.misc.Permute): "
+        "permute 1, 2, 0 makes [C, H, W] channels-last [H, W, C].",
+    category="reshape",
+    positional=(ArgSpec("dims", "int", min=0, variadic=True, doc="D0, D1, ...: per-sample dims, 0-based"),),
+    keywords=(),
+    infer=_permute_shape,
+    label=lambda a, i, o: "permute " + _dims_text(a["dims"]),
+    code=_permute_code,
+    # Positions mix nothing; the analysis follows each spatial dim to its new place.
+    receptive_field=POINTWISE, nonlinear=False, diagram=SILENT,
+    moves_dims=lambda s, a: a["dims"],
+))
+
+
+def _chunk_shape(in_shape: Shape, args: dict) -> Shape:
+    count, index, channels = args["chunks"], args["index"], in_shape[0]
+    if channels % count:
+        raise OpError(f"{count} chunks do not divide the {channels} channels into equal parts",
+                      hint="the number of chunks must divide the channel count", arg="#0")
+    if index >= count:
+        raise OpError(f"chunk {index} of {count}: the index must be below {count} (0-based)",
+                      hint=f"write an index in 0..{count - 1}", arg="#1")
+    return (channels // count, *in_shape[1:])
+
+
+register(OpSpec(
+    name="chunk",
+    doc="The I-th (0-based) of N equal chunks along the channels; no module (x.chunk(N, 1)[I]).",
+    category="reshape",
+    positional=(ArgSpec("chunks", "int", min=1, doc="N"), ArgSpec("index", "int", min=0, doc="I")),
+    keywords=(),
+    infer=_chunk_shape,
+    label=lambda a, i, o: f"chunk {a['index']} of {a['chunks']}",
+    # A view of its input (not fresh): an in-place op after it would change the input.
+    inline_code=lambda m: f"{m.inputs[0]}.chunk({m.lit(m.args['chunks'])}, 1)[{m.lit(m.args['index'])}]",
+    receptive_field=POINTWISE, nonlinear=False, diagram=REGULARIZER,
+))
+
+
+def _shuffle_shape(in_shape: Shape, args: dict) -> Shape:
+    if in_shape[0] % args["groups"]:
+        raise OpError(f"groups={args['groups']} does not divide the {in_shape[0]} channels",
+                      hint="choose a number of groups that divides the channel count", arg="#0")
+    return in_shape
+
+
+register(OpSpec(
+    name="channel_shuffle",
+    doc="ShuffleNet's channel shuffle: [G, C/G] channel groups transposed to [C/G, G]; no module.",
+    category="reshape",
+    positional=(ArgSpec("groups", "int", min=1),),
+    keywords=(),
+    infer=_shuffle_shape,
+    label=lambda a, i, o: f"channel shuffle, {a['groups']}",
+    inline_code=lambda m: f"{m.helper('_channel_shuffle')}({m.inputs[0]}, {m.lit(m.args['groups'])})",
+    receptive_field=POINTWISE, nonlinear=False, diagram=REGULARIZER,
+    fresh_output=True,  # a contiguous copy that its backward does not read
 ))

@@ -14,9 +14,16 @@ def _batchnorm_code(c):
 
 
 def _layernorm_code(c):
+    if c.args.get("over") == "last":  # nn.LayerNorm as torch has it: over the last dim
+        return c.call("nn.LayerNorm", c.features(), eps=c.kw("eps", 1e-5))
     # Flat input: over its features; otherwise over the channels at each position.
     callee = "nn.LayerNorm" if c.rank == 0 else "ChannelLayerNorm"
     return c.call(callee, c.channels(), eps=c.kw("eps", 1e-5))
+
+
+def _normalised(shape: Shape, args: dict) -> int:
+    """The size of the dim a layernorm normalises (its weight's and bias's length)."""
+    return shape[-1] if args.get("over") == "last" else shape[0]  # a recipe may leave it out
 
 
 def _groupnorm_shape(in_shape: Shape, args: dict) -> Shape:
@@ -67,12 +74,14 @@ register(OpSpec(
 
 register(OpSpec(
     name="layernorm",
-    doc="Layer normalization over the channels at each position (over the features of a flat input).",
+    doc="Layer normalization over the channels at each position (over=channels, also the features "
+        "of a flat input) or over the last dim (over=last, nn.LayerNorm on channels-last tensors).",
     category="norm",
     positional=(),
-    keywords=(EPS,),
+    keywords=(EPS, ArgSpec("over", "enum", "channels", choices=("channels", "last"),
+                           doc="the dim normalised: channels (dim 0) or the last")),
     infer=lambda s, a: s,
-    params=lambda s, a: 2 * s[0],
+    params=lambda s, a: 2 * _normalised(s, a),
     macs=_elementwise_macs,
     label=lambda a, i, o: "layer norm",
     code=_layernorm_code,

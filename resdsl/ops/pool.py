@@ -22,12 +22,31 @@ def _avgpool_out(in_shape: Shape, args: dict) -> Shape:
     return _pool_out(in_shape, args)
 
 
+def ceil_size(size: int, k: int, s: int, p: int) -> int:
+    """torch's ceil_mode output size: windows may run past the end, but the last one must
+    start inside the input or its left padding (pooling_output_shape in ATen)."""
+    out = -(-(size + 2 * p - k) // s) + 1
+    if (out - 1) * s >= size + p:
+        out -= 1
+    return out
+
+
 def _pool_out(in_shape: Shape, args: dict) -> Shape:
     sizes = []
     for size, k, s, p in zip(in_shape[1:], args["kernel"], args["stride"], args["pad"]):
         if 2 * p > k:
             raise OpError(f"pad {_dims(args['pad'])} is more than half the kernel {_dims(args['kernel'])}",
                           hint="pooling pads at most half the kernel", arg="pad")
+        if args.get("ceil"):  # a recipe built by hand may leave it out
+            out = ceil_size(size, k, s, p)
+            if out < 1:
+                raise OpError(
+                    f"kernel {_dims(args['kernel'])} leaves no window on the padded input "
+                    f"{_dims(in_shape[1:])} even with ceil=true",
+                    hint="use a smaller kernel or a larger input", arg="#0",
+                )
+            sizes.append(out)
+            continue
         if size + 2 * p < k:
             raise OpError(
                 f"kernel {_dims(args['kernel'])} is larger than the padded input {_dims(in_shape[1:])}",
@@ -41,7 +60,7 @@ def _pool_code(kind: str):
     def code(c):
         # torch's pooling stride defaults to the kernel, as ours does.
         return c.call(f"nn.{kind}{c.rank}d", c.arg("kernel"), stride=c.kw("stride", c.args["kernel"]),
-                      padding=c.kw("pad", 0))
+                      padding=c.kw("pad", 0), ceil_mode=c.kw("ceil", False))
 
     return code
 
@@ -66,6 +85,7 @@ for _name, _class, _word, _infer in (("maxpool", "MaxPool", "max", _pool_out),
         keywords=(
             ArgSpec("stride", "tuple", lambda a: a["kernel"], min=1, doc="kernel", same_as="kernel"),
             ArgSpec("pad", "tuple", 0, min=0),
+            ArgSpec("ceil", "bool", False, doc="torch's ceil_mode: round the output size up"),
         ),
         infer=_infer,
         macs=lambda i, o, a: prod(o) * prod(a["kernel"]),

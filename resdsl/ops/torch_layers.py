@@ -1,5 +1,6 @@
-"""Helper modules that op entries name in their ``code`` (``ChannelLayerNorm``) and
-that generated files contain, defined once.
+"""Helper modules and functions that op entries name in their ``code`` (``ChannelLayerNorm``,
+``Permute``) or ``inline_code`` (``_channel_shuffle``) and that generated files contain,
+defined once.
 
 This module imports torch: the catalogue imports it only inside
 :meth:`ValueArgs.call`, when a module is built, so loading the catalogue stays
@@ -38,3 +39,27 @@ def _drop_path(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
     keep = 1.0 - p
     mask = x.new_empty((x.shape[0],) + (1,) * (x.dim() - 1)).bernoulli_(keep).div_(keep)
     return x * mask
+
+
+def _parameter(shape: tuple[int, ...], init: float) -> nn.Parameter:
+    """A learnable tensor of ``shape``, every element ``init`` (ConvNeXt's layer scale)."""
+    return nn.Parameter(torch.full(shape, init))
+
+
+class Permute(nn.Module):
+    """Permutes the dims of a tensor (batch dim included), as torchvision.ops.misc.Permute."""
+
+    def __init__(self, dims: tuple[int, ...]) -> None:
+        super().__init__()
+        self.dims = dims
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.permute(x, self.dims)
+
+
+def _channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
+    """ShuffleNet's channel shuffle (torchvision's channel_shuffle, for any rank)."""
+    batch, channels, *rest = x.shape
+    x = x.view(batch, groups, channels // groups, *rest)
+    x = torch.transpose(x, 1, 2).contiguous()
+    return x.view(batch, channels, *rest)

@@ -7,6 +7,7 @@ import networkx as nx
 
 from ..errors import ErrorList
 from ..graph import op_edges, op_node, op_nodes
+from ..ops import REGISTRY
 from ..shapes import format_shape
 
 
@@ -29,8 +30,9 @@ def validate(graph: nx.DiGraph, errors: ErrorList) -> None:
         errors.add(op_node(graph, backward[1]).span, "the network contains a cycle")
         return
     output = graph.graph["output"]
-    sources = [data.id for data in op_nodes(graph) if not data.inputs]  # in-degree 0, without a view per node
-    if sources != [graph.graph["input"]]:  # pragma: no cover - every op consumes a tensor
+    # In-degree 0, without a view per node; learnable tensors (catalogue ``source``) are no input.
+    sources = [data.id for data in op_nodes(graph) if not data.inputs and not REGISTRY[data.op].source]
+    if sources != [graph.graph["input"]]:  # pragma: no cover - every other op consumes a tensor
         errors.add(op_node(graph, sources[-1]).span, "the network must have exactly one input")
     live = live_nodes(graph, output)
     reported = set()

@@ -414,7 +414,7 @@ class _Builder:
         vnode.plain = fold != "none"
 
     def _assign_boxed(self, node: int, data: dict, run: list[str], lift: ResidualUnit | None) -> None:
-        key = "g_" + run[0].replace(".", "_")
+        key = _node_id(run[0])
         cluster = self._enclosing(run[0])
         if lift is not None and (data.shortcut and self._container_in(data, run[-1])
                                  or data.shortcut and self._container_in(data, run[0])):
@@ -550,7 +550,7 @@ class _Builder:
 
     def _lifted_edge(self, run: list[str], first_unit: ResidualUnit) -> None:
         box = self.boxes[run[0]]
-        plus = "g_" + run[0].replace(".", "_") + "__plus"
+        plus = _node_id(run[0]) + "__plus"
         source = self.node_of[box.input]
         shortcut = [n for n in self.graph.predecessors(first_unit.merge)
                     if op_edge(self.graph, n, first_unit.merge).kind in SHORT_SKIPS]
@@ -771,3 +771,10 @@ def _legend(kinds: list[str]) -> list[str]:
         lines.append(f"    legend_{slug}_a -> legend_{slug}_b [kind={_quote(kind)}, legend=true, {style}];")
     lines.append("  }")
     return lines
+
+
+def _node_id(path: str) -> str:
+    """A DOT id for a container path: module names may hold '-' (RegNet's ``block1-0``),
+    which DOT ids may not; each other character becomes its code, so ids stay distinct."""
+    return "g_" + "".join(c if c.isalnum() and c.isascii() else "_" if c == "." else f"_{ord(c):x}_"
+                          for c in path)

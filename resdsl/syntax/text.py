@@ -107,6 +107,18 @@ class _Shortcut:
         self.span = span
 
 
+class _Branch:
+    """``if``/``elif``/``else`` part before ``body`` joins it to the ``if`` it continues."""
+
+    __slots__ = ("kind", "cond", "body", "span")
+
+    def __init__(self, kind, cond, body, span):
+        self.kind = kind  # "if" | "elif" | "else"
+        self.cond = cond
+        self.body = body
+        self.span = span
+
+
 class _Compound:
     """``head:`` + body before it is known to be a residual or a shortcut."""
 
@@ -216,7 +228,7 @@ class ToIR(Transformer):
             self.errors.add(
                 self.tok_span(type_tok),
                 f"unknown parameter type '{type_name}'",
-                hint="a parameter's type is int, float or bool",
+                hint=f"a parameter's type is {', '.join(PARAM_TYPES)}",
             )
             type_name = "int"
         return ir.Param(name=name_tok.value, type=type_name, default=default, span=span)
@@ -264,9 +276,24 @@ class ToIR(Transformer):
 
     # -- statements ------------------------------------------------------------
     def body(self, items: Iterable[Any]) -> tuple[ir.Stmt, ...]:
-        """Attach each ``shortcut:`` to the ``residual`` right before it."""
+        """Attach each ``shortcut:`` to the ``residual`` right before it, and each
+        ``elif``/``else`` to the ``if`` right before it."""
         out: list[Any] = []
+        open_if = False  # the last item is an If that may still take elif/else
         for item in items:
+            if isinstance(item, _Branch):
+                if item.kind == "if":
+                    out.append(ir.If(cond=item.cond, body=item.body, span=item.span))
+                    open_if = True
+                    continue
+                if not open_if:
+                    self.errors.add(item.span, f"'{item.kind}' must come right after an 'if' or 'elif' body",
+                                    hint="put it directly below the body of its 'if'")
+                    continue
+                out[-1] = _attach(out[-1], item)
+                open_if = item.kind == "elif"
+                continue
+            open_if = False
             if isinstance(item, _Shortcut):
                 previous = out[-1] if out else None
                 if isinstance(previous, ir.Residual) and previous.shortcut is None:
@@ -284,7 +311,7 @@ class ToIR(Transformer):
         return tuple(out)
 
     def simple(self, meta, children):
-        if len(children) == 1:  # defaults
+        if len(children) == 1:  # defaults, let
             return children[0]
         label_tok, head = children
         return self.statement(label_tok, head, body=None)
@@ -300,7 +327,39 @@ class ToIR(Transformer):
         label_tok, head = children
         return _Compound(label_tok, head, (), head.span)
 
+    # -- v2: let, if / elif / else -------------------------------------------------
+    def let_stmt(self, meta, children):
+        tok, value = children
+        span = self.tok_span(tok)
+        check_identifier(tok.value, span, self.errors, "name")
+        return ir.Let(name=tok.value, value=value, span=self.span(meta), name_span=span)
+
+    def if_part(self, meta, children):
+        cond, *stmts = children
+        return _Branch("if", cond, self.body(stmts), self.span(meta))
+
+    def elif_part(self, meta, children):
+        cond, *stmts = children
+        return _Branch("elif", cond, self.body(stmts), self.span(meta))
+
+    def else_part(self, meta, children):
+        return _Branch("else", None, self.body(children), self.span(meta))
+
+    def yaml_if(self, meta, children):
+        return _Compound(None, _Head("if", "if", (children[0],), self.span(meta), self.span(meta)), (),
+                         self.span(meta))
+
+    def yaml_elif(self, meta, children):
+        return _Compound(None, _Head("elif", "elif", (children[0],), self.span(meta), self.span(meta)), (),
+                         self.span(meta))
+
+    def yaml_else(self, meta, children):
+        return _Compound(None, _Head("else", "else", (), self.span(meta), self.span(meta)), (),
+                         self.span(meta))
+
     def statement(self, label_tok, head: _Head, body):
+        if head.kind in ("if", "elif", "else"):  # YAML: '- if COND:' mapping to its body
+            return _Branch(head.kind, head.args[0] if head.args else None, body or (), head.span)
         label, label_span = self.label_of(label_tok)
         span = head.span
         if label is not None and head.span.located:  # the statement reads from its label on
@@ -326,6 +385,11 @@ class ToIR(Transformer):
             )
         if head.kind == "op" and head.name == "residual":
             return ir.Residual(label=label, options=head.args, body=body, span=span)
+        if head.kind == "op" and head.name == "sequential":
+            if head.args:
+                self.errors.add(head.span, "'sequential:' takes no arguments",
+                                hint="write its statements in its indented body")
+            return ir.Sequential(label=label, body=body, span=span)
         if head.kind == "op" and head.name == "shortcut":
             if label is not None:
                 self.errors.add(label_span, "a shortcut path takes no label",
@@ -337,7 +401,7 @@ class ToIR(Transformer):
         self.errors.add(
             head.name_span,
             f"'{head.name}' cannot open an indented body",
-            hint="only 'residual:' and 'shortcut:' take an indented body here "
+            hint="only 'residual:', 'shortcut:', 'sequential:' and 'if'/'elif'/'else' take an indented body here "
             "(blocks are defined with 'block NAME(...):')",
         )
         return None
@@ -438,6 +502,9 @@ class ToIR(Transformer):
     def false_lit(self, meta, children):
         return ir.BoolLit(value=False, span=self.span(meta))
 
+    def str_lit(self, meta, children):
+        return ir.StrLit(value=children[0].value[1:-1], span=self.tok_span(children[0]))
+
     def name_ref(self, meta, children):
         return ir.NameRef(name=children[0].value, span=self.tok_span(children[0]))
 
@@ -447,12 +514,29 @@ class ToIR(Transformer):
             self.errors.add(
                 self.tok_span(tok),
                 f"unknown function '{tok.value}' in an expression",
-                hint="expressions may call min(a, b) and max(a, b)",
+                hint=f"expressions may call {', '.join(FUNCTIONS)}",
             )
         return ir.FuncCall(func=tok.value, args=tuple(args), span=self.span(meta))
 
     def neg(self, meta, children):
         return ir.Neg(operand=children[0], span=self.span(meta))
+
+    def compare(self, meta, children):
+        left, op, right = children
+        return ir.Compare(op=op.value, left=left, right=right, span=self.span(meta))
+
+    def and_op(self, meta, children):
+        return ir.BoolOp(op="and", left=children[0], right=children[1], span=self.span(meta))
+
+    def or_op(self, meta, children):
+        return ir.BoolOp(op="or", left=children[0], right=children[1], span=self.span(meta))
+
+    def not_op(self, meta, children):
+        return ir.Not(operand=children[0], span=self.span(meta))
+
+    def if_expr(self, meta, children):
+        then, cond, orelse = children
+        return ir.IfExpr(cond=cond, then=then, orelse=orelse, span=self.span(meta))
 
     def _binop(self, op_name):
         def build(meta, children):
@@ -467,6 +551,17 @@ class ToIR(Transformer):
         if data == "unary" or data == "atom":  # "+x" and "(x)" pass through
             return children[0]
         return super().__default__(data, children, meta)
+
+
+def _attach(stmt: ir.If, branch: _Branch) -> ir.If:
+    """Join an ``elif``/``else`` to the innermost open ``if`` of an elif chain."""
+    if stmt.orelse:
+        (inner,) = stmt.orelse
+        return stmt.model_copy(update={"orelse": (_attach(inner, branch),)})
+    if branch.kind == "elif":
+        nested = ir.If(cond=branch.cond, body=branch.body, span=branch.span)
+        return stmt.model_copy(update={"orelse": (nested,)})
+    return stmt.model_copy(update={"orelse": branch.body})
 
 
 _RULE_METHODS = tuple(

@@ -30,7 +30,7 @@ _CORE_TAGS = {
     "tag:yaml.org,2002:bool",
     "tag:yaml.org,2002:null",
 }
-TOP_LEVEL_KEYS = ("network", "defaults", "input", "blocks", "body")
+TOP_LEVEL_KEYS = ("imports", "network", "defaults", "input", "blocks", "body")
 #: Deepest nesting of YAML collections accepted (each residual body takes two levels).
 MAX_YAML_DEPTH = 100
 
@@ -188,7 +188,7 @@ class _Reader:
         for required in ("network", "input", "body"):
             if required not in fields:
                 self.errors.add(where, f"the YAML spec has no '{required}' key",
-                                hint="a YAML spec has keys network, input, body (and optionally defaults, blocks)")
+                                hint="a YAML spec has keys network, input, body (and optionally imports, defaults, blocks)")
         if self.errors:
             return ir.SpecFile()
         signature = self.fragment(fields["network"], "yaml_signature", "'network'")
@@ -198,6 +198,7 @@ class _Reader:
             parsed = [self.fragment(item, "yaml_defaults", "a defaults entry")
                       for item in self.seq(fields["defaults"], "'defaults'")]
             defaults = tuple(d for d in parsed if d is not None)
+        imports = self.imports(fields["imports"]) if "imports" in fields else ()
         blocks = []
         if "blocks" in fields:
             for key, value in self.mapping(fields["blocks"], "'blocks'"):
@@ -212,7 +213,16 @@ class _Reader:
         name, params, span = signature
         network = ir.Network(name=name, params=params, input=net_input, blocks=tuple(blocks),
                              body=defaults + body, span=span)
-        return ir.SpecFile(networks=(network,))
+        return ir.SpecFile(imports=imports, networks=(network,))
+
+    def imports(self, node: yaml.Node) -> tuple[ir.Import, ...]:
+        """``imports:`` - a list of paths, as the text form's ``import "PATH"`` lines."""
+        found = []
+        for item in self.seq(node, "'imports'"):
+            path = self.string(item, "an import path")
+            if path is not None:
+                found.append(ir.Import(path=path, span=self.node_span(item)))
+        return tuple(found)
 
 
 _QUOTED_OR_COMMENT = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"\\]|\\.)*\"|#[^\n]*")

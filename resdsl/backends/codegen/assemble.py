@@ -11,7 +11,7 @@ import inspect
 from .text import IN, INDENT, LINE_LENGTH, lit, pyname
 
 #: Helpers a file may need, in the order they are written.
-HELPER_NAMES = ("ChannelLayerNorm", "_center_crop", "_drop_path")
+HELPER_NAMES = ("ChannelLayerNorm", "_center_crop", "_drop_path", "_parameter", "Permute", "_channel_shuffle")
 
 
 def _helper_sources() -> dict[str, str]:
@@ -72,8 +72,10 @@ class Assembler:
             "",
             "from __future__ import annotations",
             "",
-            "import torch",
         ]
+        if self.uses_ordered_dict:
+            header += ["from collections import OrderedDict", ""]
+        header += ["import torch"]
         if self.uses_functional or "_drop_path" in self.helpers or "ChannelLayerNorm" in self.helpers:
             header.append("import torch.nn.functional as F")
         header.append("from torch import nn")

@@ -23,19 +23,28 @@ class Constructors:
 
     def child_call(self, path: str, ctx: Ctx, chan: dict) -> Any:
         box = self.boxes[path]
-        if box.kind == "stage":
-            calls = []
-            for child in box.children:
-                calls.append(self.instance_call(child, ctx, chan))
-            chan[box.output] = chan.get(self.boxes[box.children[-1]].output)
-            return Call("nn.Sequential", calls)
-        if box.kind == "shortcut" and self._simple_shortcut(path):
+        if (box.kind == "shortcut" and self._simple_shortcut(path)) or \
+                (box.kind in ("stage", "sequential", "block") and self.def_key(path) is None):
             return self.sequential(path, ctx, chan)
         return self.instance_call(path, ctx, chan)
 
     def sequential(self, path: str, ctx: Ctx, chan: dict) -> Call:
-        items = [self.ctor(ref, ctx, chan) for _, ref in self.children[path]]
-        return Call("nn.Sequential", items)
+        """``nn.Sequential(...)`` of a chain of ops and containers named 0, 1, 2, ..."""
+        box = self.boxes[path]
+        # An inline block's statements are written in the block's names, which this code
+        # (its caller's) does not have: their values are written instead.
+        own = box.kind != "block"
+        steps = self.children[path]
+        items = [self.child_call(ref, ctx, chan) if kind == "child" else self.ctor(ref, ctx, chan, own)
+                 for kind, ref in steps]
+        if self._positional(path):
+            return Call("nn.Sequential", items)
+        # Named children (DenseNet's conv0, RegNet's block1-0): as torchvision writes them.
+        self.uses_ordered_dict = True
+        names = [self._local(ref) if kind == "child" else op_node(self.graph, ref).module.rsplit(".", 1)[-1]
+                 for kind, ref in steps]
+        pairs = [Call("", [lit(name), item]) for name, item in zip(names, items)]
+        return Call("nn.Sequential", [Call("OrderedDict", [Call("", pairs, "[]")])])
 
     def instance_call(self, path: str, ctx: Ctx, chan: dict) -> Call:
         """``Bottleneck(64, width=64, out=256, downsample=True)`` in the parent's terms."""
@@ -78,16 +87,16 @@ class Constructors:
             chan[box.output] = int_expr(out_value[0])
         return Call(info.name, args)
 
-    def ctor(self, node: int, ctx: Ctx, chan: dict) -> Call:
+    def ctor(self, node: int, ctx: Ctx, chan: dict, own_exprs: bool = True) -> Call:
         """The torch constructor of one op, as its catalogue entry describes it, with the
         spec's expressions where they hold for this instance."""
         data = op_node(self.graph, node)
         args, shape = data.args, data.shape
         spec = REGISTRY[data.op]
         forms = self.dependence.args[node]
-        exprs = self.arg_exprs(node)
-        rank = len(data.in_shapes[0]) - 1
-        in_sym = chan.get(data.inputs[0])
+        exprs = self.arg_exprs(node) if own_exprs else {}
+        rank = len(data.in_shapes[0]) - 1 if data.inputs else 0
+        in_sym = chan.get(data.inputs[0]) if data.inputs else None
         width = next((name for name in spec.width_args if name in args), None)
         overrides: dict[str, str] = {}
         width_sym = ctx.sym(exprs.get(width), args[width]) if width else None
@@ -125,8 +134,9 @@ class Constructors:
         return []
 
     def merge_chan(self, node: int, ctx: Ctx, chan: dict) -> ir.Expr | None:
-        """A merge's channels: its first input's when it keeps them (a sum, a product),
-        else the inputs' sum when it stacks them (a concat), else the number."""
+        """A merge's (or inline op's) channels: its first input's when it keeps them (a sum,
+        a product), else the inputs' sum when it stacks them (a concat), else the input's
+        divided by a whole number (a chunk), else the number."""
         data = op_node(self.graph, node)
         shape = data.shape
         if not shape:
@@ -135,6 +145,10 @@ class Constructors:
         candidates = [inputs[0]]
         if len(inputs) == 2 and None not in inputs:
             candidates.append(fold(ir.BinOp(op="+", left=inputs[0], right=inputs[1])))
+        in_value = data.in_shapes[0][0] if data.in_shapes[0] else 0
+        if len(inputs) == 1 and inputs[0] is not None and shape[0] and in_value % shape[0] == 0:
+            # An inline op that keeps a fraction of the channels (chunk): ``in // k``.
+            candidates.append(fold(ir.BinOp(op="//", left=inputs[0], right=ir.IntLit(value=in_value // shape[0]))))
         for candidate in candidates:
             sym = ctx.sym(candidate, shape[0]) if candidate is not None else None
             if sym is not None:

@@ -15,10 +15,10 @@ from ... import ir
 from ...errors import Problem
 from ...expr import evaluate
 from ...graph import op_node
-from ...ops.base import OMIT, TorchArgs
+from ...ops.base import OMIT, REGISTRY, TorchArgs
 from .forms import as_kind, evaluate_form, unknown
 from .params import Writes
-from .text import IN, Call, compact, lit, names, normalise, source
+from .text import IN, Call, compact, lit, names, normalise, source, v1_expression
 
 if TYPE_CHECKING:  # pragma: no cover
     from .generator import Generator
@@ -53,8 +53,8 @@ class Ctx:
             return unknown(value, frozenset().union(*(getattr(f, "deps", frozenset()) for f in self.forms.values())))
 
     def sym(self, expr: ir.Expr | None, value: Any, kind: str = "int", rank: int = 0) -> ir.Expr | None:
-        if expr is None or not names(expr) <= set(self.env):
-            return None
+        if expr is None or not names(expr) <= set(self.env) or not v1_expression(expr):
+            return None  # v2 expressions (comparisons, channels(), ...) are written as their values
         try:
             got = normalise(evaluate(expr, self.env), kind, rank)
         except Problem:
@@ -120,7 +120,9 @@ class CodeArgs(TorchArgs):
         data = op_node(gen.graph, node)
         self.gen, self.spec, self.ctx = gen, spec, ctx
         self.values, self.forms = data.args, gen.dependence.args[node]
-        self.shape, self.in_forms = data.in_shapes[0], gen.dependence.shapes[data.inputs[0]]
+        # A source (a learnable tensor) has no input: an empty shape, so rank() is -1.
+        self.shape = data.in_shapes[0] if data.inputs else ()
+        self.in_forms = gen.dependence.shapes[data.inputs[0]] if data.inputs else ()
         self.in_shape = RecordedShape(self.shape, self.in_forms, ctx.writes)
         self.args = RecordedArgs(self.values, self.forms, ctx.writes)
         self.exprs, self.overrides, self.in_sym = exprs, overrides, in_sym
@@ -134,6 +136,9 @@ class CodeArgs(TorchArgs):
             expr = self.exprs.get(arg_spec.same_as)  # e.g. a pool's stride written as its kernel
         kind = arg_spec.kind if arg_spec else "int"
         return self.ctx.expr(expr, self.values[name], self.forms.get(name), kind, self.rank)
+
+    def value(self, name: str) -> Any:
+        return self.values[name]
 
     def channels(self) -> str:
         return self.ctx.expr(self.in_sym, self.shape[0], self.in_forms[0])
@@ -171,6 +176,10 @@ class MergeWriter:
         self.inputs = inputs
         self.args = RecordedArgs(data.args, gen.dependence.args[node], gen.writes)
         self.rank = len(data.in_shapes[0]) - 1
+        # Per-sample shapes (their ranks are structure, not sizes the code writes).
+        self.shapes = tuple(tuple(int(d) for d in shape) for shape in data.in_shapes)
+        self.out_shape = tuple(int(d) for d in data.shape)
+        self.batched = tuple(REGISTRY[op_node(gen.graph, n).op].batched for n in data.inputs)
         self.options = {o.name for o in getattr(data.stmt, "options", ())}
 
     def lit(self, value: Any) -> str:

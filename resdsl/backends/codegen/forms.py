@@ -23,6 +23,7 @@ import itertools
 from typing import Any, Callable, Mapping, Union
 
 from ... import ir
+from ...vocab import PYTHON_FUNCTIONS
 
 MAX_KEY_SIZE = 64
 _EMPTY: frozenset[str] = frozenset()
@@ -258,6 +259,22 @@ def same(a: Form, b: Form) -> bool:
 
 
 # ---- the spec's expressions, evaluated symbolically ---------------------------------------
+def _opaque(expr: ir.Expr, env: Mapping[str, Form]) -> Form:
+    """A v2 expression (a comparison, a conditional, ceil(), ...): its value, depending on
+    every parameter it names; never proved equal to another form but itself."""
+    from ...errors import Problem
+    from ...expr import evaluate
+    from .text import names
+
+    used = sorted(n for n in names(expr) if n in env)
+    try:
+        value = evaluate(expr, {n: value_of(env[n]) for n in used})
+    except Problem:
+        raise ArithmeticError from None
+    deps = frozenset().union(*(deps_of(env[n]) for n in used))
+    return Val(value, ("opaque", expr, tuple(key_of(env[n]) for n in used)), deps)
+
+
 def evaluate_form(expr: ir.Expr, env: Mapping[str, Form]) -> Form:
     """``expr`` over ``env``; mirrors :func:`resdsl.expr.evaluate` on values (which has
     already accepted the expression), and raises ``ArithmeticError`` where it would."""
@@ -272,6 +289,8 @@ def evaluate_form(expr: ir.Expr, env: Mapping[str, Form]) -> Form:
         if isinstance(operand, Sym):
             return -operand
         return Val(-operand.value, ("neg", key_of(operand)), deps_of(operand))
+    if not isinstance(expr, ir.V1_EXPRS) or (isinstance(expr, ir.FuncCall) and expr.func not in PYTHON_FUNCTIONS):
+        return _opaque(expr, env)
     if isinstance(expr, ir.FuncCall):
         args = [evaluate_form(a, env) for a in expr.args]
         pick: Callable = min if expr.func == "min" else max

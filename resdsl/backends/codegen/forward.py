@@ -48,7 +48,7 @@ class ForwardWriter:
         if spec.in_place and len(inputs) == 2:  # ``a + b`` may be written ``a += b``
             probe = spec.merge_code(MergeWriter(self, node, ["a", "b"]))
             augmented = next((o for o in _AUGMENTED if probe == f"a {o} b"), None)
-        return Op(node, inputs, data.span, lambda names: spec.merge_code(MergeWriter(self, node, names)),
+        return Op(node, inputs, data.span, lambda names: spec.written_inline(MergeWriter(self, node, names)),
                   kind="merge", in_place=spec.in_place, augmented=augmented, optional=optional)
 
     def forward(self, path: str, ops: list[Op], box: Container) -> tuple[list[str], set[str]]:

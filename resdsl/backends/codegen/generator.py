@@ -86,6 +86,7 @@ class Generator(Plan, Constructors, ForwardWriter, Assembler):
         self.net_types = {p.name: p.type for p in net.ir.params}
         self.helpers: set[str] = set()
         self.uses_functional = False
+        self.uses_ordered_dict = False
         self.class_of: dict[str, ClassInfo] = {}
         self.classes: list[ClassInfo] = []
         self.taken_class_names: set[str] = set(RESERVED)
@@ -220,7 +221,10 @@ class Generator(Plan, Constructors, ForwardWriter, Assembler):
                 flag = pyname(local, set(ctx.py.values()) | RESERVED | {f for f, _ in flags})
                 flags.append((flag, ukey))
                 flag_values[flag] = unit.shortcut == "projection"
+        starts: dict[Any, int] = {}  # step -> where its __init__ lines begin
+        shortcut_lines: dict[int, tuple[int, int]] = {}  # merge -> its shortcut's __init__ lines
         for kind, ref in self.children[path]:
+            starts[ref] = len(init)
             if kind == "child":
                 child_box = self.boxes[ref]
                 if self._mixed_unit_of_shortcut(ref) is not None:
@@ -233,7 +237,7 @@ class Generator(Plan, Constructors, ForwardWriter, Assembler):
                               local=self._local(ref)))
                 continue
             data = op_node(self.graph, ref)
-            if REGISTRY[data.op].merge_code is not None:
+            if REGISTRY[data.op].written_inline is not None:  # a merge, or an op without a module
                 chan[ref] = self.merge_chan(ref, ctx, chan)
                 unit = self.units_by_merge.get(ref)
                 if unit is not None and self.mixed(unit) and unit.container == path:
@@ -247,6 +251,7 @@ class Generator(Plan, Constructors, ForwardWriter, Assembler):
                         filled[ukey] = statement(f"self.{local}", Cond(seq, flag), inner,
                                                  f"# {self.where(unit.span)}")
                     placeholders[token] = ukey
+                    shortcut_lines[ref] = (len(init), len(init) + 1)
                     init.append(token)
                     ops.append(self.merge_op(ref, optional=local, inputs=(unit.body_output, unit.input)))
                 else:  # forward code sees no __init__ arguments: its values are literals
@@ -255,22 +260,60 @@ class Generator(Plan, Constructors, ForwardWriter, Assembler):
             local = self._local(data.module)
             calls[local] = self.ctor(ref, ctx, chan)
             init += statement(f"self.{local}", calls[local], inner, f"# {self.where(data.span)}")
-            ops.append(Op(ref, tuple(data.inputs), data.span,
-                          lambda v, local=local: f"self.{local}({v[0]})", kind="module",
+            if REGISTRY[data.op].source:  # a learnable tensor: read, not called
+                rhs = lambda v, local=local: f"self.{local}"  # noqa: E731
+            else:
+                rhs = lambda v, local=local: f"self.{local}({v[0]})"  # noqa: E731
+            ops.append(Op(ref, tuple(data.inputs), data.span, rhs, kind="module",
                           local=local, in_place=REGISTRY[data.op].in_place))
+        init = self._shortcuts_first(path, init, starts, shortcut_lines)
         forward, inplace = self.forward(path, ops, box)
         init = self._in_place(init, inplace, calls)
         out_sym = chan.get(box.output)
         params = self.signature_of(path, ctx)
         net_params = [n for n in sorted(ctx.used & ctx.net_params)
                       if box.kind != "network" and not self._is_block_param(path, n)]
-        if box.kind in ("residual", "shortcut"):  # parts of a block take the block's names they use
+        if box.kind in ("residual", "shortcut", "sequential", "stage"):  # parts of a block take its names they use
             params += [(n, ctx.py[n], self._type_of(path, n), None)
                        for n in sorted(ctx.used - ctx.net_params - {IN})]
         if box.kind == "network":  # written last: every value below is recorded by now
             self.frozen = self.frozen_params()
         body = self.class_body(path, ctx, params, net_params, flags, init, forward)
         return Rendered(body, params, net_params, flags, out_sym, flag_values, placeholders, filled)
+
+    def _shortcuts_first(self, path: str, init: list[str], starts: dict, shortcut_lines: dict) -> list[str]:
+        """Move the __init__ lines of each ``shortcut_first`` unit's shortcut before its body's,
+        so its parameters come first in the state dict (RegNet's ``proj`` before ``f``)."""
+        for unit in self.units_in.get(path, ()):
+            if not unit.shortcut_first or not (unit.shortcut in ("projection", "explicit") or self.mixed(unit)):
+                continue
+            lines = shortcut_lines.get(unit.merge)
+            if lines is None:
+                sc_path = op_node(self.graph, op_node(self.graph, unit.merge).inputs[1]).container
+                if sc_path not in starts:
+                    continue
+                begin = starts[sc_path]
+                later = [s for s in starts.values() if s > begin]
+                lines = (begin, min(later) if later else len(init))
+            body = self._step_of(path, unit.first, starts)
+            if body is None or starts[body] >= lines[0]:
+                continue
+            moved = init[lines[0]:lines[1]]
+            rest = init[:lines[0]] + init[lines[1]:]
+            at = starts[body]
+            init = rest[:at] + moved + rest[at:]
+        return init
+
+    def _step_of(self, path: str, node: int, starts: dict) -> Any:
+        """The step of container ``path`` (a node, or a child container) holding ``node``."""
+        if node in starts:
+            return node
+        where = op_node(self.graph, node).container
+        while where and where != path:
+            if where in starts:
+                return where
+            where = where.rsplit(".", 1)[0] if "." in where else ""
+        return None
 
     @staticmethod
     def _in_place(init: list[str], inplace: set[str], calls: dict[str, Call]) -> list[str]:

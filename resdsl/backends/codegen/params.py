@@ -74,14 +74,31 @@ class Flow:
 
     def body(self, stmts, env: dict[str, set], hard: set) -> None:
         for stmt in stmts:
-            if isinstance(stmt, ir.Defaults):
+            if isinstance(stmt, ir.Let):  # the name carries its value's dependencies
+                env = {**env, stmt.name: self.deps(stmt.value, env)}
+            elif isinstance(stmt, ir.If):  # which body exists is structure
+                hard |= self.deps(stmt.cond, env)
+                self.body(stmt.body, env, hard)
+                self.body(stmt.orelse, env, hard)
+            elif isinstance(stmt, ir.Sequential):
+                self.body(stmt.body, env, hard)
+            elif isinstance(stmt, ir.Defaults):
                 for arg in stmt.args:
                     hard |= self.deps(arg.value, env)
             elif isinstance(stmt, ir.Apply):
-                if stmt.name not in self.ops and stmt.name in self.blocks:
+                if stmt.name in env:  # a str parameter names the op or block: structure
+                    hard |= env[stmt.name]
+                    for block in self.blocks.values():  # it may name any block
+                        self.call(block, stmt.args, {}, env, hard)
+                elif stmt.name not in self.ops and stmt.name in self.blocks:
                     self.call(self.blocks[stmt.name], stmt.args, {}, env, hard)
             elif isinstance(stmt, ir.Stage):
                 hard |= self.deps(stmt.count, env)
+                for option in stmt.options:
+                    if option.name not in ("stride", "index"):  # naming and placement are structure
+                        hard |= self.deps(option.value, env)
+                    if option.name == "index" and isinstance(option.value, ir.NameRef):
+                        env = {**env, option.value.name: set()}
                 extra = {o.name: o.value for o in stmt.options if o.name == "stride"}
                 if stmt.block in self.blocks:  # the first instance takes the stride option
                     self.call(self.blocks[stmt.block], stmt.args, extra, env, hard)
@@ -250,7 +267,10 @@ class Dependence:
         bound: dict[str, Form] = {}
         for arg in spec.args:
             value = data.args[arg.name]
-            if arg.name in exprs:
+            if arg.variadic:  # the rest of the positional values, one form each
+                tail = [a.value for a in stmt.args if a.name is None][len(spec.positional) - 1:]
+                form = tuple(self.evaluate(e, env, v) for e, v in zip(tail, value))
+            elif arg.name in exprs:
                 form = as_kind(self.evaluate(exprs[arg.name], env, value), arg.kind, rank)
             elif callable(arg.default):
                 try:
@@ -350,9 +370,8 @@ def _defaulted(network: ir.Network, blocks: Iterable[ir.Block]) -> set[tuple[str
         for stmt in stmts:
             if isinstance(stmt, ir.Defaults):
                 found.update((stmt.op, a.name) for a in stmt.args if a.name)
-            elif isinstance(stmt, ir.Residual):
-                walk(stmt.body)
-                walk(stmt.shortcut or ())
+            for body in ir.bodies(stmt):
+                walk(body)
 
     walk(network.body)
     for block in blocks:

@@ -15,7 +15,9 @@ from ...expr import evaluate
 from ...graph import op_node, op_nodes
 from ...ops import REGISTRY
 from .context import Ctx
+from ...elaborate.sequential import is_sequential_block
 from .text import IN, RESERVED, camel, coerce, lit, mentioned, names, pyname, safe_file
+
 
 
 class Plan:
@@ -47,8 +49,12 @@ class Plan:
         if box.kind == "network":
             return "network"
         if box.kind == "block":
+            if self._sequential_block(path):
+                return None  # a block that is an nn.Sequential (conv-norm-activation): inline
             return f"block:{box.block}"
-        if box.kind == "stage" or (box.kind == "shortcut" and self._simple_shortcut(path)):
+        if box.kind in ("stage", "sequential") and self._chain(path):
+            return None  # an inline nn.Sequential(...), with an OrderedDict of its names if not 0, 1, 2
+        if box.kind == "shortcut" and self._simple_shortcut(path):
             return None
         return f"{box.kind}:{box.span.line}:{box.span.column}:{self._owner_key(path)}"
 
@@ -79,11 +85,39 @@ class Plan:
             if kind != "node":
                 return False
             data = op_node(self.graph, ref)
-            if REGISTRY[data.op].merge_code is not None or \
+            if REGISTRY[data.op].written_inline is not None or \
                     data.module.rsplit(".", 1)[-1] != str(index) or data.inputs != (prev,):
                 return False
             prev = ref
         return bool(items) and prev == box.output
+
+    def _sequential_block(self, path: str) -> bool:
+        block = self.block_ir.get(self.boxes[path].block or "")
+        return block is not None and is_sequential_block(block) and self._positional(path) and \
+            self._chain(path)
+
+    def _positional(self, path: str) -> bool:
+        """Whether a container's children are named 0, 1, 2, ... in order (nn.Sequential)."""
+        locals_ = [self._local(ref) if kind == "child" else
+                   op_node(self.graph, ref).module.rsplit(".", 1)[-1] for kind, ref in self.children[path]]
+        return locals_ == [str(i) for i in range(len(locals_))]
+
+    def _chain(self, path: str) -> bool:
+        """Whether each child of a container takes the previous one's output."""
+        box = self.boxes[path]
+        prev = box.input
+        for kind, ref in self.children[path]:
+            if kind == "child":
+                child = self.boxes[ref]
+                if child.input != prev:
+                    return False
+                prev = child.output
+            else:
+                data = op_node(self.graph, ref)
+                if REGISTRY[data.op].merge_code is not None or data.inputs != (prev,):
+                    return False
+                prev = ref
+        return prev == box.output
 
     def _local(self, path: str) -> str:
         return path.rsplit(".", 1)[-1]
@@ -142,7 +176,9 @@ class Plan:
         stmt = data.stmt
         if not isinstance(stmt, ir.Apply) or stmt.name != data.op:  # a shortcut or merge of a residual
             return {}
-        return ir.args_by_name(stmt.args, [spec.name for spec in REGISTRY[data.op].positional])
+        # A variadic positional (permute's dims) has no one expression: see Dependence.op_args.
+        return ir.args_by_name(stmt.args, [spec.name for spec in REGISTRY[data.op].positional
+                                           if not spec.variadic])
 
     # -- names an instance sees, and class signatures ----------------------------------------
     def context(self, path: str) -> Ctx:

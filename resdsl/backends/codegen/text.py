@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ... import ir
+from ...vocab import PYTHON_FUNCTIONS
 from ...errors import Problem
 from ...expr import evaluate
 from ...vocab import GENERATED_NAMES
@@ -78,13 +79,15 @@ _PREC = {"+": 1, "-": 1, "*": 2, "/": 2, "//": 2, "%": 2}
 def names(expr: ir.Expr) -> set[str]:
     if isinstance(expr, ir.NameRef):
         return {expr.name}
-    if isinstance(expr, ir.BinOp):
-        return names(expr.left) | names(expr.right)
-    if isinstance(expr, ir.Neg):
-        return names(expr.operand)
-    if isinstance(expr, ir.FuncCall):
-        return set().union(*(names(a) for a in expr.args))
-    return set()
+    return set().union(*(names(e) for e in ir.expr_children(expr)))
+
+
+def v1_expression(expr: ir.Expr) -> bool:
+    """Whether ``expr`` uses only what :func:`source` writes as Python (arithmetic, min,
+    max); other expressions are written as the value they give."""
+    if not isinstance(expr, ir.V1_EXPRS) or (isinstance(expr, ir.FuncCall) and expr.func not in PYTHON_FUNCTIONS):
+        return False
+    return all(v1_expression(e) for e in ir.expr_children(expr))
 
 
 def source(expr: ir.Expr, py: dict[str, str]) -> tuple[str, int]:
@@ -142,6 +145,8 @@ def literal_expr(value: Any) -> ir.Expr:
         return ir.BoolLit(value=value)
     if isinstance(value, int):
         return ir.IntLit(value=value)
+    if isinstance(value, str):  # a str parameter's bare word
+        return ir.NameRef(name=value)
     return ir.FloatLit(value=float(value))
 
 
@@ -163,12 +168,12 @@ def mentioned(stmts) -> set[str]:
     """Every name the statements' expressions refer to (nested bodies included)."""
     found: set[str] = set()
     for stmt in stmts:
-        for arg in (*getattr(stmt, "args", ()), *getattr(stmt, "options", ())):
-            found |= names(arg.value)
-        if isinstance(stmt, ir.Stage):
-            found |= names(stmt.count)
-        if isinstance(stmt, ir.Residual):
-            found |= mentioned(stmt.body) | mentioned(stmt.shortcut or ())
+        for expr in ir.expressions(stmt):
+            found |= names(expr)
+        if isinstance(stmt, ir.Apply):
+            found.add(stmt.name)  # a str parameter naming the op to apply
+        for body in ir.bodies(stmt):
+            found |= mentioned(body)
     return found
 
 
@@ -177,9 +182,10 @@ def mentioned(stmts) -> set[str]:
 class Call:
     func: str
     args: list[Any]  # str | Call
+    brackets: str = "()"  # "[]" for a list literal
 
     def flat(self) -> str:
-        return f"{self.func}({', '.join(flat(a) for a in self.args)})"
+        return f"{self.func}{self.brackets[0]}{', '.join(flat(a) for a in self.args)}{self.brackets[1]}"
 
 
 @dataclass
@@ -206,12 +212,13 @@ def layout(node: Any, indent: str, prefix: str = "", suffix: str = "", room: int
         return ([f"{indent}{prefix}("] + layout(node.body, inner) +
                 [f"{inner}if {node.test}", f"{inner}else None", f"{indent}){suffix}"])
     hugged = f"{inner}{', '.join(flat(a) for a in node.args)}"
+    opening, closing = node.brackets
     if node.args and len(hugged) <= LINE_LENGTH and not any(isinstance(a, (Call, Cond)) for a in node.args):
-        return [f"{indent}{prefix}{node.func}(", hugged, f"{indent}){suffix}"]
-    lines = [f"{indent}{prefix}{node.func}("]
+        return [f"{indent}{prefix}{node.func}{opening}", hugged, f"{indent}{closing}{suffix}"]
+    lines = [f"{indent}{prefix}{node.func}{opening}"]
     for arg in node.args:
         lines += layout(arg, inner, suffix=",")
-    return lines + [f"{indent}){suffix}"]
+    return lines + [f"{indent}{closing}{suffix}"]
 
 
 def statement(target: str, node: Any, indent: str, comment: str) -> list[str]:
