@@ -9,7 +9,9 @@ train-mode outputs under one seed, so dropout sits in the same places):
 
 - vgg11_bn at 32x32: VGG's 7x7 adaptive pool makes it size-agnostic (the count does not
   change), and 32x32 keeps the default suite fast; the 224 run is slow-marked;
-- squeezenet1_0 at 227 and squeezenet1_1 at 224 (ceil_mode pooling differs at both);
+- squeezenet1_0 at 227 and squeezenet1_1 at 224 (ceil_mode changes the sizes of 1.0 at 224
+  and of 1.1 at 227: test_squeezenet_ceil_mode_changes_the_sizes; both are slow-marked
+  full checks);
 - densenet121 and shufflenet_v2_x0_5 at 224.
 
 The other variants' full checks are slow-marked. Generated standalone code, ``--weights``,

@@ -242,7 +242,8 @@ def test_an_unknown_std_module_is_located_with_the_modules_listed(tmp_path):
 def test_hostile_std_names_are_refused(path: str, tmp_path):
     err = _error(_with_import(path), path=tmp_path / "net.res")
     assert (err.span.line, err.span.column) == (2, 8)
-    assert "does not name a standard-library module" in err.message and "std modules: resnet" in err.hint
+    assert "does not name a standard-library module" in err.message
+    assert "resnet" in err.hint.partition("std modules: ")[2]  # the shipped modules are listed
 
 
 def test_a_users_std_folder_neither_shadows_nor_is_reachable(tmp_path):
