@@ -160,4 +160,30 @@ ENTRIES: tuple[ZooEntry, ...] = (
     # Wang, Yan & Oates 2017: the 1-D time-series ResNet (three blocks, kernels 8/5/3)
     ZooEntry("wang_resnet", "resdsl/zoo/wang_resnet.res", {},
              "Wang et al. 2017, ResNet for time series classification (UCR, 1 channel, 128 steps)"),
+    # Simonyan & Zisserman 2015: VGG, plain and with batchnorm (n1..n5: convolutions per stage)
+    _tv("vgg11", "vgg", n1=1, n2=1, n3=2, n4=2, n5=2, bn=False),
+    _tv("vgg13", "vgg", n1=2, n2=2, n3=2, n4=2, n5=2, bn=False),
+    _tv("vgg16", "vgg", n1=2, n2=2, n3=3, n4=3, n5=3, bn=False),
+    _tv("vgg19", "vgg", n1=2, n2=2, n3=4, n4=4, n5=4, bn=False),
+    _tv("vgg11_bn", "vgg", n1=1, n2=1, n3=2, n4=2, n5=2, bn=True),
+    _tv("vgg13_bn", "vgg", n1=2, n2=2, n3=2, n4=2, n5=2, bn=True),
+    _tv("vgg16_bn", "vgg", n1=2, n2=2, n3=3, n4=3, n5=3, bn=True),
+    _tv("vgg19_bn", "vgg", n1=2, n2=2, n3=4, n4=4, n5=4, bn=True),
+    # Iandola et al. 2016: SqueezeNet 1.0 and 1.1, at 224 and at 227 (ceil_mode pooling)
+    _tv("squeezenet1_0", "squeezenet", version=1.0),
+    _tv("squeezenet1_1", "squeezenet", version=1.1),
+    ZooEntry("squeezenet1_0_227", "resdsl/zoo/squeezenet.res", {"version": 1.0, "size": 227},
+             "torchvision.models.squeezenet1_0"),
+    ZooEntry("squeezenet1_1_227", "resdsl/zoo/squeezenet.res", {"version": 1.1, "size": 227},
+             "torchvision.models.squeezenet1_1"),
+    # Huang et al. 2017: DenseNet-BC (growth rate, layers per dense block, stem width)
+    _tv("densenet121", "densenet", growth=32, b1=6, b2=12, b3=24, b4=16, init=64),
+    _tv("densenet161", "densenet", growth=48, b1=6, b2=12, b3=36, b4=24, init=96),
+    _tv("densenet169", "densenet", growth=32, b1=6, b2=12, b3=32, b4=32, init=64),
+    _tv("densenet201", "densenet", growth=32, b1=6, b2=12, b3=48, b4=32, init=64),
+    # Ma et al. 2018: ShuffleNet V2 (output channels of stage2..stage4 and conv5)
+    _tv("shufflenet_v2_x0_5", "shufflenet_v2", c2=48, c3=96, c4=192, c5=1024),
+    _tv("shufflenet_v2_x1_0", "shufflenet_v2", c2=116, c3=232, c4=464, c5=1024),
+    _tv("shufflenet_v2_x1_5", "shufflenet_v2", c2=176, c3=352, c4=704, c5=1024),
+    _tv("shufflenet_v2_x2_0", "shufflenet_v2", c2=244, c3=488, c4=976, c5=2048),
 )
