@@ -241,6 +241,13 @@ class If(IRNode):
     orelse: tuple["Stmt", ...] = ()
 
 
+class Repeat(IRNode):
+    """``repeat N:`` body (v2): the body's statements N times, in the enclosing scope."""
+
+    count: Expr
+    body: tuple["Stmt", ...]
+
+
 class Sequential(IRNode):
     """``[label:] sequential:`` body (v2): a scope naming its children 0, 1, 2 like nn.Sequential."""
 
@@ -248,7 +255,7 @@ class Sequential(IRNode):
     body: tuple["Stmt", ...]
 
 
-Stmt = Union[Apply, Stage, Residual, Ref, Defaults, Let, If, Sequential]
+Stmt = Union[Apply, Stage, Residual, Ref, Defaults, Let, If, Sequential, Repeat]
 
 
 def bodies(stmt: "Stmt") -> tuple[tuple["Stmt", ...], ...]:
@@ -258,7 +265,7 @@ def bodies(stmt: "Stmt") -> tuple[tuple["Stmt", ...], ...]:
         return (stmt.body, stmt.shortcut or ())
     if isinstance(stmt, If):
         return (stmt.body, stmt.orelse)
-    if isinstance(stmt, Sequential):
+    if isinstance(stmt, (Sequential, Repeat)):
         return (stmt.body,)
     return ()
 
@@ -272,6 +279,8 @@ def expressions(stmt: "Stmt") -> tuple["Expr", ...]:
         found.append(stmt.value)
     elif isinstance(stmt, If):
         found.append(stmt.cond)
+    elif isinstance(stmt, Repeat):
+        found.append(stmt.count)
     return tuple(found)
 
 
@@ -322,6 +331,6 @@ def args_by_name(args: tuple[Arg, ...], names: list[str] | tuple[str, ...]) -> d
     return bound
 
 
-for _model in (TupleExpr, BinOp, Neg, FuncCall, Compare, BoolOp, Not, IfExpr, Arg, Residual, If, Sequential,
+for _model in (TupleExpr, BinOp, Neg, FuncCall, Compare, BoolOp, Not, IfExpr, Arg, Residual, If, Sequential, Repeat,
                Let, Block, Network):
     _model.model_rebuild()

@@ -20,7 +20,7 @@ BODY_WORDS = ("residual", "shortcut", "sequential")
 #: A learnable tensor (``[label:] parameter D1, D2, ..., init=V``): a statement, not an op.
 PARAMETER_WORD = "parameter"
 #: Every statement word that is not an op: a block may not take one of these names.
-STATEMENT_WORDS = (*BODY_WORDS, "stage", *REF_KINDS, PARAMETER_WORD, "if", "elif", "else", "let")
+STATEMENT_WORDS = (*BODY_WORDS, "stage", *REF_KINDS, PARAMETER_WORD, "if", "elif", "else", "let", "repeat")
 
 # ---- options and types -----------------------------------------------------------
 #: How a residual's shortcut is chosen (``residual shortcut=B:``, ``--shortcut B``).

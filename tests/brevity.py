@@ -40,7 +40,7 @@ def spec_lines(path: Path) -> int:
 
 def python_lines(module_name: str, names: list[str]) -> int:
     """Non-blank, non-comment, non-docstring, non-decorator lines of the named top-level
-    definitions of ``module_name``."""
+    definitions (classes, functions, and tables such as VGG's ``cfgs``) of ``module_name``."""
     module = importlib.import_module(module_name)
     source = inspect.getsource(module)
     lines = source.splitlines()
@@ -54,9 +54,17 @@ def python_lines(module_name: str, names: list[str]) -> int:
         if isinstance(body, list) and body and isinstance(body[0], ast.Expr) \
                 and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str):
             skipped |= set(range(body[0].lineno, body[0].end_lineno + 1))
-    found = {node.name: node for node in tree.body
-             if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and node.name in names}
+    found = {_name(node): node for node in tree.body if _name(node) in names}
     missing = set(names) - set(found)
     assert not missing, f"{module_name} has no {sorted(missing)}"
     return sum(1 for node in found.values() for n in range(node.lineno, node.end_lineno + 1)
                if n not in skipped and lines[n - 1].strip() and not lines[n - 1].strip().startswith("#"))
+
+
+def _name(node: ast.stmt) -> str | None:
+    if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+        return node.name
+    if isinstance(node, (ast.Assign, ast.AnnAssign)):
+        target = node.targets[0] if isinstance(node, ast.Assign) else node.target
+        return getattr(target, "id", None)
+    return None

@@ -347,3 +347,25 @@ def test_a_size_tuple_from_expressions():
     assert net.output_shape == (4, 4, 4, 4)
     assert "a size tuple holds integers" in error("conv 3, 4, stride=(1, relu)", shape="[3, 4, 8]")
     run_standalone(net)
+
+
+def test_a_let_name_never_becomes_an_attribute():
+    assert load("let half = channels(input) // 2\nconv 1, half").output_shape[0] == 2
+    assert "is a Python keyword" in error("let lambda = 2\nrelu")
+
+
+def test_repeat_runs_its_body_in_the_enclosing_scope():
+    body = "features: sequential:\n    repeat k:\n        conv 3, 8\n        relu\n    maxpool 2"
+    net = load(body, head="network n(k: int = 2)")
+    assert keys(net) == ["features.0.weight", "features.0.bias", "features.2.weight", "features.2.bias"]
+    assert load(body, head="network n(k: int = 2)", k=0).output_shape == (4, 4, 4)
+    run_standalone(net)
+    assert "repeat takes a count of 0 or more" in error("repeat -1:\n    relu")
+    assert "is already used as a name" in error("repeat 2:\n    c: conv 1, 4")
+    text = "network: n\ninput: 'x: [4, 8, 8]'\nbody:\n  - repeat 3:\n      - conv 1, 4\n"
+    assert len([d for d in op_nodes(resdsl.loads(text, fmt="yaml").graph) if d.op == "conv"]) == 3
+
+
+def test_repeat_work_is_bounded():
+    with pytest.raises(resdsl.SpecError, match="more than 20,000 ops|takes more than"):
+        load("repeat 100000:\n    repeat 100000:\n        relu")

@@ -23,8 +23,6 @@ from __future__ import annotations
 import ast
 import importlib
 import importlib.util
-import io
-import tokenize
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -229,69 +227,3 @@ def test_check_analyze_and_render(family: Variant, tmp_path: Path, capsys):
 def test_header_states_every_count(family: Variant):
     header = " ".join(line for line in family.path.read_text().splitlines() if line.startswith("#"))
     assert all(f"{v.count:,}" in header for v in VARIANTS if v.spec == family.spec)
-
-
-# ---- brevity (issue 14, item 5) -----------------------------------------------------------
-
-TORCHVISION_FILES = {"vgg": "vgg.py", "squeezenet": "squeezenet.py", "densenet": "densenet.py",
-                     "shufflenet_v2": "shufflenetv2.py"}
-
-
-def spec_lines(path: Path) -> int:
-    """Non-blank, non-comment lines of a spec and of the std files it imports (once each)."""
-    seen: set[Path] = set()
-
-    def count(file: Path) -> int:
-        if file in seen:
-            return 0
-        seen.add(file)
-        lines = [ln.strip() for ln in file.read_text().splitlines()]
-        total = sum(1 for ln in lines if ln and not ln.startswith("#"))
-        for ln in lines:
-            if ln.startswith('import "std/'):
-                name = ln.split('"')[1].removeprefix("std/").removesuffix(".res")
-                total += count(STD / f"{name}.res")
-        return total
-
-    return count(path)
-
-
-def torchvision_lines(file: str) -> int:
-    """Non-blank, non-comment, non-docstring lines of the classes, functions and tables of
-    a torchvision model file that define the architecture: weights enums, ``__all__``,
-    metadata, imports and the pretrained-key remapping are left out; the public builders
-    (``vgg11`` ...) count, since they hold the variants' configurations."""
-    src = (Path(torchvision.__file__).parent / "models" / file).read_text()
-    tree = ast.parse(src)
-    docs = {line for node in ast.walk(tree)
-            if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef)) and node.body
-            and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)
-            and isinstance(node.body[0].value.value, str)
-            for line in range(node.body[0].lineno, node.body[0].end_lineno + 1)}
-    spans = []
-    for node in tree.body:
-        if isinstance(node, (ast.Import, ast.ImportFrom)):
-            continue
-        if isinstance(node, ast.ClassDef) and node.name.endswith("_Weights"):
-            continue
-        if isinstance(node, ast.FunctionDef) and node.name == "_load_state_dict":
-            continue
-        if isinstance(node, (ast.Assign, ast.AnnAssign)):
-            target = node.targets[0] if isinstance(node, ast.Assign) else node.target
-            if getattr(target, "id", "") in ("__all__", "_COMMON_META"):
-                continue
-        start = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
-        spans.append((start, node.end_lineno))
-    lines = set()
-    skip = (tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT,
-            tokenize.ENDMARKER)
-    for tok in tokenize.generate_tokens(io.StringIO(src).readline):
-        if tok.type not in skip:
-            lines |= {ln for ln in range(tok.start[0], tok.end[0] + 1)
-                      if ln not in docs and any(a <= ln <= b for a, b in spans)}
-    return len(lines)
-
-
-@pytest.mark.parametrize("spec", FAMILIES)
-def test_spec_is_shorter_than_torchvision(spec: str):
-    assert spec_lines(ZOO / f"{spec}.res") < torchvision_lines(TORCHVISION_FILES[spec])

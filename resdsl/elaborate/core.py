@@ -220,6 +220,13 @@ class Elaborator(ParamsMixin, BlocksMixin, ResidualsMixin, RefsMixin, Sequential
                 if chosen is not None:
                     current = self.body(chosen, scope, current, defaults)
                 continue
+            if isinstance(stmt, ir.Repeat):  # no level of its own either: the body, N times
+                for _ in range(self.repeats(stmt, scope)):
+                    failures = self.failures
+                    current = self.body(stmt.body, scope, current, defaults)
+                    if self.failures != failures:  # the next rounds would meet the same problems
+                        break
+                continue
             try:
                 if isinstance(stmt, ir.Let):
                     self.let(stmt, scope)
@@ -246,6 +253,25 @@ class Elaborator(ParamsMixin, BlocksMixin, ResidualsMixin, RefsMixin, Sequential
         except _Unknown:
             value = UNKNOWN
         scope.env = ChainMap({stmt.name: value}, scope.env)
+
+    def repeats(self, stmt: ir.Repeat, scope: Scope) -> int:
+        """How many times a ``repeat`` runs its body (0 after an error in the count)."""
+        try:
+            count = evaluate(stmt.count, scope.env, scope.shape_of)
+        except _Unknown:
+            return 0
+        except Problem as problem:
+            self.report(problem, scope)
+            return 0
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            self.error(stmt.count.span, f"repeat takes a count of 0 or more, not {describe(count)}",
+                       hint="write e.g. 'repeat n:'")
+            return 0
+        if count > self.limits.max_repeat:
+            self.error(stmt.count.span, f"repeat {count:,} is over the limit of {self.limits.max_repeat:,}",
+                       hint="use fewer repeats")
+            return 0
+        return count
 
     def branch(self, stmt: ir.If, scope: Scope) -> tuple[ir.Stmt, ...] | None:
         """The body an ``if`` chooses (an ``elif`` is an ``if`` alone in ``orelse``), or

@@ -72,6 +72,7 @@ def _declared_labels(stmts: Iterable[ir.Stmt]) -> set[str]:
             labels.add(stmt.label)
         if isinstance(stmt, ir.Residual) and stmt.label is None:
             labels |= _declared_labels(stmt.body)
-        if isinstance(stmt, ir.If):
-            labels |= _declared_labels(stmt.body) | _declared_labels(stmt.orelse)
+        if isinstance(stmt, (ir.If, ir.Repeat)):
+            for body in ir.bodies(stmt):
+                labels |= _declared_labels(body)
     return labels

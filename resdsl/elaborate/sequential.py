@@ -44,7 +44,7 @@ class SequentialMixin:
 
     def check_chain_item(self, item: ir.Stmt) -> None:
         """A sequential's statements form a chain, each taking the one before's output."""
-        if isinstance(item, ir.If):
+        if isinstance(item, (ir.If, ir.Repeat)):
             for body in ir.bodies(item):
                 for inner in body:
                     self.check_chain_item(inner)

@@ -34,8 +34,9 @@ def file_locator(filename: str) -> Locate:
     return locate
 
 
-def check_identifier(name: str, span: Span, errors: ErrorList, what: str) -> None:
-    """Names become Python attributes in generated code: keep them safe and unambiguous."""
+def check_identifier(name: str, span: Span, errors: ErrorList, what: str, attribute: bool = True) -> None:
+    """Names become Python attributes in generated code: keep them safe and unambiguous
+    (``attribute=False``: a name that never becomes an attribute, a ``let``)."""
     if name.startswith("__"):
         errors.add(
             span,
@@ -48,7 +49,7 @@ def check_identifier(name: str, span: Span, errors: ErrorList, what: str) -> Non
             f"{what} '{name}' is a Python keyword and cannot name a module or tensor",
             hint=f"rename it, e.g. '{name}_'",
         )
-    elif name in MODULE_ATTRIBUTES:
+    elif attribute and name in MODULE_ATTRIBUTES:
         errors.add(
             span,
             f"{what} '{name}' would shadow torch.nn.Module.{name}"
@@ -340,7 +341,7 @@ class ToIR(Transformer):
     def let_stmt(self, meta, children):
         tok, value = children
         span = self.tok_span(tok)
-        check_identifier(tok.value, span, self.errors, "name")
+        check_identifier(tok.value, span, self.errors, "name", attribute=False)
         return ir.Let(name=tok.value, value=value, span=self.span(meta), name_span=span)
 
     def if_part(self, meta, children):
@@ -353,6 +354,14 @@ class ToIR(Transformer):
 
     def else_part(self, meta, children):
         return _Branch("else", None, self.body(children), self.span(meta))
+
+    def repeat_part(self, meta, children):
+        count, *stmts = children
+        return ir.Repeat(count=count, body=self.body(stmts), span=self.span(meta))
+
+    def yaml_repeat(self, meta, children):
+        return _Compound(None, _Head("repeat", "repeat", (children[0],), self.span(meta), self.span(meta)), (),
+                         self.span(meta))
 
     def yaml_if(self, meta, children):
         return _Compound(None, _Head("if", "if", (children[0],), self.span(meta), self.span(meta)), (),
@@ -369,6 +378,8 @@ class ToIR(Transformer):
     def statement(self, label_tok, head: _Head, body):
         if head.kind in ("if", "elif", "else"):  # YAML: '- if COND:' mapping to its body
             return _Branch(head.kind, head.args[0] if head.args else None, body or (), head.span)
+        if head.kind == "repeat":  # YAML: '- repeat N:'
+            return ir.Repeat(count=head.args[0], body=body or (), span=head.span)
         label, label_span = self.label_of(label_tok)
         span = head.span
         if label is not None and head.span.located:  # the statement reads from its label on

@@ -18,7 +18,10 @@ from ...graph import op_node
 from ...ops.base import OMIT, REGISTRY, TorchArgs
 from .forms import as_kind, evaluate_form, unknown
 from .params import Writes
-from .text import IN, Call, compact, lit, names, normalise, source, v1_expression
+from .text import IN, Call, compact, expression_size, lit, names, normalise, source, v1_expression
+
+#: The largest expression (in nodes) written as an expression rather than its value.
+MAX_EXPRESSION_SIZE = 15
 
 if TYPE_CHECKING:  # pragma: no cover
     from .generator import Generator
@@ -55,6 +58,10 @@ class Ctx:
     def sym(self, expr: ir.Expr | None, value: Any, kind: str = "int", rank: int = 0) -> ir.Expr | None:
         if expr is None or not names(expr) <= set(self.env) or not v1_expression(expr):
             return None  # v2 expressions (comparisons, channels(), ...) are written as their values
+        if expression_size(expr) > MAX_EXPRESSION_SIZE:
+            # Channels followed through many merges (a DenseNet's running concat, ShuffleNet's
+            # chunk and concat) would grow without bound: write the number instead.
+            return None
         try:
             got = normalise(evaluate(expr, self.env), kind, rank)
         except Problem:

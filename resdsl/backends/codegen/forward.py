@@ -125,11 +125,23 @@ class ForwardWriter:
 
 
 def _assignment(indent: str, target: str, rhs: str, comment: str) -> list[str]:
-    """``target = rhs  # where``; an expression too long for the line is wrapped in
-    parentheses, as black wraps it (a long drop-path rate: ``_drop_path(out, 0.0058823529411764705,
-    self.training) + x``)."""
+    """``target = rhs  # where``, split as black splits a line that is too long: an
+    expression with a top-level operator is wrapped in parentheses, a call is split at
+    its last bracket pair (``out = self.expand3x3_activation(\n    squeeze\n)  # ...``)."""
     line = f"{indent}{target} = {rhs}{comment}"
-    single_call = rhs.count("(") == 1 and rhs.endswith(")")  # black leaves ``f(a, b)  # c`` whole
-    if len(line) <= LINE_LENGTH or single_call:
+    if len(line) <= LINE_LENGTH:
         return [line]
-    return [f"{indent}{target} = (", f"{indent}{INDENT}{rhs}", f"{indent}){comment}"]
+    depth, operator, opening = 0, False, None
+    for index, char in enumerate(rhs):
+        if char in "([":
+            if depth == 0:
+                opening = index
+            depth += 1
+        elif char in ")]":
+            depth -= 1
+        elif depth == 0 and char == " ":
+            operator = True  # ``a + b``: black wraps the whole expression
+    if operator or opening is None or rhs[-1] not in ")]":
+        return [f"{indent}{target} = (", f"{indent}{INDENT}{rhs}", f"{indent}){comment}"]
+    return [f"{indent}{target} = {rhs[:opening + 1]}", f"{indent}{INDENT}{rhs[opening + 1:-1]}",
+            f"{indent}{rhs[-1]}{comment}"]

@@ -82,6 +82,9 @@ class Flow:
                 self.body(stmt.orelse, env, hard)
             elif isinstance(stmt, ir.Sequential):
                 self.body(stmt.body, env, hard)
+            elif isinstance(stmt, ir.Repeat):  # how often the body exists is structure
+                hard |= self.deps(stmt.count, env)
+                self.body(stmt.body, env, hard)
             elif isinstance(stmt, ir.Defaults):
                 for arg in stmt.args:
                     hard |= self.deps(arg.value, env)

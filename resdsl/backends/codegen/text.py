@@ -82,6 +82,10 @@ def names(expr: ir.Expr) -> set[str]:
     return set().union(*(names(e) for e in ir.expr_children(expr)))
 
 
+def expression_size(expr: ir.Expr) -> int:
+    return 1 + sum(expression_size(e) for e in ir.expr_children(expr))
+
+
 def v1_expression(expr: ir.Expr) -> bool:
     """Whether ``expr`` uses only what :func:`source` writes as Python (arithmetic, min,
     max); other expressions are written as the value they give."""
@@ -128,12 +132,36 @@ def substitute(expr: ir.Expr, mapping: dict[str, ir.Expr]) -> ir.Expr:
 
 
 def fold(expr: ir.BinOp) -> ir.Expr:
+    """Constant arithmetic folded, and repeated terms collected: ``a + g + g`` is
+    ``a + 2 * g`` (a DenseNet block's running concat: ``init + 5 * growth``)."""
     if isinstance(expr.left, ir.IntLit) and isinstance(expr.right, ir.IntLit) and expr.op in "+-*":
         try:
             return ir.IntLit(value=evaluate(expr, {}))
         except Problem:  # pragma: no cover - out of range
             return expr
+    if expr.op == "+":
+        name, count = _multiple(expr.right)
+        if name is not None:
+            if _multiple(expr.left)[0] == name:
+                return _times(_multiple(expr.left)[1] + count, name)
+            if isinstance(expr.left, ir.BinOp) and expr.left.op == "+" and _multiple(expr.left.right)[0] == name:
+                total = _multiple(expr.left.right)[1] + count
+                return ir.BinOp(op="+", left=expr.left.left, right=_times(total, name))
     return expr
+
+
+def _multiple(expr: ir.Expr) -> tuple[str | None, int]:
+    """``g`` -> (g, 1), ``3 * g`` -> (g, 3); anything else (None, 0)."""
+    if isinstance(expr, ir.NameRef):
+        return expr.name, 1
+    if isinstance(expr, ir.BinOp) and expr.op == "*" and isinstance(expr.left, ir.IntLit) and \
+            isinstance(expr.right, ir.NameRef):
+        return expr.right.name, expr.left.value
+    return None, 0
+
+
+def _times(count: int, name: str) -> ir.Expr:
+    return ir.BinOp(op="*", left=ir.IntLit(value=count), right=ir.NameRef(name=name))
 
 
 def int_expr(value: int) -> ir.Expr:
