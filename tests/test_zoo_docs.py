@@ -90,3 +90,9 @@ def test_docs_list_every_model_with_its_count():
     text = (ROOT / "docs" / "zoo.md").read_text()
     missing = [row for row in model_rows() if row not in text]
     assert not missing, "docs/zoo.md's table of models is out of date; its rows are:\n" + "\n".join(model_rows())
+
+
+def test_readme_counts_the_zoo():
+    text = (ROOT / "README.md").read_text()
+    assert f"{len(resdsl.zoo.ENTRIES)} models" in text
+    assert "| `efficientnet.res` | 55 |" in (ROOT / "docs" / "zoo.md").read_text()  # the README's figure
