@@ -113,7 +113,9 @@ class Constructors:
         # Channels for the next op: the op's width argument, else the input's when the op
         # keeps them (norms, pools, activations, a flatten of a 1x1 map), else the number.
         sym = None
-        for candidate in (width_sym, in_sym):
+        # An op that sets the width follows its width expression only: its input's channels
+        # may equal its output's by coincidence (a depthwise conv of an unexpanded block).
+        for candidate in (width_sym,) if width and not own_exprs else (width_sym, in_sym):
             sym = ctx.sym(candidate, shape[0]) if candidate is not None and shape else None
             if sym is not None:
                 break
