@@ -76,6 +76,6 @@ RESERVED_NAMES = frozenset(
 GENERATED_NAMES = frozenset({
     "self", "torch", "nn", "F", "super", "min", "max", "int", "float", "bool", "tuple", "range",
     "None", "True", "False", "ValueError", "Optional", "_center_crop", "_drop_path", "ChannelLayerNorm",
-    "_parameter", "OrderedDict",
+    "_parameter", "OrderedDict", "_make_divisible", "round",
     "Permute", "_channel_shuffle",
 })

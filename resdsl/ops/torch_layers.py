@@ -63,3 +63,11 @@ def _channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
     x = x.view(batch, groups, channels // groups, *rest)
     x = torch.transpose(x, 1, 2).contiguous()
     return x.view(batch, channels, *rest)
+
+
+def _make_divisible(value: float, divisor: int, minimum: int | None = None) -> int:
+    """torchvision's ``_make_divisible``: ``value`` rounded to a multiple of ``divisor``,
+    not below ``minimum`` (default ``divisor``) nor below 90% of ``value``."""
+    minimum = divisor if minimum is None else minimum
+    rounded = max(minimum, int(value + divisor / 2) // divisor * divisor)
+    return rounded + divisor if rounded < 0.9 * value else rounded

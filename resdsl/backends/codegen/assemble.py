@@ -7,11 +7,13 @@ A mixin of :class:`~.generator.Generator`.
 from __future__ import annotations
 
 import inspect
+import re
 
 from .text import IN, INDENT, LINE_LENGTH, lit, pyname
 
 #: Helpers a file may need, in the order they are written.
-HELPER_NAMES = ("ChannelLayerNorm", "_center_crop", "_drop_path", "_parameter", "Permute", "_channel_shuffle")
+HELPER_NAMES = ("ChannelLayerNorm", "_center_crop", "_drop_path", "_parameter", "Permute", "_channel_shuffle",
+                "_make_divisible")
 
 
 def _helper_sources() -> dict[str, str]:
@@ -53,7 +55,7 @@ class Assembler:
                 [f"{INDENT * 2}{s}," for s in sig] + [f"{INDENT}) -> None:"]
         else:
             head_lines = [head]
-        body = head_lines + [f"{INDENT * 2}super().__init__()"]
+        body = head_lines + [f"{INDENT * 2}super().__init__()"] + self._let_lines(ctx)
         for name, value in self.frozen.items() if box.kind == "network" else ():
             py = ctx.py[name]
             body += [f"{INDENT * 2}if {py} != {lit(value)}:",
@@ -63,6 +65,20 @@ class Assembler:
                      f"{INDENT * 3})"]
         body += init
         return "\n".join(body + [""] + forward)
+
+    def _let_lines(self, ctx) -> list[str]:
+        """The block's ``let`` names its code uses (and the ones those need), computed first."""
+        needed = {name for name, _ in ctx.lets if name in ctx.used}
+        for name, text in reversed(ctx.lets):
+            if name in needed:
+                needed |= {n for n, _ in ctx.lets if re.search(rf"\b{re.escape(ctx.py[n])}\b", text)}
+        lines = []
+        for name, text in ctx.lets:
+            if name in needed:
+                if "_make_divisible(" in text:
+                    self.helpers.add("_make_divisible")
+                lines.append(f"{INDENT * 2}{ctx.py[name]} = {text}")
+        return lines
 
     def assemble(self) -> str:
         header = [

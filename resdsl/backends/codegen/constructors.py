@@ -15,7 +15,7 @@ from ... import ir
 from ...graph import op_node
 from ...ops import REGISTRY
 from .context import CodeArgs, Ctx
-from .text import IN, Call, fold, int_expr, lit, literal_expr, pyname, substitute
+from .text import IN, Call, fold, int_expr, lit, literal_expr, names, pyname, substitute
 
 
 class Constructors:
@@ -31,11 +31,11 @@ class Constructors:
     def sequential(self, path: str, ctx: Ctx, chan: dict) -> Call:
         """``nn.Sequential(...)`` of a chain of ops and containers named 0, 1, 2, ..."""
         box = self.boxes[path]
-        # An inline block's statements are written in the block's names, which this code
-        # (its caller's) does not have: their values are written instead.
-        own = box.kind != "block"
+        # An inline block's statements are written in the block's names: the call's argument
+        # expressions stand in for them (``conv_norm_act(mid, 3)``: its conv's width is ``mid``).
+        mapping = self._call_mapping(path) if box.kind == "block" else None
         steps = self.children[path]
-        items = [self.child_call(ref, ctx, chan) if kind == "child" else self.ctor(ref, ctx, chan, own)
+        items = [self.child_call(ref, ctx, chan) if kind == "child" else self.ctor(ref, ctx, chan, mapping)
                  for kind, ref in steps]
         if self._positional(path):
             return Call("nn.Sequential", items)
@@ -87,14 +87,29 @@ class Constructors:
             chan[box.output] = int_expr(out_value[0])
         return Call(info.name, args)
 
-    def ctor(self, node: int, ctx: Ctx, chan: dict, own_exprs: bool = True) -> Call:
+    def _call_mapping(self, path: str) -> dict[str, ir.Expr]:
+        """A block call's parameters as the caller's expressions: the arguments written, and
+        the defaults that are plain numbers."""
+        block = self.block_ir.get(self.boxes[path].block or "")
+        mapping = dict(self.call_exprs(path))
+        for param in block.params if block is not None else ():
+            if param.name not in mapping and param.default is not None and not names(param.default):
+                mapping[param.name] = param.default
+        return mapping
+
+    def ctor(self, node: int, ctx: Ctx, chan: dict, mapping: dict[str, ir.Expr] | None = None) -> Call:
         """The torch constructor of one op, as its catalogue entry describes it, with the
-        spec's expressions where they hold for this instance."""
+        spec's expressions where they hold for this instance (``mapping``: an inline block's
+        parameters in the caller's terms)."""
         data = op_node(self.graph, node)
         args, shape = data.args, data.shape
         spec = REGISTRY[data.op]
         forms = self.dependence.args[node]
-        exprs = self.arg_exprs(node) if own_exprs else {}
+        exprs = self.arg_exprs(node)
+        own_exprs = mapping is None
+        if mapping is not None:  # a literal after substitution is written as torch's default allows
+            exprs = {k: s for k, e in exprs.items() if names(e) <= set(mapping)
+                     if names(s := substitute(e, mapping))}
         rank = len(data.in_shapes[0]) - 1 if data.inputs else 0
         in_sym = chan.get(data.inputs[0]) if data.inputs else None
         width = next((name for name in spec.width_args if name in args), None)

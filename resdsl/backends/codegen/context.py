@@ -37,6 +37,7 @@ class Ctx:
     writes: Writes
     forms: dict[str, Any] = field(default_factory=dict)  # visible names -> their forms
     used: set[str] = field(default_factory=set)
+    lets: list[tuple[str, str]] = field(default_factory=list)  # (let name, its Python) computed in __init__
 
     def expr(self, expr: ir.Expr | None, value: Any, form: Any, kind: str = "int", rank: int = 0) -> str:
         """``expr`` as Python if it gives ``value`` for this instance, else ``value``'s

@@ -14,9 +14,10 @@ from ...errors import Problem
 from ...expr import evaluate
 from ...graph import op_node, op_nodes
 from ...ops import REGISTRY
-from .context import Ctx
 from ...elaborate.sequential import is_sequential_block
-from .text import IN, RESERVED, camel, coerce, lit, mentioned, names, pyname, safe_file
+from .context import Ctx
+from .forms import deps_of, unknown
+from .text import IN, RESERVED, camel, coerce, let_source, lit, mentioned, names, pyname, safe_file
 
 
 
@@ -202,7 +203,39 @@ class Plan:
         env[IN] = op_node(self.graph, box.input).shape[0]
         forms[IN] = self.dependence.shapes[box.input][0]
         py[IN] = pyname("in_channels", taken)
-        return Ctx(env, py, {n for n in net_params if n not in bound}, self.writes, forms)
+        ctx = Ctx(env, py, {n for n in net_params if n not in bound}, self.writes, forms)
+        if self.boxes[owner].kind == "block":
+            self._add_lets(owner, ctx, own=owner == path)
+        return ctx
+
+    def _add_lets(self, owner: str, ctx: Ctx, own: bool) -> None:
+        """The owner block's top-level ``let`` names, where Python can compute them from the
+        block's parameters and input channels (``let mid = make_divisible(channels(input) *
+        expand, 8)``): the block's class computes them at the top of ``__init__`` (``own``), its
+        parts take them as arguments, and instances that differ only in them share a class."""
+        box = self.boxes[owner]
+        block = self.block_ir.get(box.block or "")
+        in_value = op_node(self.graph, box.input).shape[0]
+        values = {**box.args, IN: in_value}
+        for stmt in block.body if block is not None else ():
+            if not isinstance(stmt, ir.Let):
+                continue
+            text = let_source(stmt.value, ctx.py)
+            if text is None:
+                continue
+            try:
+                value = evaluate(stmt.value, values, lambda name, e: (in_value,) if name == "input" else None)
+            except Problem:
+                continue
+            if type(value) not in (int, float):
+                continue
+            values[stmt.name] = value
+            deps = frozenset().union(*(deps_of(ctx.forms[n]) for n in names(stmt.value) | {IN} if n in ctx.forms))
+            ctx.env[stmt.name] = value
+            ctx.forms[stmt.name] = unknown(value, deps)
+            ctx.py[stmt.name] = pyname(stmt.name, set(ctx.py.values()) | RESERVED)
+            if own:
+                ctx.lets.append((stmt.name, text))
 
     def _type_of(self, path: str, name: str) -> str:
         while path and self.boxes[path].kind != "block":

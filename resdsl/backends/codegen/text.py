@@ -82,6 +82,39 @@ def names(expr: ir.Expr) -> set[str]:
     return set().union(*(names(e) for e in ir.expr_children(expr)))
 
 
+#: Functions a ``let`` may use and still be computed by generated code: their Python names.
+_LET_FUNCTIONS = {"min": "min", "max": "max", "int": "int", "round": "round", "make_divisible": "_make_divisible"}
+
+
+def let_source(expr: ir.Expr, py: dict[str, str]) -> str | None:
+    """A ``let``'s expression as Python over the names in ``py`` (``channels(input)`` is the
+    class's input channels), or None where generated code cannot compute it."""
+    converted = _computable(expr, py)
+    return None if converted is None else source(converted, {**py, **{f: f for f in _LET_FUNCTIONS.values()}})[0]
+
+
+def _computable(expr: ir.Expr, py: dict[str, str]) -> ir.Expr | None:
+    if isinstance(expr, (ir.IntLit, ir.FloatLit)):
+        return expr
+    if isinstance(expr, ir.NameRef):
+        return expr if expr.name in py else None
+    if isinstance(expr, ir.FuncCall):
+        if expr.func == "channels":
+            only = expr.args[0] if len(expr.args) == 1 else None
+            return ir.NameRef(name=IN) if isinstance(only, ir.NameRef) and only.name == "input" else None
+        args = [_computable(a, py) for a in expr.args]
+        if expr.func not in _LET_FUNCTIONS or None in args:
+            return None
+        return ir.FuncCall(func=_LET_FUNCTIONS[expr.func], args=tuple(args))
+    if isinstance(expr, ir.BinOp):
+        left, right = _computable(expr.left, py), _computable(expr.right, py)
+        return None if left is None or right is None else ir.BinOp(op=expr.op, left=left, right=right)
+    if isinstance(expr, ir.Neg):
+        operand = _computable(expr.operand, py)
+        return None if operand is None else ir.Neg(operand=operand)
+    return None
+
+
 def expression_size(expr: ir.Expr) -> int:
     return 1 + sum(expression_size(e) for e in ir.expr_children(expr))
 
@@ -134,7 +167,8 @@ def substitute(expr: ir.Expr, mapping: dict[str, ir.Expr]) -> ir.Expr:
 def fold(expr: ir.BinOp) -> ir.Expr:
     """Constant arithmetic folded, and repeated terms collected: ``a + g + g`` is
     ``a + 2 * g`` (a DenseNet block's running concat: ``init + 5 * growth``)."""
-    if isinstance(expr.left, ir.IntLit) and isinstance(expr.right, ir.IntLit) and expr.op in "+-*":
+    if isinstance(expr.left, ir.IntLit) and isinstance(expr.right, ir.IntLit) and \
+            (expr.op in ("+", "-", "*") or (expr.op in ("//", "%") and expr.right.value != 0)):
         try:
             return ir.IntLit(value=evaluate(expr, {}))
         except Problem:  # pragma: no cover - out of range
