@@ -27,6 +27,10 @@ class MergeCode(Protocol):
     def lit(self, value: Any) -> str:
         """A constant as Python source."""
 
+    def value(self, name: str) -> str:
+        """Argument ``name`` as Python: an attribute the constructor set from its arguments
+        (``self.drop_path``, so instances that differ only in it share a class), else a literal."""
+
     def written(self, name: str) -> bool:
         """Whether the spec wrote argument ``name`` (a written value stays in the code)."""
 
@@ -99,9 +103,9 @@ def _merge(name: str, doc: str, infer, label, code: Callable[[MergeCode], str],
 def _residual_code(m: MergeCode) -> str:
     body = m.inputs[0]
     if m.args["drop_path"] != 0.0 or m.written("drop_path"):
-        body = f"{m.helper('_drop_path')}({body}, {m.lit(m.args['drop_path'])}, self.training)"
+        body = f"{m.helper('_drop_path')}({body}, {m.value('drop_path')}, self.training)"
     if m.args["scale"] != 1.0 or m.written("scale"):
-        body = f"{body} * {m.lit(m.args['scale'])}"
+        body = f"{body} * {m.value('scale')}"
     return f"{body} + {m.inputs[1]}"
 
 

@@ -178,10 +178,11 @@ class MergeWriter:
     """What a merge's ``merge_code`` asks (:class:`resdsl.ops.merge.MergeCode`): values are
     literals here, since ``forward`` sees no ``__init__`` arguments."""
 
-    def __init__(self, gen: "Generator", node: int, inputs: list[str]):
+    def __init__(self, gen: "Generator", node: int, inputs: list[str], attributes: dict | None = None):
         data = op_node(gen.graph, node)
         self.gen = gen
         self.inputs = inputs
+        self.attributes = attributes or {}  # argument -> ``self.NAME`` set in __init__
         self.args = RecordedArgs(data.args, gen.dependence.args[node], gen.writes)
         self.rank = len(data.in_shapes[0]) - 1
         # Per-sample shapes (their ranks are structure, not sizes the code writes).
@@ -192,6 +193,9 @@ class MergeWriter:
 
     def lit(self, value: Any) -> str:
         return lit(value)
+
+    def value(self, name: str) -> str:
+        return self.attributes.get(name) or lit(self.args[name])
 
     def written(self, name: str) -> bool:
         return name in self.options

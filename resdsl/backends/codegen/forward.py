@@ -40,7 +40,8 @@ class Op:
 class ForwardWriter:
     """Writes ``forward`` (see :class:`~.generator.Generator`)."""
 
-    def merge_op(self, node: int, optional: str | None = None, inputs: tuple | None = None) -> Op:
+    def merge_op(self, node: int, optional: str | None = None, inputs: tuple | None = None,
+                 attributes: dict | None = None) -> Op:
         data = op_node(self.graph, node)
         spec = REGISTRY[data.op]
         inputs = tuple(inputs or data.inputs)
@@ -48,7 +49,8 @@ class ForwardWriter:
         if spec.in_place and len(inputs) == 2:  # ``a + b`` may be written ``a += b``
             probe = spec.merge_code(MergeWriter(self, node, ["a", "b"]))
             augmented = next((o for o in _AUGMENTED if probe == f"a {o} b"), None)
-        return Op(node, inputs, data.span, lambda names: spec.written_inline(MergeWriter(self, node, names)),
+        return Op(node, inputs, data.span,
+                  lambda names: spec.written_inline(MergeWriter(self, node, names, attributes)),
                   kind="merge", in_place=spec.in_place, augmented=augmented, optional=optional)
 
     def forward(self, path: str, ops: list[Op], box: Container) -> tuple[list[str], set[str]]:

@@ -29,7 +29,7 @@ from .constructors import Constructors
 from .forward import ForwardWriter, Op
 from .params import Dependence, Flow, Writes
 from .plan import Plan
-from .text import IN, INDENT, RESERVED, Call, Cond, camel, pyname, safe_file, statement
+from .text import IN, INDENT, RESERVED, Call, Cond, camel, names, pyname, safe_file, statement
 
 
 class CompiledSpec(Protocol):
@@ -222,6 +222,9 @@ class Generator(Plan, Constructors, ForwardWriter, Assembler):
                 flags.append((flag, ukey))
                 flag_values[flag] = unit.shortcut == "projection"
         starts: dict[Any, int] = {}  # step -> where its __init__ lines begin
+        # attribute names this class sets: its children's, and the merges' (self.drop_path)
+        taken = {self._local(ref) if kind == "child" else (op_node(self.graph, ref).module or "").rsplit(".", 1)[-1]
+                 for kind, ref in self.children[path]} | RESERVED
         shortcut_lines: dict[int, tuple[int, int]] = {}  # merge -> its shortcut's __init__ lines
         for kind, ref in self.children[path]:
             starts[ref] = len(init)
@@ -253,9 +256,11 @@ class Generator(Plan, Constructors, ForwardWriter, Assembler):
                     placeholders[token] = ukey
                     shortcut_lines[ref] = (len(init), len(init) + 1)
                     init.append(token)
-                    ops.append(self.merge_op(ref, optional=local, inputs=(unit.body_output, unit.input)))
-                else:  # forward code sees no __init__ arguments: its values are literals
-                    ops.append(self.merge_op(ref))
+                    attributes = self._merge_attributes(ref, ctx, init, inner, taken)
+                    ops.append(self.merge_op(ref, optional=local, inputs=(unit.body_output, unit.input),
+                                             attributes=attributes))
+                else:  # forward sees no __init__ arguments: its values are literals or attributes
+                    ops.append(self.merge_op(ref, attributes=self._merge_attributes(ref, ctx, init, inner, taken)))
                 continue
             local = self._local(data.module)
             calls[local] = self.ctor(ref, ctx, chan)
@@ -280,6 +285,26 @@ class Generator(Plan, Constructors, ForwardWriter, Assembler):
             self.frozen = self.frozen_params()
         body = self.class_body(path, ctx, params, net_params, flags, init, forward)
         return Rendered(body, params, net_params, flags, out_sym, flag_values, placeholders, filled)
+
+    def _merge_attributes(self, node: int, ctx, init: list[str], indent: str, taken: set[str]) -> dict:
+        """A merge's float options written with the instance's own names (``drop_path=p``)
+        become attributes set in ``__init__`` (``self.drop_path = p``), so that blocks whose
+        stochastic-depth rates differ share one class; literal options stay literals."""
+        data = op_node(self.graph, node)
+        stmt = data.stmt
+        found: dict[str, str] = {}
+        for option in getattr(stmt, "options", ()) if isinstance(stmt, ir.Residual) else ():
+            if option.name not in ("drop_path", "scale") or option.name not in data.args:
+                continue
+            sym = ctx.sym(option.value, data.args[option.name], "float")
+            if sym is None or not names(sym):
+                continue
+            attribute = pyname(option.name, taken)
+            taken.add(attribute)
+            text = ctx.expr(option.value, data.args[option.name], self.dependence.args[node].get(option.name), "float")
+            init.append(f"{indent}self.{attribute} = {text}  # {self.where(stmt.span)}")
+            found[option.name] = f"self.{attribute}"
+        return found
 
     def _shortcuts_first(self, path: str, init: list[str], starts: dict, shortcut_lines: dict) -> list[str]:
         """Move the __init__ lines of each ``shortcut_first`` unit's shortcut before its body's,
