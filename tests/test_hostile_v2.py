@@ -1,0 +1,44 @@
+"""Hostile and confused inputs against the language-v2 constructs (issue 14's attack):
+each test pins one root cause, and fails without its fix."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import resdsl
+from resdsl.backends.codegen import generate
+
+
+def load(body: str, shape: str = "[4, 8, 8]", blocks: str = "", head: str = "network n", **params):
+    text = f"{blocks}\n{head}:\n    input x: {shape}\n" + "".join(
+        f"    {line}\n" for line in body.strip("\n").splitlines())
+    return resdsl.loads(text, **params)
+
+
+def standalone_matches_build(net) -> None:
+    """The generated file, run on its own, computes what build() computes."""
+    namespace: dict = {}
+    exec(compile(generate(net).text, "<generated>", "exec"), namespace)  # noqa: S102 - our own code
+    cls = [v for v in namespace.values() if isinstance(v, type) and issubclass(v, torch.nn.Module)][-1]
+    built, standalone = net.build().eval(), cls().eval()
+    standalone.load_state_dict(built.state_dict(), strict=True)
+    x = torch.randn(2, *net.input_shape)
+    with torch.no_grad():
+        out = built(x)
+        assert tuple(out.shape[1:]) == net.output_shape
+        torch.testing.assert_close(standalone(x), out)
+
+
+# ---- learnable tensors whose dims are all equal ---------------------------------------------
+
+@pytest.mark.parametrize("dims, body", [
+    ("4", "permute 1, 2, 0\nadd p"),            # [4]: a 1-D tensor, written as (4,)
+    ("4, 1, 1", "mul p"),
+    ("8, 8", "add p"),                          # (8, 8) was written 8: torch.full(8) raised TypeError
+    ("1, 1, 1", "mul p"),
+])
+def test_a_parameter_with_equal_dims_keeps_its_shape(dims, body):
+    net = load(f"p: parameter {dims}, init=0.5\nfrom input\n{body}", shape="[4, 8, 8]")
+    assert dict(net.build(device="meta").named_parameters())["p"].shape == tuple(map(int, dims.split(",")))
+    standalone_matches_build(net)
