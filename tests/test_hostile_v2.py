@@ -42,3 +42,17 @@ def test_a_parameter_with_equal_dims_keeps_its_shape(dims, body):
     net = load(f"p: parameter {dims}, init=0.5\nfrom input\n{body}", shape="[4, 8, 8]")
     assert dict(net.build(device="meta").named_parameters())["p"].shape == tuple(map(int, dims.split(",")))
     standalone_matches_build(net)
+
+
+# ---- many lets in one body ----------------------------------------------------------------
+
+def test_thousands_of_lets_in_one_body_elaborate_in_linear_time():
+    # Each let used to wrap the scope's names in one more ChainMap: 1,000 lets made lookups
+    # recurse past Python's limit, reported as "nested too deeply" at the network's name.
+    import time
+
+    lets = "\n".join(f"let a{i} = a{i - 1} + 1" if i else "let a0 = 1" for i in range(2500))
+    start = time.process_time()
+    net = load(f"{lets}\nconv 1, a2499 // 1000")
+    assert net.output_shape == (2, 8, 8)
+    assert time.process_time() - start < 2.0

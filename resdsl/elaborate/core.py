@@ -252,7 +252,10 @@ class Elaborator(ParamsMixin, BlocksMixin, ResidualsMixin, RefsMixin, Sequential
             value = evaluate(stmt.value, scope.env, scope.shape_of)
         except _Unknown:
             value = UNKNOWN
-        scope.env = ChainMap({stmt.name: value}, scope.env)
+        if scope.lets is None:  # one layer for all of a body's lets: a layer per let nested
+            scope.lets = {}     # ChainMaps as deep as the lets (RecursionError at ~1,000)
+            scope.env = ChainMap(scope.lets, scope.env)
+        scope.lets[stmt.name] = value
 
     def repeats(self, stmt: ir.Repeat, scope: Scope) -> int:
         """How many times a ``repeat`` runs its body (0 after an error in the count)."""
