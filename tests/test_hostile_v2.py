@@ -56,3 +56,32 @@ def test_thousands_of_lets_in_one_body_elaborate_in_linear_time():
     net = load(f"{lets}\nconv 1, a2499 // 1000")
     assert net.output_shape == (2, 8, 8)
     assert time.process_time() - start < 2.0
+
+
+# ---- names that v2 options give to modules ------------------------------------------------
+
+@pytest.mark.parametrize("stmt, message", [
+    # proj= named the shortcut submodule with any identifier: 'forward' replaced the network's
+    # forward (RecursionError in every call), '__class__' made forward call the class.
+    ("residual proj=forward:", "proj= 'forward' would shadow torch.nn.Module.forward"),
+    ("residual proj=__class__:", "proj= '__class__' starts with '__'"),
+    ("residual proj=training:", "would shadow torch.nn.Module.training"),
+    ("residual proj=p:", "proj= 'forward' would shadow"),  # through a str parameter
+])
+def test_proj_names_are_checked_like_labels(stmt, message):
+    with pytest.raises(resdsl.SpecError) as caught:
+        load(f"{stmt}\n    conv 3, 8, stride=2", head="network n(p: str = forward)")
+    assert message in str(caught.value)
+    assert "inline.res:4:14: error" in str(caught.value)  # at the option
+
+
+@pytest.mark.parametrize("where", ["", "s: sequential:\n    "])
+def test_a_stage_prefix_and_start_cannot_name_a_module_attribute(where):
+    # prefix=bfloat, start=16 named an instance 'bfloat16' (nn.Module.bfloat16): KeyError in build
+    blocks = "block b(c: int):\n    conv 1, c\n"
+    with pytest.raises(resdsl.SpecError) as caught:
+        load(f"{where}stage b(4) x 2, prefix=bfloat, start=15", blocks=blocks)
+    assert "instance name 'bfloat16' would shadow torch.nn.Module.bfloat16" in str(caught.value)
+    assert "prefix=bfloat" in str(caught.value)  # the caret's line
+    net = load(f"{where}stage b(4) x 2, prefix=bfloat, start=17", blocks=blocks)  # bfloat17: fine
+    standalone_matches_build(net)
