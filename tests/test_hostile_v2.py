@@ -85,3 +85,30 @@ def test_a_stage_prefix_and_start_cannot_name_a_module_attribute(where):
     assert "prefix=bfloat" in str(caught.value)  # the caret's line
     net = load(f"{where}stage b(4) x 2, prefix=bfloat, start=17", blocks=blocks)  # bfloat17: fine
     standalone_matches_build(net)
+
+
+# ---- a learnable tensor has no batch dimension ------------------------------------------
+
+@pytest.mark.parametrize("body, message", [
+    # each of these built, and torch ran the ops on the parameter as one unbatched sample:
+    # compile said "SHAPES DIFFER" and exited 3, build() returned a net of the wrong shape
+    ("q: parameter 4, 8, 8", "the network's output is a learnable tensor"),
+    ("q: parameter 4, 4\nadd q", "add reads a learnable tensor (a 'parameter', line 4)"),
+    ("q: parameter 4, 8, 8\nconv 1, 4", "conv reads a learnable tensor"),
+    ("q: parameter 4, 8, 8\nfrom input\nconcat q", "concat reads a learnable tensor"),
+    ("q: parameter 4, 8, 8\nresidual:\n    mul input", "reads a learnable tensor"),
+])
+def test_a_parameter_is_read_only_by_a_broadcasting_merge_with_activations(body, message):
+    with pytest.raises(resdsl.SpecError) as caught:
+        load(body)
+    assert message in str(caught.value)
+    assert len(caught.value.diagnostics) == 1
+
+
+@pytest.mark.parametrize("body", [
+    "q: parameter 4, 8, 8\nmul input\nresidual:\n    conv 3, 4",   # the product is batched
+    "q: parameter 2, 4, 1, 1\nmul input",                         # [2, 4, 8, 8] per sample
+    "a: conv 1, 4\nq: parameter 4, 1, 1\nadd a",
+])
+def test_a_parameter_broadcast_with_activations_builds_as_inferred(body):
+    standalone_matches_build(load(body))
