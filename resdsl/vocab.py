@@ -9,6 +9,7 @@ statement kind or policy is added in one place. No torch, no third-party import.
 
 from __future__ import annotations
 
+import keyword
 from typing import Literal, get_args
 
 # ---- statements ------------------------------------------------------------------
@@ -79,3 +80,19 @@ GENERATED_NAMES = frozenset({
     "_parameter", "OrderedDict", "_make_divisible", "round",
     "Permute", "_channel_shuffle",
 })
+
+
+def identifier_problem(name: str, what: str, attribute: bool = True) -> tuple[str, str] | None:
+    """Why ``name`` cannot name a module attribute or a Python name in generated code, as
+    (message, hint), or None. ``attribute=False``: a name that never becomes an attribute."""
+    if name.startswith("__"):
+        return f"{what} '{name}' starts with '__', which resdsl reserves", \
+            f"rename it, e.g. '{name.lstrip('_') or 'x'}'"
+    if keyword.iskeyword(name):
+        return f"{what} '{name}' is a Python keyword and cannot name a module or tensor", f"rename it, e.g. '{name}_'"
+    if attribute and name in MODULE_ATTRIBUTES:
+        internal = " (an internal attribute)" if name.startswith("_") else ""
+        return f"{what} '{name}' would shadow torch.nn.Module.{name}{internal}", f"rename it, e.g. '{name.lstrip('_')}_'"
+    if name in RESERVED_NAMES:
+        return f"{what} '{name}' is reserved: generated Python code relies on that name", f"rename it, e.g. '{name}_'"
+    return None

@@ -11,6 +11,7 @@ from .. import ir
 from ..errors import Problem, Span, did_you_mean
 from ..expr import Value, describe, evaluate, type_name
 from ..graph import Container
+from ..vocab import identifier_problem
 from .scope import Scope, Tensor, _CallNote
 from .sequential import is_sequential_block
 from .values import _block_usage, _convert, _type_text
@@ -135,10 +136,13 @@ class BlocksMixin:
         env = parent.env
         for index in range(count):
             before, work_before, failures = self.nodes, self.work, self.failures
-            if options.index is not None:
-                parent.env = ChainMap({options.index: index}, env)
             instance = None if options.inline else (
                 f"{options.prefix}{options.start + index}" if options.prefix else str(options.start + index))
+            problem = identifier_problem(instance, "instance name") if options.prefix else None
+            if problem is not None:  # prefix=bfloat, start=16 names torch.nn.Module.bfloat16
+                raise Problem(options.prefix_span, problem[0], hint="choose another prefix= or start=")
+            if options.index is not None:
+                parent.env = ChainMap({options.index: index}, env)
             try:
                 current = self.apply_block(
                     block.name, stmt.args, None, stmt, parent, current, defaults,
@@ -179,7 +183,7 @@ class BlocksMixin:
                 if value.startswith("__") or not value[0].isalpha():
                     raise Problem(option.span, f"prefix '{value}' must start with a letter",
                                   hint="instance names become module names")
-                options.prefix = value
+                options.prefix, options.prefix_span = value, option.span
             elif option.name == "start":
                 if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                     raise Problem(option.span, f"start= takes a non-negative integer, not {describe(value)}",
@@ -227,5 +231,6 @@ class _StageOptions:
     first: dict = field(default_factory=dict)  # arguments of instance 0 only (stride=)
     index: str | None = None  # the name bound to the instance index
     prefix: str = ""
+    prefix_span: Span | None = None
     start: int = 0
     inline: bool = False

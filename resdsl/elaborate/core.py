@@ -10,7 +10,7 @@ import networkx as nx
 from .. import ir
 from ..errors import ErrorList, Problem, Span, did_you_mean
 from ..expr import UNKNOWN, Value, _Unknown, describe, evaluate
-from ..graph import Container, Made, OpEdge, OpNode, add_op_node, new_graph, op_edge, set_edge
+from ..graph import Container, Made, OpEdge, OpNode, add_op_node, new_graph, op_edge, op_node, set_edge
 from ..ops import REGISTRY, OpError, bind, signature_hint, user_ops
 from ..shapes import Shape, format_shape
 from ..vocab import PARAMETER_WORD, STATEMENT_WORDS
@@ -74,6 +74,10 @@ class Elaborator(ParamsMixin, BlocksMixin, ResidualsMixin, RefsMixin, Sequential
         self.graph.graph["input"] = x.node
         self.check_block_names()
         out = self.body(net.body, root, x, {})
+        if out.shape is not None and not REGISTRY[op_node(self.graph, out.node).op].batched:
+            self.error(out.origin, "the network's output is a learnable tensor (a 'parameter'), "
+                       "which has no batch dimension", hint="end with an op on the activations, "
+                       "e.g. 'mul LABEL' of the parameter")
         self.graph.graph["output"] = out.node
         self.graph.graph["containers"][""].input = x.node
         self.graph.graph["containers"][""].output = out.node
@@ -109,6 +113,7 @@ class Elaborator(ParamsMixin, BlocksMixin, ResidualsMixin, RefsMixin, Sequential
             raise LimitProblem(span, f"the network has more than {self.limits.max_nodes:,} ops",
                                hint="reduce the depth, or raise the limit (Limits.max_nodes)",
                                notes=scope.notes)
+        self.check_batched(op, inputs, stmt, scope)
         node = self.nodes
         self.nodes += 1
         if not shortcut and REGISTRY[op].zero_init_norm:
@@ -126,6 +131,16 @@ class Elaborator(ParamsMixin, BlocksMixin, ResidualsMixin, RefsMixin, Sequential
             else:
                 set_edge(graph, tensor.node, node, OpEdge(kind, tensor.shape, (port,)))
         return Tensor(node, shape, span)
+
+    def check_batched(self, op: str, inputs: list[Tensor], stmt: Made, scope: Scope) -> None:
+        """A learnable tensor has no batch dim: only a broadcasting merge with a batched
+        tensor may read it (torch would apply any other op to it as one unbatched sample)."""
+        unbatched = [t for t in inputs if not REGISTRY[op_node(self.graph, t.node).op].batched]
+        if unbatched and (not REGISTRY[op].takes_unbatched or len(unbatched) == len(inputs)):
+            raise Problem(stmt.span, f"{op} reads a learnable tensor (a 'parameter', line "
+                          f"{unbatched[0].origin.line}), which has no batch dimension",
+                          hint="use a parameter in 'add LABEL' or 'mul LABEL' with an activation; "
+                               "'from' an activation first", notes=scope.notes)
 
     def module_name(self, scope: Scope, label: str | None, base: str, span: Span) -> str:
         """The submodule name of a statement: its label, or a deterministic automatic name."""
@@ -252,7 +267,10 @@ class Elaborator(ParamsMixin, BlocksMixin, ResidualsMixin, RefsMixin, Sequential
             value = evaluate(stmt.value, scope.env, scope.shape_of)
         except _Unknown:
             value = UNKNOWN
-        scope.env = ChainMap({stmt.name: value}, scope.env)
+        if scope.lets is None:  # one layer for all of a body's lets: a layer per let nested
+            scope.lets = {}     # ChainMaps as deep as the lets (RecursionError at ~1,000)
+            scope.env = ChainMap(scope.lets, scope.env)
+        scope.lets[stmt.name] = value
 
     def repeats(self, stmt: ir.Repeat, scope: Scope) -> int:
         """How many times a ``repeat`` runs its body (0 after an error in the count)."""

@@ -10,7 +10,7 @@ from ..expr import describe, evaluate
 from ..graph import Container, ResidualUnit, op_edge, op_node, set_edge, update_node
 from ..ops import REGISTRY, projection
 from ..shapes import Shape, format_shape
-from ..vocab import SHORTCUT_POLICIES
+from ..vocab import SHORTCUT_POLICIES, identifier_problem
 from .scope import Scope, Tensor
 
 
@@ -42,6 +42,9 @@ class ResidualsMixin:
                 if not isinstance(value, str) or not value.isidentifier():
                     raise Problem(option.span, f"proj= takes a name for the shortcut submodule, not "
                                   f"{describe(value)}", hint="write e.g. proj=proj (RegNet) or proj=shortcut")
+                problem = identifier_problem(value, "proj=")  # it becomes a module attribute
+                if problem is not None:
+                    raise Problem(option.span, problem[0], hint=problem[1])
                 proj = value
             elif option.name == "shortcut_first":
                 if not isinstance(value, bool):

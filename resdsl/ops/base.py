@@ -178,6 +178,9 @@ class OpSpec:
     # The output carries the batch dim. False for a tensor without one (a learnable
     # parameter): a broadcasting merge aligns it from the right, as torch does.
     batched: bool = True
+    # Takes a tensor without the batch dim (a learnable parameter) beside a batched one, and
+    # gives a batched result (broadcasting add and mul). Every other op reads batched inputs.
+    takes_unbatched: bool = False
     # May overwrite its first input when that input is fresh and dead: a module op is then
     # built with ``inplace=True``, a merge ``a + b`` is written ``a += b``.
     in_place: bool = False

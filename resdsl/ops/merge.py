@@ -89,14 +89,14 @@ def _concat_shapes(shapes: list[Shape], args: dict) -> Shape:
 
 def _merge(name: str, doc: str, infer, label, code: Callable[[MergeCode], str],
            macs=lambda i, o, a: prod(o), in_place: bool = False, fresh: bool = True,
-           receptive_field=POINTWISE, diagram: Diagram = MERGE) -> None:
+           receptive_field=POINTWISE, diagram: Diagram = MERGE, broadcasts: bool = False) -> None:
     # Merges are statements, not modules: the code generator writes them inline. A merge's
     # receptive field is the widest of its inputs' (the analysis takes it) and its own.
     register(OpSpec(
         name=name, doc=doc, category="merge", positional=(), keywords=(),
         infer=infer, label=label, macs=macs, internal=True,
         receptive_field=receptive_field, nonlinear=False, diagram=diagram,
-        merge_code=code, in_place=in_place, fresh_output=fresh,
+        merge_code=code, in_place=in_place, fresh_output=fresh, takes_unbatched=broadcasts,
     ))
 
 
@@ -131,9 +131,10 @@ register(OpSpec(
 _merge("residual_add", "out = scale * drop_path(body) + shortcut", _same_shapes, lambda a, i, o: "+",
        _residual_code, in_place=True)  # out += identity
 _merge("add", "Element-wise sum with an earlier tensor (long skip); shapes broadcast (numpy's rule).",
-       broadcast, lambda a, i, o: "+", _broadcast_code("+"))
+       broadcast, lambda a, i, o: "+", _broadcast_code("+"), broadcasts=True)
 _merge("mul", "Element-wise product with an earlier tensor (gating); shapes broadcast (numpy's rule, "
-       "a [C, 1, 1] gate times [C, H, W]).", broadcast, lambda a, i, o: "x", _broadcast_code("*"))
+       "a [C, 1, 1] gate times [C, H, W]).", broadcast, lambda a, i, o: "x", _broadcast_code("*"),
+       broadcasts=True)
 _merge("concat", "Channel concatenation [current, earlier], optionally center-cropping the earlier.",
        _concat_shapes, lambda a, i, o: "concat", _concat_code, macs=lambda i, o, a: 0)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import keyword
 from typing import Any, Iterable
 
 from lark import Token, Transformer, Tree, v_args
@@ -13,7 +12,7 @@ from lark.exceptions import (
 
 from .. import ir
 from ..errors import ErrorList, Span
-from ..vocab import BODY_WORDS, FUNCTIONS, MODULE_ATTRIBUTES, PARAM_TYPES, REF_KINDS, RESERVED_NAMES
+from ..vocab import BODY_WORDS, FUNCTIONS, PARAM_TYPES, REF_KINDS, identifier_problem
 from .diagnostics import Locate, syntax_diagnostic
 from .grammar import IndentationProblem, get_parser
 
@@ -37,31 +36,9 @@ def file_locator(filename: str) -> Locate:
 def check_identifier(name: str, span: Span, errors: ErrorList, what: str, attribute: bool = True) -> None:
     """Names become Python attributes in generated code: keep them safe and unambiguous
     (``attribute=False``: a name that never becomes an attribute, a ``let``)."""
-    if name.startswith("__"):
-        errors.add(
-            span,
-            f"{what} '{name}' starts with '__', which resdsl reserves",
-            hint=f"rename it, e.g. '{name.lstrip('_') or 'x'}'",
-        )
-    elif keyword.iskeyword(name):
-        errors.add(
-            span,
-            f"{what} '{name}' is a Python keyword and cannot name a module or tensor",
-            hint=f"rename it, e.g. '{name}_'",
-        )
-    elif attribute and name in MODULE_ATTRIBUTES:
-        errors.add(
-            span,
-            f"{what} '{name}' would shadow torch.nn.Module.{name}"
-            + (" (an internal attribute)" if name.startswith("_") else ""),
-            hint=f"rename it, e.g. '{name.lstrip('_')}_'",
-        )
-    elif name in RESERVED_NAMES:
-        errors.add(
-            span,
-            f"{what} '{name}' is reserved: generated Python code relies on that name",
-            hint=f"rename it, e.g. '{name}_'",
-        )
+    problem = identifier_problem(name, what, attribute)
+    if problem is not None:
+        errors.add(span, problem[0], hint=problem[1])
 
 
 class _CappedErrors:

@@ -158,7 +158,7 @@ class CodeArgs(TorchArgs):
         return lit(self.shape[-1])
 
     def lit(self, value: Any) -> str:
-        return lit(value)
+        return lit(value, exact=True)  # a constant as the op gives it (sizes go through arg())
 
     def kw(self, name: str, torch_default: Any) -> Any:
         if name not in self.overrides and name not in self.exprs and \

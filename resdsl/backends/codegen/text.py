@@ -53,10 +53,12 @@ def compact(value: Any) -> Any:
     return value
 
 
-def lit(value: Any) -> str:
+def lit(value: Any, exact: bool = False) -> str:
     """A literal of generated code. Exact types only: a subclass of int or str could
-    bring its own ``__repr__`` (normalised away at the API, refused here again)."""
-    value = compact(value)
+    bring its own ``__repr__`` (normalised away at the API, refused here again).
+    Sizes are written compactly (torch expands ``3`` to ``(3, 3)``) unless ``exact``: a
+    shape such as a learnable tensor's ``(4, 4)`` or ``(4,)`` must stay a tuple."""
+    value = value if exact else compact(value)
     if type(value) is str and re.fullmatch(r"[\w .,;:=/()-]*", value):
         return f'"{value}"'  # black's quotes; repr() for anything else
     if type(value) is str or value is None:
