@@ -137,7 +137,8 @@ class Elaborator(ParamsMixin, BlocksMixin, ResidualsMixin, RefsMixin, Sequential
         tensor may read it (torch would apply any other op to it as one unbatched sample)."""
         unbatched = [t for t in inputs if not REGISTRY[op_node(self.graph, t.node).op].batched]
         if unbatched and (not REGISTRY[op].takes_unbatched or len(unbatched) == len(inputs)):
-            raise Problem(stmt.span, f"{op} reads a learnable tensor (a 'parameter', line "
+            what = "the residual's addition" if isinstance(stmt, ir.Residual) else op
+            raise Problem(stmt.span, f"{what} reads a learnable tensor (a 'parameter', line "
                           f"{unbatched[0].origin.line}), which has no batch dimension",
                           hint="use a parameter in 'add LABEL' or 'mul LABEL' with an activation; "
                                "'from' an activation first", notes=scope.notes)
