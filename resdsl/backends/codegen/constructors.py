@@ -15,7 +15,7 @@ from ... import ir
 from ...graph import op_node
 from ...ops import REGISTRY
 from .context import CodeArgs, Ctx
-from .text import IN, Call, fold, int_expr, lit, literal_expr, names, pyname, substitute
+from .text import IN, Call, fold, int_expr, lit, literal_expr, names, pyname, substitute, substitute_input
 
 
 class Constructors:
@@ -106,6 +106,9 @@ class Constructors:
         spec = REGISTRY[data.op]
         forms = self.dependence.args[node]
         exprs = self.arg_exprs(node)
+        if data.container == ctx.path and self.boxes[ctx.path].kind == "block":
+            # ``channels(input)`` in the block's own scope is the class's ``in_channels``
+            exprs = {k: substitute_input(e) for k, e in exprs.items()}
         own_exprs = mapping is None
         if mapping is not None:  # a literal after substitution is written as torch's default allows
             exprs = {k: s for k, e in exprs.items() if names(e) <= set(mapping)
@@ -159,7 +162,7 @@ class Constructors:
         if not shape:
             return None
         inputs = [chan.get(n) for n in data.inputs]
-        candidates = [inputs[0]]
+        candidates = list(inputs)  # a broadcast keeps the widest input's (SE: the gated input's)
         if len(inputs) == 2 and None not in inputs:
             candidates.append(fold(ir.BinOp(op="+", left=inputs[0], right=inputs[1])))
         in_value = data.in_shapes[0][0] if data.in_shapes[0] else 0

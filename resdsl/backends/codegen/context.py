@@ -22,6 +22,8 @@ from .text import IN, Call, compact, expression_size, lit, names, normalise, sou
 
 #: The largest expression (in nodes) written as an expression rather than its value.
 MAX_EXPRESSION_SIZE = 15
+#: ... and the longest as text: a longer one is a line black would break.
+MAX_EXPRESSION_TEXT = 40
 
 if TYPE_CHECKING:  # pragma: no cover
     from .generator import Generator
@@ -38,6 +40,7 @@ class Ctx:
     forms: dict[str, Any] = field(default_factory=dict)  # visible names -> their forms
     used: set[str] = field(default_factory=set)
     lets: list[tuple[str, str]] = field(default_factory=list)  # (let name, its Python) computed in __init__
+    path: str = ""  # the container whose class this is
 
     def expr(self, expr: ir.Expr | None, value: Any, form: Any, kind: str = "int", rank: int = 0) -> str:
         """``expr`` as Python if it gives ``value`` for this instance, else ``value``'s
@@ -59,7 +62,7 @@ class Ctx:
     def sym(self, expr: ir.Expr | None, value: Any, kind: str = "int", rank: int = 0) -> ir.Expr | None:
         if expr is None or not names(expr) <= set(self.env) or not v1_expression(expr):
             return None  # v2 expressions (comparisons, channels(), ...) are written as their values
-        if expression_size(expr) > MAX_EXPRESSION_SIZE:
+        if expression_size(expr) > MAX_EXPRESSION_SIZE or len(source(expr, self.py)[0]) > MAX_EXPRESSION_TEXT:
             # Channels followed through many merges (a DenseNet's running concat, ShuffleNet's
             # chunk and concat) would grow without bound: write the number instead.
             return None

@@ -188,7 +188,7 @@ class Plan:
         net_forms = self.dependence.net_forms
         if box.kind == "network":
             py = {n: pyname(n) for n in net_params}
-            return Ctx(dict(net_params), py, set(net_params), self.writes, dict(net_forms))
+            return Ctx(dict(net_params), py, set(net_params), self.writes, dict(net_forms), path=path)
         owner = self.owner(path)
         bound = dict(self.boxes[owner].args) if self.boxes[owner].kind == "block" else {}
         if self.boxes[owner].kind == "block":  # a block sees the network parameters it names
@@ -203,7 +203,7 @@ class Plan:
         env[IN] = op_node(self.graph, box.input).shape[0]
         forms[IN] = self.dependence.shapes[box.input][0]
         py[IN] = pyname("in_channels", taken)
-        ctx = Ctx(env, py, {n for n in net_params if n not in bound}, self.writes, forms)
+        ctx = Ctx(env, py, {n for n in net_params if n not in bound}, self.writes, forms, path=path)
         if self.boxes[owner].kind == "block":
             self._add_lets(owner, ctx, own=owner == path)
         return ctx

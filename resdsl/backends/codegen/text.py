@@ -117,6 +117,21 @@ def _computable(expr: ir.Expr, py: dict[str, str]) -> ir.Expr | None:
     return None
 
 
+def substitute_input(expr: ir.Expr) -> ir.Expr:
+    """``channels(input)`` replaced by the class's input channels (``IN``), where it stands
+    in arithmetic (``conv 1, channels(input)``, ``channels(input) // 4``)."""
+    if isinstance(expr, ir.FuncCall) and expr.func == "channels" and len(expr.args) == 1 and \
+            isinstance(expr.args[0], ir.NameRef) and expr.args[0].name == "input":
+        return ir.NameRef(name=IN)
+    if isinstance(expr, ir.BinOp):
+        return ir.BinOp(op=expr.op, left=substitute_input(expr.left), right=substitute_input(expr.right))
+    if isinstance(expr, ir.Neg):
+        return ir.Neg(operand=substitute_input(expr.operand))
+    if isinstance(expr, ir.FuncCall) and expr.func in PYTHON_FUNCTIONS:
+        return ir.FuncCall(func=expr.func, args=tuple(substitute_input(a) for a in expr.args))
+    return expr
+
+
 def expression_size(expr: ir.Expr) -> int:
     return 1 + sum(expression_size(e) for e in ir.expr_children(expr))
 
