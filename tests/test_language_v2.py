@@ -307,7 +307,7 @@ def test_parameter_is_a_learnable_tensor_on_its_module():
     ("parameter 4, 1, 1", "a parameter needs a label"),
     ("p: parameter 0, 1", "a parameter's dimensions are positive integers"),
     ("p: parameter 4, init=relu", "init must be a number"),
-    ("p: parameter 4, std=1", "parameter has no option 'std'"),
+    ("p: parameter 4, mean=1", "parameter has no option 'mean'"),
 ])
 def test_parameter_errors(stmt, message):
     assert message in error(f"{stmt}\nmul input")
@@ -369,3 +369,24 @@ def test_repeat_runs_its_body_in_the_enclosing_scope():
 def test_repeat_work_is_bounded():
     with pytest.raises(resdsl.SpecError, match="more than 20,000 ops|takes more than"):
         load("repeat 100000:\n    repeat 100000:\n        relu")
+
+
+def test_a_parameter_with_a_batch_dim_of_one_is_a_class_token_and_a_position_embedding():
+    body = "p: linear 8\ncls: parameter 1, 1, 8, batch=true\nseq: concat p\n" \
+           "pos: parameter 1, 6, 8, std=0.02, batch=true\nadd seq\nlinear 3"
+    net = load(body, shape="[5, 8]")
+    assert net.output_shape == (6, 3)
+    model = net.build()
+    assert tuple(model.cls.shape) == (1, 1, 8) and not model.cls.any()  # zeros, as torchvision's
+    assert 0.01 < float(model.pos.detach().std()) < 0.03
+    assert model(torch.randn(4, 5, 8)).shape == (4, 6, 3)  # the token expands to the batch
+    run_standalone(net)
+
+
+@pytest.mark.parametrize("stmt, message", [
+    ("q: parameter 2, 4, batch=true\nconcat input", "write 1 first"),
+    ("q: parameter 1, 4, init=1, std=1\nadd input", "constant (init=) or normal (std=), not both"),
+    ("q: parameter 1, 5, 4, batch=true\nlinear 3", "reads a learnable tensor with a batch dim of one"),
+])
+def test_batched_parameter_errors(stmt, message):
+    assert message in error(stmt, shape="[5, 4]")

@@ -12,6 +12,7 @@ from ..errors import ErrorList, Problem, Span, did_you_mean
 from ..expr import UNKNOWN, Value, _Unknown, describe, evaluate
 from ..graph import Container, Made, OpEdge, OpNode, add_op_node, new_graph, op_edge, op_node, set_edge
 from ..ops import REGISTRY, OpError, bind, signature_hint, user_ops
+from ..ops.base import batch_of
 from ..shapes import Shape, format_shape
 from ..vocab import PARAMETER_WORD, STATEMENT_WORDS
 from .blocks import BlocksMixin
@@ -74,7 +75,8 @@ class Elaborator(ParamsMixin, BlocksMixin, ResidualsMixin, RefsMixin, Sequential
         self.graph.graph["input"] = x.node
         self.check_block_names()
         out = self.body(net.body, root, x, {})
-        if out.shape is not None and not REGISTRY[op_node(self.graph, out.node).op].batched:
+        last = op_node(self.graph, out.node)
+        if out.shape is not None and batch_of(last.op, last.args) != "full":
             self.error(out.origin, "the network's output is a learnable tensor (a 'parameter'), "
                        "which has no batch dimension", hint="end with an op on the activations, "
                        "e.g. 'mul LABEL' of the parameter")
@@ -135,7 +137,13 @@ class Elaborator(ParamsMixin, BlocksMixin, ResidualsMixin, RefsMixin, Sequential
     def check_batched(self, op: str, inputs: list[Tensor], stmt: Made, scope: Scope) -> None:
         """A learnable tensor has no batch dim: only a broadcasting merge with a batched
         tensor may read it (torch would apply any other op to it as one unbatched sample)."""
-        unbatched = [t for t in inputs if not REGISTRY[op_node(self.graph, t.node).op].batched]
+        kinds = [batch_of(op_node(self.graph, t.node).op, op_node(self.graph, t.node).args) for t in inputs]
+        unbatched = [t for t, kind in zip(inputs, kinds) if kind == "none"]
+        single = [t for t, kind in zip(inputs, kinds) if kind == "one"]
+        if single and (not REGISTRY[op].takes_single or len(single) == len(inputs)):
+            raise Problem(stmt.span, f"{op} reads a learnable tensor with a batch dim of one (a "
+                          f"'parameter ..., batch=true', line {single[0].origin.line})",
+                          hint="use it in 'add', 'mul' or 'concat' with an activation", notes=scope.notes)
         if unbatched and (not REGISTRY[op].takes_unbatched or len(unbatched) == len(inputs)):
             what = "the residual's addition" if isinstance(stmt, ir.Residual) else op
             raise Problem(stmt.span, f"{what} reads a learnable tensor (a 'parameter', line "

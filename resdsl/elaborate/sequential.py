@@ -65,12 +65,13 @@ class SequentialMixin:
 
     # ---- learnable tensors -----------------------------------------------------------
     def parameter(self, stmt: ir.Apply, scope: Scope) -> Tensor:
-        """``[label:] parameter D1, D2, ..., init=V``: an nn.Parameter of that exact shape,
-        registered on the enclosing module under its label."""
+        """``[label:] parameter D1, D2, ..., init=V | std=S [, batch=true]``: an nn.Parameter of
+        that exact shape, registered on the enclosing module under its label; ``batch=true``
+        reads D1 (which must be 1) as a batch dim (ViT's class token ``1, 1, D``)."""
         if stmt.label is None:
             raise Problem(stmt.span, "a parameter needs a label: it becomes the module attribute "
                           "that holds the tensor", hint="write e.g. 'layer_scale: parameter C, 1, 1, init=1e-6'")
-        dims, init = [], 0.0
+        dims, init, std, batch = [], 0.0, 0.0, False
         for arg in stmt.args:
             value = evaluate(arg.value, scope.env, scope.shape_of)
             if arg.name is None:
@@ -83,19 +84,37 @@ class SequentialMixin:
                     raise Problem(arg.span, f"init must be a number, not {describe(value)}",
                                   hint="write e.g. init=1e-6 (every element starts at that value)")
                 init = float(value)
+            elif arg.name == "std":
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+                    raise Problem(arg.span, f"std must be a positive number, not {describe(value)}",
+                                  hint="write e.g. std=0.02 (normal init with that deviation)")
+                std = float(value)
+            elif arg.name == "batch":
+                if not isinstance(value, bool):
+                    raise Problem(arg.span, f"batch must be true or false, not {describe(value)}",
+                                  hint="write batch=true for a leading batch dim of one")
+                batch = value
             else:
                 raise Problem(arg.span, f"parameter has no option '{arg.name}'",
-                              hint="parameter D1, D2, ... [, init=V]")
+                              hint="parameter D1, D2, ... [, init=V | std=S] [, batch=true]")
         if not 1 <= len(dims) <= 5:
             raise Problem(stmt.span, f"a parameter has 1 to 5 dimensions, not {len(dims)}",
                           hint="write e.g. 'parameter 96, 1, 1'")
+        if batch and (len(dims) < 2 or dims[0] != 1):
+            raise Problem(stmt.span, f"batch=true reads the first dimension as a batch dim of one: "
+                          f"write 1 first, then the per-sample shape, not {', '.join(map(str, dims))}",
+                          hint="e.g. 'class_token: parameter 1, 1, dim, batch=true'")
+        if init and std:
+            raise Problem(stmt.span, "a parameter starts constant (init=) or normal (std=), not both",
+                          hint="keep one of them")
         shape = tuple(dims)
         count = prod(shape)
         if count > self.limits.max_weight_elements:
             raise Problem(stmt.span, f"parameter would have {count:,} elements, over the limit of "
                           f"{self.limits.max_weight_elements:,}", hint="use smaller sizes")
         name = self.module_name(scope, stmt.label, PARAMETER_WORD, stmt.span)
-        out = self.add_node(PARAMETER_WORD, {"dims": shape, "init": init}, [], [], shape, scope, stmt,
+        args = {"dims": shape, "init": init, "std": std, "batch": batch}
+        out = self.add_node(PARAMETER_WORD, args, [], [], shape[1:] if batch else shape, scope, stmt,
                             module=scope.module_path(name), label=stmt.label, params=count)
         self.set_label(scope, stmt.label, out, stmt.span)
         return out

@@ -181,6 +181,9 @@ class OpSpec:
     # Takes a tensor without the batch dim (a learnable parameter) beside a batched one, and
     # gives a batched result (broadcasting add and mul). Every other op reads batched inputs.
     takes_unbatched: bool = False
+    # Reads a learnable tensor with a batch dim of one (``parameter ..., batch=true``: ViT's
+    # class token, position embedding): a broadcasting merge, or a concat that expands it.
+    takes_single: bool = False
     # May overwrite its first input when that input is fresh and dead: a module op is then
     # built with ``inplace=True``, a merge ``a + b`` is written ``a += b``.
     in_place: bool = False
@@ -310,6 +313,14 @@ class ValueArgs(TorchArgs):
 
 
 REGISTRY: dict[str, OpSpec] = {}
+
+
+def batch_of(op: str, args: Mapping[str, Any]) -> str:
+    """An op's output batch dim: ``full`` (the network's batch), ``one`` (a learnable tensor
+    declared with a batch dim of one, ``batch=true``) or ``none`` (one without)."""
+    if REGISTRY[op].batched:
+        return "full"
+    return "one" if args.get("batch") else "none"
 _OP_NAME = re.compile(r"[a-z][a-z0-9_]*\Z")
 
 

@@ -23,6 +23,7 @@ class MergeCode(Protocol):
     shapes: tuple[tuple[int, ...], ...]  # the inputs' per-sample shapes
     out_shape: tuple[int, ...]  # the output's per-sample shape
     batched: tuple[bool, ...]  # per input: it has a batch dim (a parameter has none)
+    single: tuple[bool, ...]  # per input: its batch dim is one (a parameter with batch=true)
 
     def lit(self, value: Any) -> str:
         """A constant as Python source."""
@@ -89,7 +90,8 @@ def _concat_shapes(shapes: list[Shape], args: dict) -> Shape:
 
 def _merge(name: str, doc: str, infer, label, code: Callable[[MergeCode], str],
            macs=lambda i, o, a: prod(o), in_place: bool = False, fresh: bool = True,
-           receptive_field=POINTWISE, diagram: Diagram = MERGE, broadcasts: bool = False) -> None:
+           receptive_field=POINTWISE, diagram: Diagram = MERGE, broadcasts: bool = False,
+           expands: bool = False) -> None:
     # Merges are statements, not modules: the code generator writes them inline. A merge's
     # receptive field is the widest of its inputs' (the analysis takes it) and its own.
     register(OpSpec(
@@ -97,6 +99,7 @@ def _merge(name: str, doc: str, infer, label, code: Callable[[MergeCode], str],
         infer=infer, label=label, macs=macs, internal=True,
         receptive_field=receptive_field, nonlinear=False, diagram=diagram,
         merge_code=code, in_place=in_place, fresh_output=fresh, takes_unbatched=broadcasts,
+        takes_single=broadcasts or expands,
     ))
 
 
@@ -110,11 +113,16 @@ def _residual_code(m: MergeCode) -> str:
 
 
 def _concat_code(m: MergeCode) -> str:
-    other = m.inputs[1]
+    names = list(m.inputs)
+    full = next((n for n, single in zip(names, m.single) if not single), names[0])
+    for index, single in enumerate(m.single):  # a class token: one copy per sample
+        if single:
+            names[index] = f"{names[index]}.expand({full}.shape[0], {', '.join(['-1'] * (m.rank + 1))})"
+    current, other = names
     if m.args.get("crop") == "center":
         dims = list(range(2, m.rank + 2))
-        other = f"{m.helper('_center_crop')}({other}, {m.inputs[0]}, {dims!r})"
-    return f"torch.cat([{m.inputs[0]}, {other}], 1)"
+        other = f"{m.helper('_center_crop')}({other}, {current}, {dims!r})"
+    return f"torch.cat([{current}, {other}], 1)"
 
 
 def _zero_pad_code(m: MergeCode) -> str:
@@ -136,7 +144,7 @@ _merge("mul", "Element-wise product with an earlier tensor (gating); shapes broa
        "a [C, 1, 1] gate times [C, H, W]).", broadcast, lambda a, i, o: "x", _broadcast_code("*"),
        broadcasts=True)
 _merge("concat", "Channel concatenation [current, earlier], optionally center-cropping the earlier.",
-       _concat_shapes, lambda a, i, o: "concat", _concat_code, macs=lambda i, o, a: 0)
+       _concat_shapes, lambda a, i, o: "concat", _concat_code, macs=lambda i, o, a: 0, expands=True)
 
 
 def _zero_pad_shape(in_shape: Shape, args: dict) -> Shape:

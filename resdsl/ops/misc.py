@@ -104,10 +104,11 @@ register(OpSpec(
     category="io",
     positional=(),
     keywords=(),
-    infer=lambda s, a: a["dims"],
+    infer=lambda s, a: a["dims"][1:] if a.get("batch") else a["dims"],
     params=lambda s, a: prod(a["dims"]),
     label=lambda a, i, o: f"parameter {'x'.join(map(str, a['dims']))}",
-    code=lambda c: c.call("_parameter", c.lit(c.args["dims"]), c.lit(c.args["init"])),
+    code=lambda c: c.call("_parameter", c.lit(c.args["dims"]), c.lit(c.args["init"]),
+                          *([c.lit(c.args["std"])] if c.args.get("std") else [])),
     internal=True,
     source=True,
     batched=False,  # broadcasts as it is: torch aligns its dims to the right of the batched tensor

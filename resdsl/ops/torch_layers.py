@@ -41,8 +41,11 @@ def _drop_path(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
     return x * mask
 
 
-def _parameter(shape: tuple[int, ...], init: float) -> nn.Parameter:
-    """A learnable tensor of ``shape``, every element ``init`` (ConvNeXt's layer scale)."""
+def _parameter(shape: tuple[int, ...], init: float, std: float = 0.0) -> nn.Parameter:
+    """A learnable tensor of ``shape``: every element ``init`` (ConvNeXt's layer scale), or
+    drawn from N(init, std^2) when ``std`` is given (ViT's position embedding)."""
+    if std:
+        return nn.Parameter(torch.empty(shape).normal_(init, std))
     return nn.Parameter(torch.full(shape, init))
 
 

@@ -15,7 +15,7 @@ from ... import ir
 from ...errors import Problem
 from ...expr import evaluate
 from ...graph import op_node
-from ...ops.base import OMIT, REGISTRY, TorchArgs
+from ...ops.base import OMIT, REGISTRY, TorchArgs, batch_of
 from .forms import as_kind, evaluate_form, unknown
 from .params import Writes
 from .text import IN, Call, compact, expression_size, lit, names, normalise, source, v1_expression
@@ -191,7 +191,9 @@ class MergeWriter:
         # Per-sample shapes (their ranks are structure, not sizes the code writes).
         self.shapes = tuple(tuple(int(d) for d in shape) for shape in data.in_shapes)
         self.out_shape = tuple(int(d) for d in data.shape)
-        self.batched = tuple(REGISTRY[op_node(gen.graph, n).op].batched for n in data.inputs)
+        kinds = tuple(batch_of(op_node(gen.graph, n).op, op_node(gen.graph, n).args) for n in data.inputs)
+        self.batched = tuple(kind != "none" for kind in kinds)
+        self.single = tuple(kind == "one" for kind in kinds)
         self.options = {o.name for o in getattr(data.stmt, "options", ())}
 
     def lit(self, value: Any) -> str:
