@@ -193,6 +193,7 @@ class MergeWriter:
         self.out_shape = tuple(int(d) for d in data.shape)
         self.batched = tuple(REGISTRY[op_node(gen.graph, n).op].batched for n in data.inputs)
         self.options = {o.name for o in getattr(data.stmt, "options", ())}
+        self.module: str | None = None  # ``self.NAME`` of an op with a module and a ``call``
 
     def lit(self, value: Any) -> str:
         return lit(value)

@@ -53,6 +53,13 @@ class ForwardWriter:
                   lambda names: spec.written_inline(MergeWriter(self, node, names, attributes)),
                   kind="merge", in_place=spec.in_place, augmented=augmented, optional=optional)
 
+    def call_expr(self, node: int, local: str, names: list[str]) -> str:
+        """A module called its own way: its catalogue entry's ``call`` (attention's
+        ``self.attn(x, x, x, need_weights=False)[0]``)."""
+        writer = MergeWriter(self, node, names)
+        writer.module = f"self.{local}"
+        return REGISTRY[op_node(self.graph, node).op].call(writer)
+
     def forward(self, path: str, ops: list[Op], box: Container) -> tuple[list[str], set[str]]:
         """Straight-line code; a name is reused or deleted as soon as its value is dead.
         Returns the lines and the modules that run in place."""
@@ -133,11 +140,12 @@ def _assignment(indent: str, target: str, rhs: str, comment: str) -> list[str]:
     line = f"{indent}{target} = {rhs}{comment}"
     if len(line) <= LINE_LENGTH:
         return [line]
-    depth, operator, opening = 0, False, None
+    depth, operator, opening, openings = 0, False, None, []
     for index, char in enumerate(rhs):
         if char in "([":
             if depth == 0:
                 opening = index
+                openings.append(index)
             depth += 1
         elif char in ")]":
             depth -= 1
@@ -145,5 +153,10 @@ def _assignment(indent: str, target: str, rhs: str, comment: str) -> list[str]:
             operator = True  # ``a + b``: black wraps the whole expression
     if operator or opening is None or rhs[-1] not in ")]":
         return [f"{indent}{target} = (", f"{indent}{INDENT}{rhs}", f"{indent}){comment}"]
+    trailer = ""
+    if len(openings) > 1 and rhs[opening] == "[" and rhs[opening - 1] == ")":
+        # ``call(...)[0]``: split the call and keep the subscript after it, as black does
+        trailer, rhs = rhs[opening:], rhs[:opening]
+        opening = openings[-2]
     return [f"{indent}{target} = {rhs[:opening + 1]}", f"{indent}{INDENT}{rhs[opening + 1:-1]}",
-            f"{indent}{rhs[-1]}{comment}"]
+            f"{indent}{rhs[-1]}{trailer}{comment}"]
