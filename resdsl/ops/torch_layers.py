@@ -69,7 +69,8 @@ def _causal_mask(x: torch.Tensor) -> torch.Tensor:
     """nn.Transformer.generate_square_subsequent_mask for the tokens of ``x`` ([B, N, D]):
     -inf above the diagonal, so token i attends to tokens 0..i."""
     size = x.shape[1]
-    return torch.triu(torch.full((size, size), float("-inf"), dtype=x.dtype, device=x.device), diagonal=1)
+    mask = torch.full((size, size), float("-inf"), dtype=x.dtype, device=x.device)
+    return torch.triu(mask, diagonal=1)
 
 
 def _make_divisible(value: float, divisor: int, minimum: int | None = None) -> int:

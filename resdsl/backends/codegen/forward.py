@@ -140,12 +140,11 @@ def _assignment(indent: str, target: str, rhs: str, comment: str) -> list[str]:
     line = f"{indent}{target} = {rhs}{comment}"
     if len(line) <= LINE_LENGTH:
         return [line]
-    depth, operator, opening, openings = 0, False, None, []
+    depth, operator, opening = 0, False, None
     for index, char in enumerate(rhs):
         if char in "([":
             if depth == 0:
                 opening = index
-                openings.append(index)
             depth += 1
         elif char in ")]":
             depth -= 1
@@ -153,10 +152,5 @@ def _assignment(indent: str, target: str, rhs: str, comment: str) -> list[str]:
             operator = True  # ``a + b``: black wraps the whole expression
     if operator or opening is None or rhs[-1] not in ")]":
         return [f"{indent}{target} = (", f"{indent}{INDENT}{rhs}", f"{indent}){comment}"]
-    trailer = ""
-    if len(openings) > 1 and rhs[opening] == "[" and rhs[opening - 1] == ")":
-        # ``call(...)[0]``: split the call and keep the subscript after it, as black does
-        trailer, rhs = rhs[opening:], rhs[:opening]
-        opening = openings[-2]
     return [f"{indent}{target} = {rhs[:opening + 1]}", f"{indent}{INDENT}{rhs[opening + 1:-1]}",
-            f"{indent}{rhs[-1]}{trailer}{comment}"]
+            f"{indent}{rhs[-1]}{comment}"]
