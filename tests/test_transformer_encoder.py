@@ -144,7 +144,7 @@ def test_attention_receptive_field_is_global_and_tokens_follow_positions():
 def test_generated_source_is_standalone(tmp_path):
     net = _attention_net(extra=", causal=true")
     source = generate(net)
-    assert "self.attn(x, x, x, need_weights=False, attn_mask=_causal_mask(x), is_causal=True)[" in source.text
+    assert "self.attn(x, x, x, need_weights=False, attn_mask=_causal_mask(x))[" in source.text
     assert "import resdsl" not in source.text and "def _causal_mask" in source.text
     path = tmp_path / "attn.py"
     path.write_text(source.text)

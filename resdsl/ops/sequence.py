@@ -102,7 +102,8 @@ def _attention_code(c):
 
 def _attention_call(m) -> str:
     x = m.inputs[0]
-    mask = f", attn_mask={m.helper('_causal_mask')}({x}), is_causal=True" if m.args["causal"] else ""
+    # torch's own causal semantics: the float mask of generate_square_subsequent_mask
+    mask = f", attn_mask={m.helper('_causal_mask')}({x})" if m.args["causal"] else ""
     return f"{m.module}({x}, {x}, {x}, need_weights=False{mask})[0]"
 
 
