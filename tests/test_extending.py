@@ -231,6 +231,9 @@ EXAMPLES = {
     "permute": ((4, 6, 5), [1, 2, 0], {}),
     "chunk": ((4, 6, 6), [2, 1], {}),
     "channel_shuffle": ((4, 6, 6), [2], {}),
+    "tokens": ((4, 6, 5), [], {}),
+    "select": ((6, 8), [2], {}),
+    "attention": ((6, 8), [2], {"causal": True}),
 }
 #: The internal ops elaboration makes: (input shapes, arguments).
 INTERNAL = {
@@ -288,8 +291,24 @@ def test_every_user_op_answers_each_pass(name):
         assert tuple(result.shape[1:]) == out and op.params(in_shape, args) == 0
         return
     module = op.build(in_shape, args)
-    with torch.no_grad():
-        assert tuple(module(torch.randn(2, *in_shape)).shape[1:]) == out
+    x = torch.randn(2, *in_shape)
+    if op.call is not None:  # called its own way (attention: query, key and value)
+        class Caller:
+            inputs, module = ["x"], "m"
+
+            def lit(self, value):
+                return repr(value)
+
+            def helper(self, helper):
+                return helper
+
+        Caller.args = args
+        with torch.no_grad():
+            result = eval(op.call(Caller()), {"x": x, "m": module, **vars(__import__("resdsl.ops.torch_layers", fromlist=["_"]))})
+    else:
+        with torch.no_grad():
+            result = module(x)
+    assert tuple(result.shape[1:]) == out
     assert sum(p.numel() for p in module.parameters()) == op.params(in_shape, args)
 
 

@@ -332,13 +332,15 @@ def test_the_section_9_examples_of_docs_language_md_parse_and_elaborate():
     section = text[text.index("## 9. Language version 2"):]
     examples = [b.strip("\n") for b in section.split("```")[1::2] if b.lstrip().startswith("block")]
     assert len(examples) >= 3
-    calls = {"inverted": "inverted(8)", "conv_norm_act": "conv_norm_act(8, act=hardswish)", "cn_block": "cn_block(4)"}
+    calls = {"inverted": "inverted(8)", "conv_norm_act": "conv_norm_act(8, act=hardswish)", "cn_block": "cn_block(4)",
+             "encoder_layer": "encoder_layer(8, 2, 16, 0.1, gelu, 1e-5, true)"}
+    shapes = {"encoder_layer": "[5, 8]"}  # a token sequence
     helper = "block conv_norm_act(out: int, k: int = 3, stride: int = 1, groups: int = 1, act: str = relu):\n" \
              "    sequential:\n        conv k, out, stride=stride, groups=groups, bias=false\n        batchnorm\n"
     for example in examples:
         name = example.split("(")[0].split()[1]
         blocks = example + ("\n\n" + helper if name == "inverted" else "")
-        net = load(calls[name], blocks=blocks)
+        net = load(calls[name], blocks=blocks, shape=shapes.get(name, "[4, 8, 8]"))
         assert net.build() is not None
 
 

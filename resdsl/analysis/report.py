@@ -326,7 +326,8 @@ def _layout(data: dict, layouts: dict[int, Layout]) -> Layout:
     rank = len(data.shape)
     known = [layouts[i] for i in data.inputs if i in layouts]
     if spec.moves_dims is not None and known:
-        return tuple(known[0][d] for d in spec.moves_dims(data.in_shapes[0], data.args))
+        # None: an output dim that merges several input dims (tokens of a 2-D map)
+        return tuple(None if d is None else known[0][d] for d in spec.moves_dims(data.in_shapes[0], data.args))
     same = next((lay for lay in known if len(lay) == rank), None)
     return same if same is not None else tuple(range(rank))
 

@@ -454,7 +454,9 @@ def observe(model: nn.Module, graph: nx.DiGraph, nodes: Sequence[int],
     ends = {box.output: modules[path] for path, box in containers(graph).items() if path and path in modules}
 
     def on_output(node: int):
-        return lambda _m, _i, output: record(node, output)
+        # A module called its own way (the catalogue's ``call``) may return a tuple whose
+        # first element is the tensor (nn.MultiheadAttention: output, weights).
+        return lambda _m, _i, output: record(node, output[0] if isinstance(output, tuple) else output)
 
     def on_input(node: int):
         return lambda _m, inputs: record(node, inputs[0])

@@ -58,6 +58,8 @@ class SequentialMixin:
             what = "'parameter'"
         elif isinstance(item, ir.Apply) and item.name in self.ops and self.ops[item.name].inline_code:
             what = f"'{item.name}' (an op without a module)"
+        elif isinstance(item, ir.Apply) and item.name in self.ops and self.ops[item.name].call:
+            what = f"'{item.name}' (a module that nn.Sequential cannot call on one tensor)"
         if what is not None:
             raise Problem(item.span, f"{what} cannot stand in a sequential body: its statements "
                           "run one after another, each on the previous one's output (as nn.Sequential)",

@@ -172,6 +172,11 @@ class OpSpec:
     # its Python expression in ``forward``, ``m`` as for ``merge_code``. It takes no
     # submodule name and no ``nn.Sequential`` position; ``code`` stays None.
     inline_code: Callable[[Any], str] | None = None
+    # A module that ``forward`` does not call as ``module(x)`` (nn.MultiheadAttention takes
+    # query, key and value and returns a tuple): ``call(m)`` returns the expression, from
+    # ``m.module`` (``self.NAME``), ``m.inputs[0]``, ``m.args``, ``m.lit``, ``m.helper``. Such
+    # an op takes no ``nn.Sequential`` position (nn.Sequential calls ``module(x)``).
+    call: Callable[[Any], str] | None = None
     # An op that reorders the per-sample dims (permute): ``moves_dims(in_shape, args)[i]`` is
     # the input dim that output dim i is; the analysis follows spatial dims through it.
     moves_dims: Callable[[Shape, dict], tuple[int, ...]] | None = None
@@ -382,6 +387,7 @@ def entry_problem(spec: OpSpec) -> str | None:
          "diagram must be a Diagram (kind input|op|merge, fold none|label|silent)"),
         (spec.internal or (spec.code is None) != (spec.inline_code is None),
          "an op a spec may name needs its torch ``code`` or, without a module, its ``inline_code``"),
+        (spec.call is None or spec.code is not None, "``call`` writes how a module is called: it needs ``code``"),
         (not any(a.variadic for a in spec.positional[:-1] + spec.keywords)
          and not any(a.variadic and a.kind == "tuple" for a in spec.positional),
          "only the last positional argument may be variadic, and not of kind tuple"),

@@ -68,6 +68,14 @@ def _channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
     return x.view(batch, channels, *rest)
 
 
+def _causal_mask(x: torch.Tensor) -> torch.Tensor:
+    """nn.Transformer.generate_square_subsequent_mask for the tokens of ``x`` ([B, N, D]):
+    -inf above the diagonal, so token i attends to tokens 0..i."""
+    size = x.shape[1]
+    mask = torch.full((size, size), float("-inf"), dtype=x.dtype, device=x.device)
+    return torch.triu(mask, diagonal=1)
+
+
 def _make_divisible(value: float, divisor: int, minimum: int | None = None) -> int:
     """torchvision's ``_make_divisible``: ``value`` rounded to a multiple of ``divisor``,
     not below ``minimum`` (default ``divisor``) nor below 90% of ``value``."""

@@ -186,4 +186,11 @@ ENTRIES: tuple[ZooEntry, ...] = (
     _tv("shufflenet_v2_x1_0", "shufflenet_v2", c2=116, c3=232, c4=464, c5=1024),
     _tv("shufflenet_v2_x1_5", "shufflenet_v2", c2=176, c3=352, c4=704, c5=1024),
     _tv("shufflenet_v2_x2_0", "shufflenet_v2", c2=244, c3=488, c4=976, c5=2048),
+    # Vaswani et al. 2017: the Transformer encoder as torch.nn.TransformerEncoder builds it
+    # (batch_first, torch's defaults: d_model 512, 8 heads, 2,048 wide, 6 layers); a citation,
+    # since the dotted torch.nn.TransformerEncoder needs arguments to be built
+    ZooEntry("transformer_encoder_pre_ln", "resdsl/zoo/transformer_encoder.res", {"norm_first": True},
+             "Vaswani et al. 2017, Transformer encoder, pre-LN (torch.nn.TransformerEncoder, norm_first=True)"),
+    ZooEntry("transformer_encoder_post_ln", "resdsl/zoo/transformer_encoder.res", {"norm_first": False},
+             "Vaswani et al. 2017, Transformer encoder, post-LN (torch.nn.TransformerEncoder, norm_first=False)"),
 )

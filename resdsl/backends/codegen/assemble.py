@@ -13,7 +13,7 @@ from .text import IN, INDENT, LINE_LENGTH, lit, pyname
 
 #: Helpers a file may need, in the order they are written.
 HELPER_NAMES = ("ChannelLayerNorm", "_center_crop", "_drop_path", "_parameter", "Permute", "_channel_shuffle",
-                "_make_divisible")
+                "_make_divisible", "_causal_mask")
 
 
 def _helper_sources() -> dict[str, str]:

@@ -195,6 +195,7 @@ class MergeWriter:
         self.batched = tuple(kind != "none" for kind in kinds)
         self.single = tuple(kind == "one" for kind in kinds)
         self.options = {o.name for o in getattr(data.stmt, "options", ())}
+        self.module: str | None = None  # ``self.NAME`` of an op with a module and a ``call``
 
     def lit(self, value: Any) -> str:
         return lit(value)

@@ -53,6 +53,13 @@ class ForwardWriter:
                   lambda names: spec.written_inline(MergeWriter(self, node, names, attributes)),
                   kind="merge", in_place=spec.in_place, augmented=augmented, optional=optional)
 
+    def call_expr(self, node: int, local: str, names: list[str]) -> str:
+        """A module called its own way: its catalogue entry's ``call`` (attention's
+        ``self.attn(x, x, x, need_weights=False)[0]``)."""
+        writer = MergeWriter(self, node, names)
+        writer.module = f"self.{local}"
+        return REGISTRY[op_node(self.graph, node).op].call(writer)
+
     def forward(self, path: str, ops: list[Op], box: Container) -> tuple[list[str], set[str]]:
         """Straight-line code; a name is reused or deleted as soon as its value is dead.
         Returns the lines and the modules that run in place."""

@@ -267,6 +267,8 @@ class Generator(Plan, Constructors, ForwardWriter, Assembler):
             init += statement(f"self.{local}", calls[local], inner, f"# {self.where(data.span)}")
             if REGISTRY[data.op].source:  # a learnable tensor: read, not called
                 rhs = lambda v, local=local: f"self.{local}"  # noqa: E731
+            elif REGISTRY[data.op].call is not None:  # called its own way (attention: q, k, v)
+                rhs = lambda v, local=local, ref=ref: self.call_expr(ref, local, v)  # noqa: E731
             else:
                 rhs = lambda v, local=local: f"self.{local}({v[0]})"  # noqa: E731
             ops.append(Op(ref, tuple(data.inputs), data.span, rhs, kind="module",

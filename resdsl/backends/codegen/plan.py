@@ -86,7 +86,7 @@ class Plan:
             if kind != "node":
                 return False
             data = op_node(self.graph, ref)
-            if REGISTRY[data.op].written_inline is not None or \
+            if REGISTRY[data.op].written_inline is not None or REGISTRY[data.op].call is not None or \
                     data.module.rsplit(".", 1)[-1] != str(index) or data.inputs != (prev,):
                 return False
             prev = ref
@@ -115,7 +115,8 @@ class Plan:
                 prev = child.output
             else:
                 data = op_node(self.graph, ref)
-                if REGISTRY[data.op].merge_code is not None or data.inputs != (prev,):
+                if REGISTRY[data.op].merge_code is not None or REGISTRY[data.op].call is not None or \
+                        data.inputs != (prev,):
                     return False
                 prev = ref
         return prev == box.output

@@ -1,0 +1,135 @@
+"""Token sequences (language v2, transformers): ``tokens``, ``select`` and ``attention``.
+
+A sequence of N tokens of width D is the per-sample shape ``[N, D]`` (torch's
+``batch_first`` layout ``[B, N, D]``): ``linear`` and ``layernorm over=last`` act on
+each token, ``attention`` mixes the tokens.
+"""
+
+from __future__ import annotations
+
+from math import prod
+
+from ..shapes import format_shape
+from .base import BOX, GLOBAL, POINTWISE, ArgSpec, OpError, OpSpec, Shape, register
+from .misc import REGULARIZER
+
+
+def _tokens_shape(in_shape: Shape, args: dict) -> Shape:
+    if len(in_shape) < 2:
+        raise OpError(f"tokens needs a map [C, *spatial] to make a sequence of, but the input "
+                      f"{format_shape(in_shape)} is flat",
+                      hint="apply tokens to a [C, H, W] map (e.g. after a patch convolution)")
+    return (prod(in_shape[1:]), in_shape[0])
+
+
+def _tokens_dims(in_shape: Shape, args: dict) -> tuple[int | None, ...]:
+    # Token k is spatial position k: one input dim when there is one, else a merge of them.
+    return (1 if len(in_shape) == 2 else None, 0)
+
+
+register(OpSpec(
+    name="tokens",
+    doc="A map [C, *spatial] as a sequence of its positions, [prod(spatial), C] "
+        "(x.flatten(2).transpose(1, 2)); no module.",
+    category="reshape",
+    positional=(),
+    keywords=(),
+    infer=_tokens_shape,
+    label=lambda a, i, o: "tokens",
+    # A view of its input (not fresh): an in-place op after it would change the input.
+    inline_code=lambda m: f"{m.inputs[0]}.flatten(2).transpose(1, 2)",
+    receptive_field=POINTWISE, nonlinear=False, diagram=REGULARIZER,
+    moves_dims=_tokens_dims,
+))
+
+
+def _sequence_rank(op: str, in_shape: Shape) -> None:
+    if len(in_shape) != 2:
+        raise OpError(f"{op} takes a token sequence [N, D], but its input is {format_shape(in_shape)}",
+                      hint="make tokens of a map with 'tokens' (a [C, H, W] map gives [H * W, C])")
+
+
+def _select_shape(in_shape: Shape, args: dict) -> Shape:
+    _sequence_rank("select", in_shape)
+    if args["index"] >= in_shape[0]:
+        raise OpError(f"token {args['index']} of a sequence of {in_shape[0]}: the index must be "
+                      f"below {in_shape[0]} (0-based)",
+                      hint=f"write an index in 0..{in_shape[0] - 1}", arg="#0")
+    return in_shape[1:]
+
+
+register(OpSpec(
+    name="select",
+    doc="Token I (0-based) of a sequence [N, D]: [D] (x[:, I], ViT's class token); no module.",
+    category="reshape",
+    positional=(ArgSpec("index", "int", min=0, doc="I"),),
+    keywords=(),
+    infer=_select_shape,
+    label=lambda a, i, o: f"token {a['index']}",
+    inline_code=lambda m: f"{m.inputs[0]}[:, {m.lit(m.args['index'])}]",
+    receptive_field=POINTWISE, nonlinear=False, diagram=REGULARIZER,
+    moves_dims=lambda s, a: (1,),  # what is left of a token is its features
+))
+
+
+def _attention_shape(in_shape: Shape, args: dict) -> Shape:
+    _sequence_rank("attention", in_shape)
+    heads, width = args["heads"], in_shape[1]
+    if width % heads:
+        divisors = [h for h in range(1, min(width, 64) + 1) if width % h == 0]
+        raise OpError(f"{heads} heads do not divide the width {width} of the tokens",
+                      hint=f"the heads must divide the width: e.g. {', '.join(map(str, divisors[-4:]))}",
+                      arg="#0")
+    return in_shape
+
+
+def _attention_params(in_shape: Shape, args: dict) -> int:
+    width = in_shape[1]
+    return 4 * width * width + (4 * width if args["bias"] else 0)
+
+
+def _attention_macs(in_shape: Shape, out_shape: Shape, args: dict) -> int:
+    # The q, k, v and output projections (4 N D^2), then QK^T and AV (N^2 D each), as
+    # torch.utils.flop_counter counts them (bias additions and the softmax are not counted).
+    tokens, width = in_shape
+    return 4 * tokens * width * width + 2 * tokens * tokens * width
+
+
+def _attention_code(c):
+    return c.call("nn.MultiheadAttention", c.features(), c.arg("heads"), dropout=c.kw("dropout", 0.0),
+                  bias=c.kw("bias", True), batch_first=c.lit(True))
+
+
+def _attention_call(m) -> str:
+    x = m.inputs[0]
+    # torch's own causal semantics: the float mask of generate_square_subsequent_mask
+    mask = f", attn_mask={m.helper('_causal_mask')}({x})" if m.args["causal"] else ""
+    return f"{m.module}({x}, {x}, {x}, need_weights=False{mask})[0]"
+
+
+def _attention_label(args: dict, in_shape: Shape, out_shape: Shape) -> str:
+    return f"{args['heads']}-head attention" + (", causal" if args["causal"] else "")
+
+
+register(OpSpec(
+    name="attention",
+    doc="Multi-head self-attention over a token sequence [N, D] (nn.MultiheadAttention, "
+        "batch_first); optionally causal.",
+    category="weight",
+    positional=(ArgSpec("heads", "int", min=1, doc="HEADS: must divide the width D"),),
+    keywords=(
+        ArgSpec("dropout", "float", 0.0, min=0.0, max=1.0, doc="on the attention weights"),
+        ArgSpec("causal", "bool", False, doc="token i attends to tokens 0..i only"),
+        ArgSpec("bias", "bool", True),
+    ),
+    infer=_attention_shape,
+    params=_attention_params,
+    macs=_attention_macs,
+    label=_attention_label,
+    code=_attention_code,
+    call=_attention_call,
+    receptive_field=GLOBAL,  # every token attends to every (earlier) token
+    nonlinear=False,
+    diagram=BOX,
+    fresh_output=True,
+))
