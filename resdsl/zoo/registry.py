@@ -193,4 +193,10 @@ ENTRIES: tuple[ZooEntry, ...] = (
              "Vaswani et al. 2017, Transformer encoder, pre-LN (torch.nn.TransformerEncoder, norm_first=True)"),
     ZooEntry("transformer_encoder_post_ln", "resdsl/zoo/transformer_encoder.res", {"norm_first": False},
              "Vaswani et al. 2017, Transformer encoder, post-LN (torch.nn.TransformerEncoder, norm_first=False)"),
+    # Dosovitskiy et al. 2021: the Vision Transformers (patch size, depth, heads, width, MLP width)
+    _tv("vit_b_16", "vit"),
+    _tv("vit_b_32", "vit", patch=32),
+    _tv("vit_l_16", "vit", depth=24, heads=16, dim=1024, mlp=4096),
+    _tv("vit_l_32", "vit", patch=32, depth=24, heads=16, dim=1024, mlp=4096),
+    _tv("vit_h_14", "vit", patch=14, depth=32, heads=16, dim=1280, mlp=5120),
 )
