@@ -157,6 +157,7 @@ class Container:
     args: dict[str, Any] = field(default_factory=dict)  # bound block parameters
     children: list[str] = field(default_factory=list)  # child container paths, in order
     stmt: ir.Apply | ir.Stage | ir.Residual | None = None  # the statement that made it (None: the network)
+    order: tuple[str, ...] = ()  # ``order A, B``: these submodules are registered first, in this order
 
 
 @dataclass

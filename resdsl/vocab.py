@@ -20,8 +20,11 @@ REF_KINDS: tuple[str, ...] = get_args(RefKind)
 BODY_WORDS = ("residual", "shortcut", "sequential")
 #: A learnable tensor (``[label:] parameter D1, D2, ..., init=V``): a statement, not an op.
 PARAMETER_WORD = "parameter"
+#: ``order A, B, ...``: the registration order of a block's submodules (its state-dict order).
+ORDER_WORD = "order"
 #: Every statement word that is not an op: a block may not take one of these names.
-STATEMENT_WORDS = (*BODY_WORDS, "stage", *REF_KINDS, PARAMETER_WORD, "if", "elif", "else", "let", "repeat")
+STATEMENT_WORDS = (*BODY_WORDS, "stage", *REF_KINDS, PARAMETER_WORD, "if", "elif", "else", "let", "repeat",
+                   ORDER_WORD)
 
 # ---- options and types -----------------------------------------------------------
 #: How a residual's shortcut is chosen (``residual shortcut=B:``, ``--shortcut B``).

@@ -53,12 +53,12 @@ def sample(net: resdsl.Net, batch: int = 2, seed: int = 0) -> torch.Tensor:
     return torch.randn(batch, *net.input_shape, generator=torch.Generator().manual_seed(seed))
 
 
-def check_keys(ours: nn.Module, reference: nn.Module, ordered: bool = True) -> None:
+def check_keys(ours: nn.Module, reference: nn.Module) -> None:
     mine, theirs = ours.state_dict(), reference.state_dict()
     missing = [k for k in theirs if k not in mine]
     unexpected = [k for k in mine if k not in theirs]
     assert not missing and not unexpected, f"missing {missing[:10]}, unexpected {unexpected[:10]}"
-    assert not ordered or list(mine) == list(theirs), "same keys, other order"
+    assert list(mine) == list(theirs), "same keys, other order"
     shapes = {k: (tuple(v.shape), tuple(theirs[k].shape)) for k, v in mine.items()
               if tuple(v.shape) != tuple(theirs[k].shape)}
     assert not shapes, f"shapes differ (ours, theirs): {dict(list(shapes.items())[:10])}"
@@ -75,11 +75,11 @@ def check_shapes(net: resdsl.Net, model: nn.Module, x: torch.Tensor) -> None:
 
 def check_parity(net: resdsl.Net, reference: nn.Module, *, batch: int = 2, atol: float = 1e-5,
                  train: bool = False, forward: Callable[[nn.Module, torch.Tensor], Any] | None = None,
-                 model: nn.Module | None = None, key_order: bool = True) -> nn.Module:
+                 model: nn.Module | None = None) -> nn.Module:
     """Assert that ``net`` reproduces ``reference`` exactly (see the module docstring);
     returns the built module, with the reference's randomised weights loaded."""
     model = net.build() if model is None else model
-    check_keys(model, reference, ordered=key_order)  # key_order=False: the same keys, in another order
+    check_keys(model, reference)
     count = sum(p.numel() for p in reference.parameters())
     assert net.num_params == count, f"spec counts {net.num_params:,}, reference {count:,}"
     assert sum(p.numel() for p in model.parameters()) == count

@@ -392,3 +392,26 @@ def test_a_parameter_with_a_batch_dim_of_one_is_a_class_token_and_a_position_emb
 ])
 def test_batched_parameter_errors(stmt, message):
     assert message in error(stmt, shape="[5, 4]")
+
+
+def test_order_sets_the_registration_order_of_a_blocks_submodules():
+    blocks = "block unit():\n    order b, a\n    a: linear 8\n    b: layernorm over=last\n"
+    net = load("u: unit", shape="[6, 8]", blocks=blocks)
+    assert keys(net) == ["u.b.weight", "u.b.bias", "u.a.weight", "u.a.bias"]
+    run_standalone(net)
+
+
+@pytest.mark.parametrize("order, message", [
+    ("order a, c", "this body makes no submodule named 'c'"),
+    ("order a, a", "'a' is listed twice"),
+    ("order a, 2", "order takes the names of the block's submodules"),
+])
+def test_order_errors(order, message):
+    blocks = f"block unit():\n    {order}\n    a: linear 8\n    b: layernorm over=last\n"
+    with pytest.raises(resdsl.SpecError, match=message):
+        load("u: unit", shape="[6, 8]", blocks=blocks)
+
+
+def test_order_stands_in_a_block_body():
+    assert "'order' stands once in a block or network body" in error(
+        "s: sequential:\n    a: linear 8\n    order a", shape="[6, 8]")

@@ -173,7 +173,7 @@ def test_encoder_is_torchs(norm_first, activation):
     reference = _reference(norm_first, activation=activation, eps=1e-6)
     # Same keys and shapes; resdsl registers a layer's modules in the order they run
     # (norm1, self_attn, ... for pre-LN), torch in its __init__'s order.
-    model = check_parity(net, reference, train=True, key_order=False)
+    model = check_parity(net, reference, train=True)
     assert sorted(model.state_dict()) == sorted(reference.state_dict())
     assert [k for k in model.state_dict() if k.startswith("layers.0.self_attn")] == [
         "layers.0.self_attn.in_proj_weight", "layers.0.self_attn.in_proj_bias",

@@ -90,6 +90,7 @@ class BlocksMixin:
                 self.check_chain_item(item)
             inner.sequential, body = True, body[0].body
         out = self.body(body, inner, x, defaults)
+        self.check_order(inner)
         container.output = out.node
         if label is not None:
             self.set_label(scope, label, out, stmt.span)

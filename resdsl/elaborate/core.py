@@ -14,7 +14,7 @@ from ..graph import Container, Made, OpEdge, OpNode, add_op_node, new_graph, op_
 from ..ops import REGISTRY, OpError, bind, signature_hint, user_ops
 from ..ops.base import batch_of
 from ..shapes import Shape, format_shape
-from ..vocab import PARAMETER_WORD, STATEMENT_WORDS
+from ..vocab import ORDER_WORD, PARAMETER_WORD, STATEMENT_WORDS
 from .blocks import BlocksMixin
 from .limits import LimitProblem, Limits, _Full
 from .params import ParamsMixin
@@ -75,6 +75,7 @@ class Elaborator(ParamsMixin, BlocksMixin, ResidualsMixin, RefsMixin, Sequential
         self.graph.graph["input"] = x.node
         self.check_block_names()
         out = self.body(net.body, root, x, {})
+        self.check_order(root)
         last = op_node(self.graph, out.node)
         if out.shape is not None and batch_of(last.op, last.args) != "full":
             self.error(out.origin, "the network's output is a learnable tensor (a 'parameter'), "
@@ -267,7 +268,39 @@ class Elaborator(ParamsMixin, BlocksMixin, ResidualsMixin, RefsMixin, Sequential
                     scope.labels[stmt.label] = current
         return current
 
-    # ---- v2: let, if ---------------------------------------------------------------
+    # ---- v2: order, let, if -----------------------------------------------------------
+    def order(self, stmt: ir.Apply, scope: Scope) -> None:
+        """``order A, B, ...``: register these submodules of the block (or network) first,
+        in this order, as a hand-written ``__init__`` would (nn.TransformerEncoderLayer
+        registers self_attn, linear1, ... in another order than they run)."""
+        container = self.graph.graph["containers"][scope.container]
+        if container.kind not in ("block", "network") or scope.order is not None:
+            raise Problem(stmt.span, "'order' stands once in a block or network body, not in a "
+                          "sequential, stage or labelled residual", hint="move it to the block's body")
+        names = []
+        for arg in stmt.args:
+            if arg.name is not None or not isinstance(arg.value, ir.NameRef):
+                raise Problem(arg.span, "order takes the names of the block's submodules",
+                              hint="write e.g. 'order self_attn, linear1, linear2, norm1, norm2'")
+            if arg.value.name in names:
+                raise Problem(arg.span, f"'{arg.value.name}' is listed twice", hint="list each name once")
+            names.append(arg.value.name)
+        if not names:
+            raise Problem(stmt.span, "order lists no names", hint="write e.g. 'order self_attn, linear1'")
+        scope.order = (stmt, tuple(names))
+        container.order = tuple(names)
+
+    def check_order(self, scope: Scope) -> None:
+        """Every name an ``order`` lists is a submodule the body made."""
+        if scope.order is None:
+            return
+        stmt, names = scope.order
+        for arg, name in zip(stmt.args, names):
+            if name not in scope.used:
+                self.error(arg.span, f"order: this body makes no submodule named '{name}'",
+                           hint=did_you_mean(name, scope.used) or "list the labels of the body's statements")
+
+
     def let(self, stmt: ir.Let, scope: Scope) -> None:
         if stmt.name in scope.env:
             raise Problem(stmt.name_span, f"'{stmt.name}' is already a name in this scope",
@@ -329,6 +362,9 @@ class Elaborator(ParamsMixin, BlocksMixin, ResidualsMixin, RefsMixin, Sequential
                 name = chosen
             if name == PARAMETER_WORD:
                 return self.parameter(stmt, scope)
+            if name == ORDER_WORD:
+                self.order(stmt, scope)
+                return x
             if name in self.ops:
                 return self.apply_op(stmt, scope, x, defaults)
             if name in self.blocks:

@@ -35,6 +35,7 @@ class Scope:
     depth: int = 0
     notes: tuple[Any, ...] = ()  # str or _CallNote, formatted only when a problem is reported
     block_stack: tuple[str, ...] = ()
+    order: tuple | None = None  # (the ``order`` statement, its names), checked when the body ends
     lets: dict[str, Value] | None = None  # this scope's ``let`` names: one layer over ``env``
 
     def module_path(self, name: str) -> str:

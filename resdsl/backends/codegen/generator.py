@@ -274,6 +274,7 @@ class Generator(Plan, Constructors, ForwardWriter, Assembler):
             ops.append(Op(ref, tuple(data.inputs), data.span, rhs, kind="module",
                           local=local, in_place=REGISTRY[data.op].in_place))
         init = self._shortcuts_first(path, init, starts, shortcut_lines)
+        init = self._ordered(path, init, starts)
         forward, inplace = self.forward(path, ops, box)
         init = self._in_place(init, inplace, calls)
         out_sym = chan.get(box.output)
@@ -330,6 +331,23 @@ class Generator(Plan, Constructors, ForwardWriter, Assembler):
             at = starts[body]
             init = rest[:at] + moved + rest[at:]
         return init
+
+    def _ordered(self, path: str, init: list[str], starts: dict) -> list[str]:
+        """``order A, B``: the __init__ lines of those submodules first, in that order."""
+        order = self.boxes[path].order
+        if not order:
+            return init
+        bounds = sorted(set(starts.values()) | {len(init)})
+        pieces: dict[str, list[str]] = {}
+        for step, begin in starts.items():
+            local = self._local(step) if isinstance(step, str) else \
+                (op_node(self.graph, step).module or "").rsplit(".", 1)[-1]
+            if local in order:
+                end = next(b for b in bounds if b > begin) if begin < len(init) else begin
+                pieces[local] = init[begin:end]
+        taken = {id(line) for lines in pieces.values() for line in lines}
+        first = [line for name in order for line in pieces.get(name, [])]
+        return first + [line for line in init if id(line) not in taken]
 
     def _step_of(self, path: str, node: int, starts: dict) -> Any:
         """The step of container ``path`` (a node, or a child container) holding ``node``."""
