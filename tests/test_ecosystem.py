@@ -30,6 +30,11 @@ def _resnet18():
     return resdsl.load(SPECS / "resnet18.res").build().eval()
 
 
+def _vit():
+    """A small ViT of vit.res (issue 15): the same ops as ViT-B/16 at a size tests afford."""
+    return resdsl.load(SPECS / "vit.res", image=32, patch=8, depth=2, heads=4, dim=64, mlp=128).build().eval()
+
+
 def _close(a: torch.Tensor, b: torch.Tensor, atol: float = 1e-5) -> bool:
     return torch.allclose(a, b, atol=atol, rtol=1e-4)
 
@@ -43,7 +48,8 @@ def test_fx_symbolic_trace(make, shape):
         assert torch.equal(traced(x), model(x))
 
 
-@pytest.mark.parametrize("make, shape", [(_resnet18, (2, 3, 32, 32)), (_unet, (1, 1, 64, 64))])
+@pytest.mark.parametrize("make, shape", [(_resnet18, (2, 3, 32, 32)), (_unet, (1, 1, 64, 64)),
+                                         (_vit, (2, 3, 32, 32))])
 def test_torch_export(make, shape):
     model = make()
     x = torch.randn(shape)
@@ -99,12 +105,17 @@ def test_torch_compile_fullgraph_resnet50(resnet50_model):
     _compiled_matches(resnet50_model, torch.randn(1, 3, 64, 64))
 
 
+def test_torch_compile_fullgraph_vit():
+    _compiled_matches(_vit(), torch.randn(2, 3, 32, 32))
+
+
 @pytest.mark.slow
 def test_torch_compile_fullgraph_unet():
     _compiled_matches(_unet(), torch.randn(1, 1, 64, 64))
 
 
-@pytest.mark.parametrize("make, shape", [(_resnet18, (1, 3, 64, 64)), (_unet, (1, 1, 64, 64))])
+@pytest.mark.parametrize("make, shape", [(_resnet18, (1, 3, 64, 64)), (_unet, (1, 1, 64, 64)),
+                                         (_vit, (2, 3, 32, 32))])
 def test_onnx_export_runs_in_onnxruntime(make, shape, tmp_path):
     pytest.importorskip("onnxscript")
     ort = pytest.importorskip("onnxruntime")
