@@ -211,6 +211,9 @@ class OpSpec:
     # The shape of its ``weight`` (``linear``: [out, in]; ``embedding``: [num, dim]): what a
     # tied weight (``linear ..., tie=LABEL``) must match.
     weight_shape: Callable[[Shape, dict], Shape] | None = None
+    # Its output depends on its input's shape only, not on its values (positions: 0..N-1),
+    # so no path of the analysis runs through it (as none runs through a parameter).
+    shape_only: bool = False
 
     def build(self, in_shape: Shape, args: dict) -> Any:
         """The torch module for this op (imports torch)."""
@@ -435,7 +438,7 @@ def check_value(spec: ArgSpec, value: Value, spatial_rank: int | None) -> Value:
             raise OpError(f"'{spec.name}' names a labelled layer, not {describe(value)}",
                           hint=f"write {spec.name}=LABEL, the label of an earlier embedding or linear",
                           arg=spec.name)
-        return value
+        return None if value == "none" else value  # tie=none: a weight of its own
     if kind == "bool":
         if not isinstance(value, bool):
             raise OpError(f"'{spec.name}' must be true or false, not {describe(value)}",

@@ -195,5 +195,6 @@ register(OpSpec(
     moves_dims=lambda s, a: (0, None),
     batched=False,  # one [N, DIM] for the whole batch: 'add' broadcasts it
     reads="any",
+    shape_only=True,
     weight_shape=_embedding_weight,
 ))
