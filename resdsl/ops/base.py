@@ -601,4 +601,6 @@ def _default_text(spec: ArgSpec) -> str:
         return "?"
     if callable(spec.default):
         return spec.doc or "auto"
+    if spec.default is None:  # an optional reference (tie=none)
+        return "none"
     return describe(spec.default)
