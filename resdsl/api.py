@@ -80,6 +80,35 @@ class Net:
         return op_node(self.graph, self.graph.graph["input"]).shape
 
     @property
+    def input_dtype(self) -> str:
+        """The input's element type: ``float``, or ``int`` for token ids (``input ids: [seq], int``)."""
+        return self.ir.input.dtype
+
+    @property
+    def id_bound(self) -> int | None:
+        """For token ids: the ids every reader accepts are below this (the least vocabulary)."""
+        from .ops import REGISTRY
+
+        readers = [op_node(self.graph, n) for n in self.graph.successors(self.graph.graph["input"])]
+        found = [REGISTRY[r.op].id_bound(r.args) for r in readers if REGISTRY[r.op].id_bound is not None]
+        return min(found) if found else None
+
+    def sample_input(self, batch: int = 1, *, seed: int | None = 0, zeros: bool = False,
+                     device: Any = None) -> Any:
+        """An input batch (imports torch): standard normal floats, or for token ids uniform ids
+        below :attr:`id_bound` (int64); ``zeros`` for zeros of the input's type."""
+        import torch
+
+        shape = (batch, *self.input_shape)
+        generator = None if seed is None else torch.Generator().manual_seed(seed)
+        if self.input_dtype == "int":
+            x = torch.zeros(shape, dtype=torch.long) if zeros else \
+                torch.randint(0, self.id_bound or 1, shape, generator=generator)
+        else:
+            x = torch.zeros(shape) if zeros else torch.randn(shape, generator=generator)
+        return x if device is None else x.to(device)
+
+    @property
     def output_shape(self) -> tuple[int, ...]:
         """The output's shape without the batch dimension."""
         return op_node(self.graph, self.graph.graph["output"]).shape

@@ -228,7 +228,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
     model = net.build(zero_init_residual=args.zero_init_residual, weights=args.weights)
     model.eval()
     with torch.no_grad():
-        observed = observed_shapes(model, net, torch.zeros(args.batch, *net.input_shape))
+        observed = observed_shapes(model, net, net.sample_input(args.batch, zeros=True))
     mismatched = [n for n, shape in observed.items() if op_node(net.graph, n).shape != shape]
     torch_params = sum(p.numel() for p in model.parameters())
     if args.json:

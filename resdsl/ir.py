@@ -301,6 +301,7 @@ class Block(IRNode):
 class Input(IRNode):
     name: str
     shape: tuple[Expr, ...]
+    dtype: str = "float"  # v2: "int" for token ids (``input ids: [seq], int``)
 
 
 class Network(IRNode):

@@ -33,6 +33,9 @@ SHORTCUT_POLICIES: tuple[str, ...] = get_args(ShortcutPolicy)
 #: Types a network or block parameter may declare.
 ParamType = Literal["int", "float", "bool", "str"]
 PARAM_TYPES: tuple[str, ...] = get_args(ParamType)
+#: Element types of a network input (``input ids: [seq], int``): float (the default), or
+#: integer token ids, which only ops that take ids (``embedding``) may read.
+INPUT_DTYPES = ("float", "int")
 #: Functions the expression evaluator knows.
 FUNCTIONS = ("min", "max", "ceil", "floor", "round", "int", "make_divisible", "channels", "dim")
 #: Functions code generation writes as the Python builtins of the same name.

@@ -50,7 +50,7 @@ def randomize(module: nn.Module, seed: int = 0) -> None:
 
 
 def sample(net: resdsl.Net, batch: int = 2, seed: int = 0) -> torch.Tensor:
-    return torch.randn(batch, *net.input_shape, generator=torch.Generator().manual_seed(seed))
+    return net.sample_input(batch, seed=seed)  # randn, or token ids for an int input
 
 
 def check_keys(ours: nn.Module, reference: nn.Module) -> None:

@@ -234,6 +234,8 @@ EXAMPLES = {
     "tokens": ((4, 6, 5), [], {}),
     "select": ((6, 8), [2], {}),
     "attention": ((6, 8), [2], {"causal": True}),
+    "embedding": ((6,), [10, 4], {}),  # token ids in
+    "positions": ((6, 8), [7, 4], {}),
 }
 #: The internal ops elaboration makes: (input shapes, arguments).
 INTERNAL = {
@@ -291,7 +293,7 @@ def test_every_user_op_answers_each_pass(name):
         assert tuple(result.shape[1:]) == out and op.params(in_shape, args) == 0
         return
     module = op.build(in_shape, args)
-    x = torch.randn(2, *in_shape)
+    x = torch.randint(0, op.id_bound(args), (2, *in_shape)) if op.reads == "ids" else torch.randn(2, *in_shape)
     if op.call is not None:  # called its own way (attention: query, key and value)
         class Caller:
             inputs, module = ["x"], "m"
@@ -304,11 +306,12 @@ def test_every_user_op_answers_each_pass(name):
 
         Caller.args = args
         with torch.no_grad():
-            result = eval(op.call(Caller()), {"x": x, "m": module, **vars(__import__("resdsl.ops.torch_layers", fromlist=["_"]))})
+            result = eval(op.call(Caller()), {"x": x, "m": module, "torch": torch,
+                                              **vars(__import__("resdsl.ops.torch_layers", fromlist=["_"]))})
     else:
         with torch.no_grad():
             result = module(x)
-    assert tuple(result.shape[1:]) == out
+    assert tuple(result.shape[0 if not op.batched else 1:]) == out  # positions: no batch dim
     assert sum(p.numel() for p in module.parameters()) == op.params(in_shape, args)
 
 

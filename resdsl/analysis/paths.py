@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterable
 
 import networkx as nx
 
-from ..graph import op_edge, op_nodes
+from ..graph import op_edge, op_node, op_nodes
 from ..ops import REGISTRY
 
 # ---- polynomials over path counts ---------------------------------------------------
@@ -69,7 +69,9 @@ class Dag:
         self.graph = graph
         self.order = sorted(graph.nodes)
         self.index = {n: i for i, n in enumerate(self.order)}
-        self.preds = {v: [(u, len(op_edge(graph, u, v).ports)) for u in graph.predecessors(v)]
+        # An op that reads only its input's shape (positions) starts no path: no predecessors.
+        self.preds = {v: [] if REGISTRY[op_node(graph, v).op].shape_only else
+                      [(u, len(op_edge(graph, u, v).ports)) for u in graph.predecessors(v)]
                       for v in self.order}
         self.frees: dict[int, list[int]] = {v: [] for v in self.order}  # node -> values it uses last
         for u in self.order:

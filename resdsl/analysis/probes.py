@@ -68,8 +68,7 @@ class InitRatio:
 
 
 def random_batch(net: "Net", batch: int, seed: int) -> torch.Tensor:
-    generator = torch.Generator().manual_seed(seed)
-    return torch.randn(batch, *net.input_shape, generator=generator)
+    return net.sample_input(batch, seed=seed)  # token ids for an int input
 
 
 def init_ratios(net: "Net", *, zero_init_residual: bool, batch: int = 8, seed: int = 0) -> list[InitRatio]:

@@ -25,6 +25,7 @@ from torch import nn
 from ..errors import Diagnostic, Span, SpecError, UsageError
 from ..graph import containers, op_node, op_nodes, residual_units
 from ..ops import REGISTRY
+from ..ops.base import batch_of
 from ..shapes import format_shape
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -488,7 +489,8 @@ def observed_shapes(model: nn.Module, net: "Net", x: torch.Tensor) -> dict[int, 
     shapes: dict[int, tuple[int, ...]] = {}
 
     def record(node: int, tensor: torch.Tensor) -> None:
-        shapes[node] = tuple(tensor.shape[1:])
+        data = op_node(net.graph, node)  # an unbatched output (positions) has no batch dim to drop
+        shapes[node] = tuple(tensor.shape[0 if batch_of(data.op, data.args) == "none" else 1:])
 
     with observe(model, net.graph, list(net.graph.nodes), record):
         model(x)

@@ -12,7 +12,7 @@ from ..errors import ErrorList, Problem, Span, did_you_mean
 from ..expr import UNKNOWN, Value, _Unknown, describe, evaluate
 from ..graph import Container, Made, OpEdge, OpNode, add_op_node, new_graph, op_edge, op_node, set_edge
 from ..ops import REGISTRY, OpError, bind, signature_hint, user_ops
-from ..ops.base import batch_of
+from ..ops.base import batch_of, is_ids
 from ..shapes import Shape, format_shape
 from ..vocab import ORDER_WORD, PARAMETER_WORD, STATEMENT_WORDS
 from .blocks import BlocksMixin
@@ -67,7 +67,8 @@ class Elaborator(ParamsMixin, BlocksMixin, ResidualsMixin, RefsMixin, Sequential
         root = Scope(path="", container="", env=env, labels={},
                      reserved=_declared_labels(net.body))
         self.graph.graph["containers"][""] = Container("", "network", net.span)
-        x = self.add_node("input", {}, [], [], in_shape, root, net.input, module=None,
+        dtype = {"dtype": "int"} if net.input.dtype == "int" else {}  # token ids (v2)
+        x = self.add_node("input", dtype, [], [], in_shape, root, net.input, module=None,
                           label=net.input.name)
         root.labels[net.input.name] = x
         if net.input.name != "input":
@@ -81,6 +82,9 @@ class Elaborator(ParamsMixin, BlocksMixin, ResidualsMixin, RefsMixin, Sequential
             self.error(out.origin, "the network's output is a learnable tensor (a 'parameter'), "
                        "which has no batch dimension", hint="end with an op on the activations, "
                        "e.g. 'mul LABEL' of the parameter")
+        if is_ids(last):
+            self.error(out.origin, "the network's output is its token ids (the int input)",
+                       hint="end with an op on the embedded tokens")
         self.graph.graph["output"] = out.node
         self.graph.graph["containers"][""].input = x.node
         self.graph.graph["containers"][""].output = out.node
@@ -117,6 +121,7 @@ class Elaborator(ParamsMixin, BlocksMixin, ResidualsMixin, RefsMixin, Sequential
                                hint="reduce the depth, or raise the limit (Limits.max_nodes)",
                                notes=scope.notes)
         self.check_batched(op, inputs, stmt, scope)
+        self.check_ids(op, inputs, stmt, scope)
         node = self.nodes
         self.nodes += 1
         if not shortcut and REGISTRY[op].zero_init_norm:
@@ -151,6 +156,23 @@ class Elaborator(ParamsMixin, BlocksMixin, ResidualsMixin, RefsMixin, Sequential
                           f"{unbatched[0].origin.line}), which has no batch dimension",
                           hint="use a parameter in 'add LABEL' or 'mul LABEL' with an activation; "
                                "'from' an activation first", notes=scope.notes)
+
+    def check_ids(self, op: str, inputs: list[Tensor], stmt: Made, scope: Scope) -> None:
+        """Token ids (an ``int`` input) are read by the ops that take ids (embedding), and
+        those read nothing else; ``positions`` reads either (only its length)."""
+        reads = REGISTRY[op].reads
+        ids = [t for t in inputs if is_ids(op_node(self.graph, t.node))]
+        readers = ", ".join(sorted(n for n, spec in REGISTRY.items() if spec.reads == "ids"))
+        if reads == "ids" and len(ids) < len(inputs):
+            raise Problem(stmt.span, f"{op} reads token ids (an input declared '[...], int'), "
+                          "but its input is a float tensor",
+                          hint="declare the ids 'input ids: [seq], int' and embed them first, or "
+                               "'from ids' to read them", notes=scope.notes)
+        if reads == "float" and ids:
+            what = "the residual's addition" if isinstance(stmt, ir.Residual) else op
+            raise Problem(stmt.span, f"{what} reads token ids (the int input, line {ids[0].origin.line}), "
+                          f"which only {readers} may read",
+                          hint="embed the ids first (e.g. 'embedding VOCAB, DIM')", notes=scope.notes)
 
     def module_name(self, scope: Scope, label: str | None, base: str, span: Span) -> str:
         """The submodule name of a statement: its label, or a deterministic automatic name."""
@@ -445,10 +467,33 @@ class Elaborator(ParamsMixin, BlocksMixin, ResidualsMixin, RefsMixin, Sequential
                 raise Problem(stmt.span, f"{op.name} would have {params:,} parameters, over the limit "
                               f"of {self.limits.max_weight_elements:,}", hint="use smaller sizes")
             shape = self.checked_size(shape, stmt.span)
+            for spec in op.args:
+                if spec.kind == "tie" and args.get(spec.name) is not None:
+                    self.check_tie(op, spec.name, args, x.shape, spans.get(spec.name, stmt.span), scope)
         out = self.add_node(op.name, args, [x], ["data"], shape, scope, stmt,
                             module=scope.module_path(name), label=stmt.label, params=params or 0)
         self.set_label(scope, stmt.label, out, stmt.span)
         return out
+
+    def check_tie(self, op, arg: str, args: dict, in_shape: Shape, span: Span, scope: Scope) -> None:
+        """``tie=LABEL``: the weight is that of an earlier layer of this scope, of equal shape."""
+        label = args[arg]
+        target = scope.labels.get(label)
+        node = op_node(self.graph, target.node) if target is not None else None
+        if node is None or node.module != scope.module_path(label):
+            raise Problem(span, f"{op.name}: {arg}={label}: no layer labelled '{label}' in this scope",
+                          hint="tie to an embedding or linear labelled earlier in the same block")
+        theirs_of = REGISTRY[node.op].weight_shape
+        if theirs_of is None or node.shape is None:
+            raise Problem(span, f"{op.name}: {arg}={label}: '{label}' is a {node.op}, which has no "
+                          "weight to share", hint="tie to an embedding or linear")
+        ours, theirs = op.weight_shape(in_shape, args), theirs_of(node.in_shapes[0], node.args)
+        if tuple(ours) != tuple(theirs):
+            raise Problem(span, f"{op.name}: {arg}={label}: the weights differ in shape: "
+                          f"{format_shape(ours)} here, {format_shape(theirs)} of '{label}' "
+                          f"(line {node.span.line})",
+                          hint="a tied weight needs the same shape: an embedding VOCAB, DIM ties a "
+                               "linear VOCAB reading DIM features")
 
     def resolve(self, op, positional: list, keywords: dict, defaults: dict, in_shape: Shape):
         """Bind and check arguments, infer the shape and count parameters, once per distinct case.

@@ -21,8 +21,13 @@ _TORCH_CLASSES = {
 _IN_PLACE = {"relu", "relu6", "hardswish", "hardsigmoid"}
 
 
-def _code(class_name: str):
-    return lambda c: c.call(f"nn.{class_name}")
+#: Keyword arguments per activation: GELU's tanh approximation (GPT-2's "gelu_new").
+_KEYWORDS = {"gelu": (ArgSpec("approximate", "enum", "none", choices=("none", "tanh")),)}
+
+
+def _code(class_name: str, keywords: tuple[ArgSpec, ...]):
+    # keywords at torch's defaults (ours) are left out of the call
+    return lambda c: c.call(f"nn.{class_name}", **{k.name: c.kw(k.name, k.default) for k in keywords})
 
 
 for _name, _class in _TORCH_CLASSES.items():
@@ -31,10 +36,10 @@ for _name, _class in _TORCH_CLASSES.items():
         doc=f"The {_name} nonlinearity, element-wise.",
         category="activation",
         positional=(),
-        keywords=(),
+        keywords=_KEYWORDS.get(_name, ()),
         infer=lambda s, a: s,
         label=lambda a, i, o, _n=_name: _n,
-        code=_code(_class),
+        code=_code(_class, _KEYWORDS.get(_name, ())),
         receptive_field=POINTWISE,
         nonlinear=True,
         diagram=ANNOTATION,

@@ -32,11 +32,12 @@ class OpError(Exception):
 
 @dataclass(frozen=True)
 class ArgSpec:
-    """One argument. ``kind`` is int | float | bool | tuple | enum | size.
+    """One argument. ``kind`` is int | float | bool | tuple | enum | size | tie.
 
     ``tuple`` takes an int (a cube of the input's spatial rank) or a kernel such as
     ``3x3`` with one entry per spatial dimension, or one of ``choices`` (a word such as
-    conv's ``pad=same``); ``size`` is a positive int.
+    conv's ``pad=same``); ``size`` is a positive int; ``tie`` the label of an earlier layer
+    of the same scope whose ``weight`` this op's weight is (``linear ..., tie=wte``).
     ``default`` is a value, :data:`REQUIRED`, or a function of the bound arguments.
     """
 
@@ -128,6 +129,9 @@ BOX = Diagram()
 #: Folded into the box before it and not named on a skip: norms and activations.
 ANNOTATION = Diagram(fold="label", on_skip=False)
 
+#: What an op reads (``OpSpec.reads``): float tensors, token ids only, or either.
+READS = ("float", "ids", "any")
+
 CATEGORIES = ("weight", "norm", "activation", "pool", "reshape", "regularizer", "merge", "io")
 
 
@@ -197,6 +201,19 @@ class OpSpec:
     fresh_output: bool = False
     # The arguments that set the output's width (channels or features), first one first.
     width_args: tuple[str, ...] = ()
+    # ---- v2: token ids and shared weights ------------------------------------------------
+    # What it reads: ``float`` tensors (the default), token ``ids`` only (an int input:
+    # embedding), or ``any`` (positions, which reads only the sequence length).
+    reads: str = "float"
+    # An op that reads ids: the ids it accepts are below ``id_bound(args)`` (the vocabulary);
+    # sample inputs draw below the least bound of the input's readers.
+    id_bound: Callable[[dict], int] | None = None
+    # The shape of its ``weight`` (``linear``: [out, in]; ``embedding``: [num, dim]): what a
+    # tied weight (``linear ..., tie=LABEL``) must match.
+    weight_shape: Callable[[Shape, dict], Shape] | None = None
+    # Its output depends on its input's shape only, not on its values (positions: 0..N-1),
+    # so no path of the analysis runs through it (as none runs through a parameter).
+    shape_only: bool = False
 
     def build(self, in_shape: Shape, args: dict) -> Any:
         """The torch module for this op (imports torch)."""
@@ -326,6 +343,11 @@ def batch_of(op: str, args: Mapping[str, Any]) -> str:
     if REGISTRY[op].batched:
         return "full"
     return "one" if args.get("batch") else "none"
+def is_ids(node: Any) -> bool:
+    """Whether a graph node's output is token ids: the network's ``int`` input."""
+    return node.op == "input" and node.args.get("dtype") == "int"
+
+
 _OP_NAME = re.compile(r"[a-z][a-z0-9_]*\Z")
 
 
@@ -392,6 +414,8 @@ def entry_problem(spec: OpSpec) -> str | None:
          and not any(a.variadic and a.kind == "tuple" for a in spec.positional),
          "only the last positional argument may be variadic, and not of kind tuple"),
         (type(spec.min_rank) is int and spec.min_rank >= 1, "min_rank must be an int >= 1"),
+        (spec.reads in READS, f"reads must be one of {', '.join(READS)}"),
+        ((spec.id_bound is not None) == (spec.reads == "ids"), "an op that reads ids needs its id_bound"),
     )
     return next((message for ok, message in checks if not ok), None)
 
@@ -409,6 +433,12 @@ def check_value(spec: ArgSpec, value: Value, spatial_rank: int | None) -> Value:
     error): values are still checked, only their rank is not.
     """
     kind = spec.kind
+    if kind == "tie":  # a label, resolved by elaboration (the module must exist, its weight match)
+        if not isinstance(value, str):
+            raise OpError(f"'{spec.name}' names a labelled layer, not {describe(value)}",
+                          hint=f"write {spec.name}=LABEL, the label of an earlier embedding or linear",
+                          arg=spec.name)
+        return None if value == "none" else value  # tie=none: a weight of its own
     if kind == "bool":
         if not isinstance(value, bool):
             raise OpError(f"'{spec.name}' must be true or false, not {describe(value)}",
@@ -571,4 +601,6 @@ def _default_text(spec: ArgSpec) -> str:
         return "?"
     if callable(spec.default):
         return spec.doc or "auto"
+    if spec.default is None:  # an optional reference (tie=none)
+        return "none"
     return describe(spec.default)

@@ -133,3 +133,68 @@ register(OpSpec(
     diagram=BOX,
     fresh_output=True,
 ))
+
+
+# ---- token ids: embeddings (language v2, a decoder-only language model) ---------------
+def _embedding_weight(in_shape: Shape, args: dict) -> Shape:
+    return (args["num_embeddings"], args["embedding_dim"])
+
+
+register(OpSpec(
+    name="embedding",
+    doc="A lookup table (nn.Embedding): token ids [*] (an int input) -> [*, DIM], row i for id i.",
+    category="weight",
+    positional=(ArgSpec("num_embeddings", "int", min=1, doc="VOCAB: ids are below it"),
+                ArgSpec("embedding_dim", "int", min=1, doc="DIM")),
+    keywords=(),
+    infer=lambda s, a: (*s, a["embedding_dim"]),
+    params=lambda s, a: a["num_embeddings"] * a["embedding_dim"],
+    label=lambda a, i, o: f"embedding {a['num_embeddings']}, {a['embedding_dim']}",
+    code=lambda c: c.call("nn.Embedding", c.arg("num_embeddings"), c.arg("embedding_dim")),
+    receptive_field=POINTWISE,  # each token's row depends on that token's id only
+    nonlinear=False,
+    diagram=BOX,
+    moves_dims=lambda s, a: (*range(len(s)), None),  # a new last dim: the features
+    fresh_output=True,
+    width_args=("embedding_dim",),
+    reads="ids",
+    id_bound=lambda a: a["num_embeddings"],
+    weight_shape=_embedding_weight,
+))
+
+
+def _positions_shape(in_shape: Shape, args: dict) -> Shape:
+    length, most = in_shape[0], args["num_embeddings"]
+    if length > most:
+        raise OpError(f"a sequence of {length} tokens is longer than the {most} positions embedded",
+                      hint=f"embed at least {length} positions, or shorten the sequence", arg="#0")
+    return (length, args["embedding_dim"])
+
+
+def _positions_call(m) -> str:
+    x = m.inputs[0]
+    return f"{m.module}(torch.arange({x}.shape[1], device={x}.device))"
+
+
+register(OpSpec(
+    name="positions",
+    doc="Learned position embeddings (nn.Embedding(MAX, DIM) of 0..N-1, GPT-2's wpe) for a "
+        "sequence [N, ...]: [N, DIM], without a batch dim, to add to the token embeddings.",
+    category="weight",
+    positional=(ArgSpec("num_embeddings", "int", min=1, doc="MAX: the longest sequence"),
+                ArgSpec("embedding_dim", "int", min=1, doc="DIM")),
+    keywords=(),
+    infer=_positions_shape,
+    params=lambda s, a: a["num_embeddings"] * a["embedding_dim"],
+    label=lambda a, i, o: f"positions {a['num_embeddings']}, {a['embedding_dim']}",
+    code=lambda c: c.call("nn.Embedding", c.arg("num_embeddings"), c.arg("embedding_dim")),
+    call=_positions_call,  # reads only the sequence length of its input
+    receptive_field=POINTWISE,
+    nonlinear=False,
+    diagram=BOX,
+    moves_dims=lambda s, a: (0, None),
+    batched=False,  # one [N, DIM] for the whole batch: 'add' broadcasts it
+    reads="any",
+    shape_only=True,
+    weight_shape=_embedding_weight,
+))

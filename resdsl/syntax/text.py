@@ -12,7 +12,7 @@ from lark.exceptions import (
 
 from .. import ir
 from ..errors import ErrorList, Span
-from ..vocab import BODY_WORDS, FUNCTIONS, PARAM_TYPES, REF_KINDS, identifier_problem
+from ..vocab import BODY_WORDS, FUNCTIONS, INPUT_DTYPES, PARAM_TYPES, REF_KINDS, identifier_problem
 from .diagnostics import Locate, syntax_diagnostic
 from .grammar import IndentationProblem, get_parser
 
@@ -251,9 +251,15 @@ class ToIR(Transformer):
         return ir.Block(name=name, params=params, body=self.body(children[1:]), span=name_span)
 
     def input_decl(self, meta, children):
-        name_tok, shape = children
+        name_tok, shape, dtype_tok = children
         check_identifier(name_tok.value, self.tok_span(name_tok), self.errors, "input name")
-        return ir.Input(name=name_tok.value, shape=shape, span=self.span(meta))
+        dtype = "float" if dtype_tok is None else dtype_tok.value
+        if dtype not in INPUT_DTYPES:
+            self.errors.add(self.tok_span(dtype_tok), f"the input's element type must be "
+                            f"{' or '.join(INPUT_DTYPES)}, not '{dtype}'",
+                            hint="write 'int' for token ids (read by 'embedding'); float is the default")
+            dtype = "float"
+        return ir.Input(name=name_tok.value, shape=shape, dtype=dtype, span=self.span(meta))
 
     def yaml_input(self, meta, children):
         return self.input_decl(meta, children)

@@ -194,6 +194,9 @@ ENTRIES: tuple[ZooEntry, ...] = (
     ZooEntry("transformer_encoder_post_ln", "resdsl/zoo/transformer_encoder.res", {"norm_first": False},
              "Vaswani et al. 2017, Transformer encoder, post-LN (torch.nn.TransformerEncoder, norm_first=False)"),
     # Dosovitskiy et al. 2021: the Vision Transformers (patch size, depth, heads, width, MLP width)
+    # Radford et al. 2019: GPT-2 small as a decoder-only LM on token ids (reference module in
+    # tests/test_zoo_gpt.py; nn.MultiheadAttention for the attention)
+    ZooEntry("gpt2", "resdsl/zoo/gpt.res", {}, "Radford et al. 2019, GPT-2 small (124M, tied embeddings)"),
     _tv("vit_b_16", "vit"),
     _tv("vit_b_32", "vit", patch=32),
     _tv("vit_l_16", "vit", depth=24, heads=16, dim=1024, mlp=4096),

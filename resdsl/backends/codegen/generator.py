@@ -265,6 +265,9 @@ class Generator(Plan, Constructors, ForwardWriter, Assembler):
             local = self._local(data.module)
             calls[local] = self.ctor(ref, ctx, chan)
             init += statement(f"self.{local}", calls[local], inner, f"# {self.where(data.span)}")
+            for spec in REGISTRY[data.op].args:  # a tied weight: that layer's tensor, shared
+                if spec.kind == "tie" and data.args.get(spec.name) is not None:
+                    init.append(f"{inner}self.{local}.weight = self.{self._local(data.args[spec.name])}.weight")
             if REGISTRY[data.op].source:  # a learnable tensor: read, not called
                 rhs = lambda v, local=local: f"self.{local}"  # noqa: E731
             elif REGISTRY[data.op].call is not None:  # called its own way (attention: q, k, v)
