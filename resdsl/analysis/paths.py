@@ -60,6 +60,15 @@ def _poly_dict(poly: Poly) -> dict[int, int]:
     return {offset + i: c for i, c in enumerate(coeffs) if c}
 
 
+def _shape_only(graph: nx.DiGraph, node: int) -> bool:
+    """An op that reads only its input's shape (``positions``); a bare DAG (tests' random
+    graphs, with edges but no op data) has none."""
+    try:
+        return REGISTRY[op_node(graph, node).op].shape_only
+    except KeyError:
+        return False
+
+
 class Dag:
     """The graph's adjacency read once: predecessors with their port counts, where
     each value is used last, and the topological order (node ids), so that the
@@ -70,7 +79,7 @@ class Dag:
         self.order = sorted(graph.nodes)
         self.index = {n: i for i, n in enumerate(self.order)}
         # An op that reads only its input's shape (positions) starts no path: no predecessors.
-        self.preds = {v: [] if REGISTRY[op_node(graph, v).op].shape_only else
+        self.preds = {v: [] if _shape_only(graph, v) else
                       [(u, len(op_edge(graph, u, v).ports)) for u in graph.predecessors(v)]
                       for v in self.order}
         self.frees: dict[int, list[int]] = {v: [] for v in self.order}  # node -> values it uses last

@@ -191,7 +191,7 @@ register(OpSpec(
               ArgSpec("tie", "tie", None, doc="LABEL: share the weight of that embedding or linear")),
     infer=lambda s, a: (*s[:-1], a["out_features"]),
     # a tied weight is the other layer's tensor, counted there (as torch counts a shared one)
-    params=lambda s, a: (0 if a["tie"] else s[-1] * a["out_features"]) + (a["out_features"] if a["bias"] else 0),
+    params=lambda s, a: (0 if a.get("tie") else s[-1] * a["out_features"]) + (a["out_features"] if a["bias"] else 0),
     weight_shape=lambda s, a: (a["out_features"], s[-1]),
     macs=lambda i, o, a: prod(i) * a["out_features"],
     label=lambda a, i, o: f"fc {a['out_features']}",
