@@ -35,6 +35,15 @@ def _vit():
     return resdsl.load(SPECS / "vit.res", image=32, patch=8, depth=2, heads=4, dim=64, mlp=128).build().eval()
 
 
+def _gpt():
+    """A small GPT of gpt.res (issue 15): integer token ids in, causal attention, tied head."""
+    return resdsl.load(SPECS / "gpt.res", layers=2, heads=4, dim=64, context=32, vocab=100, seq=16).build().eval()
+
+
+def _ids(*shape: int) -> torch.Tensor:
+    return torch.randint(0, 100, shape, generator=torch.Generator().manual_seed(0))
+
+
 def _close(a: torch.Tensor, b: torch.Tensor, atol: float = 1e-5) -> bool:
     return torch.allclose(a, b, atol=atol, rtol=1e-4)
 
@@ -49,10 +58,10 @@ def test_fx_symbolic_trace(make, shape):
 
 
 @pytest.mark.parametrize("make, shape", [(_resnet18, (2, 3, 32, 32)), (_unet, (1, 1, 64, 64)),
-                                         (_vit, (2, 3, 32, 32))])
+                                         (_vit, (2, 3, 32, 32)), (_gpt, (2, 16))])
 def test_torch_export(make, shape):
     model = make()
-    x = torch.randn(shape)
+    x = _ids(*shape) if make is _gpt else torch.randn(shape)
     program = torch.export.export(model, (x,))
     with torch.no_grad():
         assert _close(program.module()(x), model(x))
@@ -109,18 +118,22 @@ def test_torch_compile_fullgraph_vit():
     _compiled_matches(_vit(), torch.randn(2, 3, 32, 32))
 
 
+def test_torch_compile_fullgraph_gpt():
+    _compiled_matches(_gpt(), _ids(2, 16))
+
+
 @pytest.mark.slow
 def test_torch_compile_fullgraph_unet():
     _compiled_matches(_unet(), torch.randn(1, 1, 64, 64))
 
 
 @pytest.mark.parametrize("make, shape", [(_resnet18, (1, 3, 64, 64)), (_unet, (1, 1, 64, 64)),
-                                         (_vit, (2, 3, 32, 32))])
+                                         (_vit, (2, 3, 32, 32)), (_gpt, (2, 16))])
 def test_onnx_export_runs_in_onnxruntime(make, shape, tmp_path):
     pytest.importorskip("onnxscript")
     ort = pytest.importorskip("onnxruntime")
     model = make()
-    x = torch.randn(shape)
+    x = _ids(*shape) if make is _gpt else torch.randn(shape)
     program = torch.onnx.export(model, (x,), dynamo=True, verbose=False)
     path = tmp_path / "model.onnx"
     program.save(str(path))
