@@ -9,7 +9,7 @@ arguments, parameters, MACs, receptive field, nonlinearity, diagram, torch code.
 'weight'
 """
 
-from . import activation, layers, merge, misc, norm, pool, sequence  # noqa: F401  (register ops)
+from . import activation, layers, merge, misc, norm, pool, sequence, window  # noqa: F401  (register ops)
 from .base import (
     ANNOTATION, BOX, CATEGORIES, GLOBAL, OMIT, POINTWISE, REGISTRY, REQUIRED, ArgSpec, Diagram, OpError,
     OpSpec, Shape, TorchArgs, ValueArgs, Window, bind, field_of, register, registered, signature_hint,

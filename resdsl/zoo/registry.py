@@ -202,4 +202,9 @@ ENTRIES: tuple[ZooEntry, ...] = (
     _tv("vit_l_16", "vit", depth=24, heads=16, dim=1024, mlp=4096),
     _tv("vit_l_32", "vit", patch=32, depth=24, heads=16, dim=1024, mlp=4096),
     _tv("vit_h_14", "vit", patch=14, depth=32, heads=16, dim=1280, mlp=5120),
+    # Liu et al. 2021: Swin Transformers (width, depths, heads, stochastic depth)
+    _tv("swin_t", "swin"),
+    _tv("swin_s", "swin", depth3=18, stochastic_depth_prob=0.3),
+    _tv("swin_b", "swin", dim=128, depth3=18, heads1=4, heads2=8, heads3=16, heads4=32,
+        stochastic_depth_prob=0.5),
 )

@@ -13,7 +13,10 @@ from .text import IN, INDENT, LINE_LENGTH, lit, pyname
 
 #: Helpers a file may need, in the order they are written.
 HELPER_NAMES = ("ChannelLayerNorm", "_center_crop", "_drop_path", "_parameter", "Permute", "_channel_shuffle",
-                "_make_divisible", "_causal_mask")
+                "_make_divisible", "_causal_mask", "_patch_merging_pad", "ShiftedWindowAttention")
+
+#: The helpers whose source calls ``F.`` (torch.nn.functional).
+USES_FUNCTIONAL = {"_drop_path", "ChannelLayerNorm", "_patch_merging_pad", "ShiftedWindowAttention"}
 
 
 def _helper_sources() -> dict[str, str]:
@@ -92,7 +95,7 @@ class Assembler:
         if self.uses_ordered_dict:
             header += ["from collections import OrderedDict", ""]
         header += ["import torch"]
-        if self.uses_functional or "_drop_path" in self.helpers or "ChannelLayerNorm" in self.helpers:
+        if self.uses_functional or self.helpers & USES_FUNCTIONAL:
             header.append("import torch.nn.functional as F")
         header.append("from torch import nn")
         parts = ["\n".join(header)]

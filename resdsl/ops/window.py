@@ -1,0 +1,109 @@
+"""Swin Transformer (language v2, transformers): ``window_attention`` and ``patch_merge``
+on channels-last maps ``[H, W, C]`` (torchvision's layout for Swin: ``permute 1, 2, 0``
+after the patch convolution)."""
+
+from __future__ import annotations
+
+from ..shapes import format_shape
+from .base import BOX, GLOBAL, ArgSpec, OpError, OpSpec, Shape, Window, register
+from .misc import REGULARIZER
+
+
+def _channels_last(op: str, in_shape: Shape) -> None:
+    if len(in_shape) != 3:
+        raise OpError(f"{op} takes a channels-last map [H, W, C], but its input is {format_shape(in_shape)}",
+                      hint="make a [C, H, W] map channels-last with 'permute 1, 2, 0'")
+
+
+def _padded(size: int, window: int) -> int:
+    return -(-size // window) * window  # torchvision pads the map to whole windows
+
+
+def _window_attention_shape(in_shape: Shape, args: dict) -> Shape:
+    _channels_last("window_attention", in_shape)
+    heads, width = args["heads"], in_shape[2]
+    if width % heads:
+        divisors = [h for h in range(1, min(width, 64) + 1) if width % h == 0]
+        raise OpError(f"{heads} heads do not divide the width {width} of the map",
+                      hint=f"the heads must divide the width: e.g. {', '.join(map(str, divisors[-4:]))}",
+                      arg="#0")
+    if args["shift"] >= args["window"]:
+        raise OpError(f"a shift of {args['shift']} is not less than the window ({args['window']})",
+                      hint=f"Swin shifts by half a window: shift={args['window'] // 2}", arg="shift")
+    return in_shape
+
+
+def _window_attention_params(in_shape: Shape, args: dict) -> int:
+    width = in_shape[2]
+    table = (2 * args["window"] - 1) ** 2 * args["heads"]  # the relative position bias table
+    return 4 * width * width + 4 * width + table
+
+
+def _window_attention_macs(in_shape: Shape, out_shape: Shape, args: dict) -> int:
+    # On the map padded to whole windows: the qkv and output projections (4 D^2 per
+    # position), then QK^T and AV within each window of w^2 tokens (w^2 D per position
+    # each), as torch.utils.flop_counter counts the matmuls.
+    window, width = args["window"], in_shape[2]
+    positions = _padded(in_shape[0], window) * _padded(in_shape[1], window)
+    return 4 * positions * width * width + 2 * positions * window * window * width
+
+
+def _window_attention_code(c):
+    return c.call("ShiftedWindowAttention", c.features(), c.arg("window"), c.arg("shift"), c.arg("heads"),
+                  attention_dropout=c.kw("attention_dropout", 0.0), dropout=c.kw("dropout", 0.0))
+
+
+def _window_attention_label(args: dict, in_shape: Shape, out_shape: Shape) -> str:
+    shifted = f", shift {args['shift']}" if args["shift"] else ""
+    return f"{args['heads']}-head {args['window']}x{args['window']} window attention{shifted}"
+
+
+register(OpSpec(
+    name="window_attention",
+    doc="Swin's (shifted) window multi-head self-attention with a relative position bias on a "
+        "channels-last map [H, W, C] (torchvision's ShiftedWindowAttention).",
+    category="weight",
+    positional=(ArgSpec("heads", "int", min=1, doc="HEADS: must divide the width C"),),
+    keywords=(
+        ArgSpec("window", "int", 7, min=1, doc="the window's side, in positions"),
+        ArgSpec("shift", "int", 0, min=0, doc="the cyclic shift (below the window; Swin: window // 2)"),
+        ArgSpec("attention_dropout", "float", 0.0, min=0.0, max=1.0, doc="on the attention weights"),
+        ArgSpec("dropout", "float", 0.0, min=0.0, max=1.0, doc="after the output projection"),
+    ),
+    infer=_window_attention_shape,
+    min_rank=3,
+    params=_window_attention_params,
+    macs=_window_attention_macs,
+    label=_window_attention_label,
+    code=_window_attention_code,
+    # A single op mixes the positions of a window (shifted windows chain them across the
+    # map); declared global, as the analysis has no field for a window over [H, W, C].
+    receptive_field=GLOBAL,
+    nonlinear=False,
+    diagram=BOX,
+    fresh_output=True,
+))
+
+
+def _patch_merge_shape(in_shape: Shape, args: dict) -> Shape:
+    _channels_last("patch_merge", in_shape)
+    height, width, channels = in_shape
+    return (-(-height // 2), -(-width // 2), 4 * channels)
+
+
+register(OpSpec(
+    name="patch_merge",
+    doc="Swin's patch merging on [H, W, C]: each 2x2 neighbourhood side by side, "
+        "[ceil(H/2), ceil(W/2), 4C] (odd sizes padded; torchvision's _patch_merging_pad); no module.",
+    category="reshape",
+    positional=(),
+    keywords=(),
+    infer=_patch_merge_shape,
+    min_rank=3,
+    label=lambda a, i, o: "2x2 patch merge",
+    inline_code=lambda m: f"{m.helper('_patch_merging_pad')}({m.inputs[0]})",
+    receptive_field=Window((2, 2), (2, 2)),
+    nonlinear=False,
+    diagram=REGULARIZER,
+    fresh_output=True,
+))
