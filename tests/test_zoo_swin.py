@@ -8,16 +8,20 @@ swin_b in full are slow."""
 
 from __future__ import annotations
 
-from functools import partial
 from pathlib import Path
 
 import pytest
 import torch
 import torchvision
+from torch.utils.flop_counter import FlopCounterMode
 from torchvision.models.swin_transformer import SwinTransformer
 
 import resdsl
-from tests.parity import check_keys, check_parity
+from resdsl.analysis import analyze
+from resdsl.analysis.report import receptive_fields
+from resdsl.backends.codegen import generate
+from resdsl.errors import SpecError
+from tests.parity import check_keys, check_parity, randomize
 
 SPEC = Path(__file__).resolve().parents[1] / "resdsl" / "zoo" / "swin.res"
 VARIANTS = [e.name for e in resdsl.zoo.ENTRIES if e.spec == "resdsl/zoo/swin.res"]
@@ -66,3 +70,69 @@ def test_swin_t_is_exact():
 @pytest.mark.parametrize("name", ["swin_s", "swin_b"])
 def test_torchvision_parity(name):
     check_parity(resdsl.zoo.load(name), getattr(torchvision.models, name)(), batch=1)
+
+
+# ---- the ops: located errors, generated code, MACs, receptive field -------------------------
+def error(text: str):
+    with pytest.raises(SpecError) as info:
+        resdsl.loads(text)
+    return info.value.first
+
+
+def located(diag, line: int, column: int, *words: str) -> None:
+    assert (diag.span.line, diag.span.column) == (line, column), diag.render()
+    assert diag.hint, diag.render()
+    for word in words:
+        assert word in diag.message + " " + diag.hint, diag.render()
+
+
+def spec(shape: str, *lines: str) -> str:
+    body = "".join(f"    {line}\n" for line in lines)
+    return f"network n:\n    input x: {shape}\n{body}"
+
+
+def test_window_op_errors_are_located():
+    located(error(spec("[14, 14, 30]", "window_attention 4")), 3, 22, "4 heads do not divide the width 30")
+    located(error(spec("[14, 14, 32]", "window_attention 4, window=7, shift=7")), 3, 35,
+            "not less than the window", "shift=3")
+    located(error(spec("[32, 14]", "window_attention 4")), 3, 5, "channels-last map [H, W, C]", "permute 1, 2, 0")
+    located(error(spec("[8, 14, 14, 32]", "patch_merge")), 3, 5, "channels-last map", "permute")
+
+
+def test_generated_file_reproduces_torchvision(tmp_path):
+    net, reference = small()
+    source = generate(net)
+    assert "class ShiftedWindowAttention" in source.text and "def _patch_merging_pad" in source.text
+    assert "import resdsl" not in source.text and "import torchvision" not in source.text
+    path = tmp_path / "swin.py"
+    path.write_text(source.text)
+    namespace: dict = {}
+    exec(compile(path.read_text(), str(path), "exec"), namespace)  # noqa: S102 - our generated file
+    model = namespace[source.class_name]().eval()
+    reference.eval()
+    randomize(reference)
+    model.load_state_dict(reference.state_dict(), strict=True)
+    x = torch.randn(2, 3, 36, 36)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), reference(x), rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("size, shift", [(14, 3), (9, 2), (3, 2)])
+def test_window_attention_macs_are_torchs_matmuls(size, shift):
+    """Projections, QK^T and AV on the map padded to whole windows (a 3x3 map: one 7x7 window
+    pads it, and the shift is dropped), as torch.utils.flop_counter counts them."""
+    window = 7 if size != 9 else 4
+    net = resdsl.loads(spec(f"[{size}, {size}, 32]", f"window_attention 4, window={window}, shift={shift}"))
+    model = net.build().eval()
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(torch.randn(1, size, size, 32))
+    assert analyze(net).macs == counter.get_total_flops() // 2
+
+
+def test_patch_merge_widens_the_receptive_field_along_h_and_w():
+    net = resdsl.loads(spec("[3, 32, 32]", "conv 4, 8, stride=4, pad=0", "permute 1, 2, 0", "patch_merge",
+                            "permute 2, 0, 1", "conv 3, 8"))
+    assert net.output_shape == (8, 4, 4)
+    assert receptive_fields(net.graph)[net.graph.graph["output"]] == (24, 24)  # 4, 4 + 4, 8 + 2 x 8
+    odd = resdsl.loads(spec("[5, 7, 6]", "patch_merge"))
+    assert odd.output_shape == (3, 4, 24)

@@ -345,7 +345,11 @@ def _op_field(data: dict, field_: Field, layout: Layout | None = None) -> Field 
     if not window.kernel:  # a flat tensor: no spatial extent left to widen
         return field_
     rank = len(field_[0])
-    if layout is None or layout == tuple(range(len(layout))):
+    spec = REGISTRY[data.op]
+    first = 0 if spec.channels_last else 1  # the tensor dim the window's first dim slides along
+    if spec.channels_last and layout is None:
+        layout = tuple(range(len(in_shape)))
+    if not spec.channels_last and (layout is None or layout == tuple(range(len(layout)))):
         if len(window.kernel) != rank:  # an op changed the spatial rank: positions do not map
             raise ValueError(f"op {data.op!r} has a {len(window.kernel)}-D window on a network "
                              f"whose input has {rank} spatial dimensions")
@@ -353,7 +357,7 @@ def _op_field(data: dict, field_: Field, layout: Layout | None = None) -> Field 
     # A permuted tensor: the window's dim t slides along the input's dim layout[t + 1]; a
     # window along the channels (or an unmapped dim) widens no spatial field.
     kernel, stride, upscale = [1] * rank, [1] * rank, [1] * rank
-    for t, dim in enumerate(layout[1:len(window.kernel) + 1]):
+    for t, dim in enumerate(layout[first:len(window.kernel) + first]):
         if dim:
             kernel[dim - 1], stride[dim - 1] = window.kernel[t], window.stride[t]
             upscale[dim - 1] = window.upscale[t] if window.upscale else 1

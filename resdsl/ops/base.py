@@ -199,6 +199,9 @@ class OpSpec:
     # Returns a new tensor that its own backward does not read: a later in-place op may
     # overwrite it (an activation's output is read by its backward, so it is not).
     fresh_output: bool = False
+    # Reads a channels-last tensor [*spatial, C] (Swin's patch_merge): its receptive field's
+    # window slides along the input's first dims, not the dims after the channels.
+    channels_last: bool = False
     # The arguments that set the output's width (channels or features), first one first.
     width_args: tuple[str, ...] = ()
     # ---- v2: token ids and shared weights ------------------------------------------------
