@@ -234,6 +234,8 @@ EXAMPLES = {
     "tokens": ((4, 6, 5), [], {}),
     "select": ((6, 8), [2], {}),
     "attention": ((6, 8), [2], {"causal": True}),
+    "window_attention": ((9, 9, 8), [2], {"window": 4, "shift": 2}),
+    "patch_merge": ((5, 7, 6), [], {}),
     "embedding": ((6,), [10, 4], {}),  # token ids in
     "positions": ((6, 8), [7, 4], {}),
 }

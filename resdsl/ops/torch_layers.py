@@ -86,7 +86,8 @@ def _make_divisible(value: float, divisor: int, minimum: int | None = None) -> i
 
 def _patch_merging_pad(x: torch.Tensor) -> torch.Tensor:
     """Swin's patch merging ([B, H, W, C] -> [B, ceil(H/2), ceil(W/2), 4C]), as torchvision's
-    ``_patch_merging_pad``: pad H and W to even, then the four 2x2 neighbours side by side."""
+    ``_patch_merging_pad``: pad H and W to even, then the four 2x2 neighbours side by side.
+    """
     height, width = x.shape[-3], x.shape[-2]
     x = F.pad(x, (0, 0, 0, width % 2, 0, height % 2))
     x0 = x[..., 0::2, 0::2, :]
@@ -101,18 +102,31 @@ class ShiftedWindowAttention(nn.Module):
     position bias: torchvision's ShiftedWindowAttention (same submodules, parameters,
     buffer and computation: padding to whole windows, cyclic shift, the -100 mask)."""
 
-    def __init__(self, dim: int, window: int, shift: int, heads: int, attention_dropout: float = 0.0,
-                 dropout: float = 0.0) -> None:
+    def __init__(
+        self,
+        dim: int,
+        window: int,
+        shift: int,
+        heads: int,
+        attention_dropout: float = 0.0,
+        dropout: float = 0.0,
+    ) -> None:
         super().__init__()
         self.window, self.shift, self.heads = window, shift, heads
         self.attention_dropout, self.dropout = attention_dropout, dropout
         self.qkv = nn.Linear(dim, dim * 3)
         self.proj = nn.Linear(dim, dim)
-        self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * window - 1) ** 2, heads))
+        self.relative_position_bias_table = nn.Parameter(
+            torch.zeros((2 * window - 1) ** 2, heads)
+        )
         nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
-        coords = torch.stack(torch.meshgrid(torch.arange(window), torch.arange(window), indexing="ij"))
+        coords = torch.stack(
+            torch.meshgrid(torch.arange(window), torch.arange(window), indexing="ij")
+        )
         coords = torch.flatten(coords, 1)
-        relative = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0).contiguous()
+        relative = (
+            (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0).contiguous()
+        )
         relative[:, :, 0] += window - 1  # shift to start from 0
         relative[:, :, 1] += window - 1
         relative[:, :, 0] *= 2 * window - 1
@@ -123,17 +137,32 @@ class ShiftedWindowAttention(nn.Module):
         bias = self.relative_position_bias_table[self.relative_position_index]
         bias = bias.view(tokens, tokens, -1).permute(2, 0, 1).contiguous().unsqueeze(0)
         batch, height, width, channels = x.shape
-        x = F.pad(x, (0, 0, 0, (window - width % window) % window, 0, (window - height % window) % window))
+        x = F.pad(
+            x,
+            (
+                0,
+                0,
+                0,
+                (window - width % window) % window,
+                0,
+                (window - height % window) % window,
+            ),
+        )
         _, pad_h, pad_w, _ = x.shape
         # no shift along a dim the window covers whole
-        shift = (0 if window >= pad_h else self.shift, 0 if window >= pad_w else self.shift)
+        shift = (
+            0 if window >= pad_h else self.shift,
+            0 if window >= pad_w else self.shift,
+        )
         if sum(shift) > 0:
             x = torch.roll(x, shifts=(-shift[0], -shift[1]), dims=(1, 2))
         windows = (pad_h // window) * (pad_w // window)
         x = x.view(batch, pad_h // window, window, pad_w // window, window, channels)
         x = x.permute(0, 1, 3, 2, 4, 5).reshape(batch * windows, tokens, channels)
         qkv = F.linear(x, self.qkv.weight, self.qkv.bias)
-        qkv = qkv.reshape(x.size(0), x.size(1), 3, heads, channels // heads).permute(2, 0, 3, 1, 4)
+        qkv = qkv.reshape(x.size(0), x.size(1), 3, heads, channels // heads).permute(
+            2, 0, 3, 1, 4
+        )
         q, k, v = qkv[0], qkv[1], qkv[2]
         q = q * (channels // heads) ** -0.5
         attn = q.matmul(k.transpose(-2, -1)) + bias
@@ -145,17 +174,27 @@ class ShiftedWindowAttention(nn.Module):
             count = 0
             for h in h_slices:
                 for w in w_slices:
-                    mask[h[0]:h[1], w[0]:w[1]] = count
+                    mask[h[0] : h[1], w[0] : w[1]] = count
                     count += 1
             mask = mask.view(pad_h // window, window, pad_w // window, window)
             mask = mask.permute(0, 2, 1, 3).reshape(windows, tokens)
             mask = mask.unsqueeze(1) - mask.unsqueeze(2)
-            mask = mask.masked_fill(mask != 0, float(-100.0)).masked_fill(mask == 0, float(0.0))
+            mask = mask.masked_fill(mask != 0, float(-100.0)).masked_fill(
+                mask == 0, float(0.0)
+            )
             attn = attn.view(x.size(0) // windows, windows, heads, x.size(1), x.size(1))
-            attn = (attn + mask.unsqueeze(1).unsqueeze(0)).view(-1, heads, x.size(1), x.size(1))
-        attn = F.dropout(F.softmax(attn, dim=-1), p=self.attention_dropout, training=self.training)
+            attn = (attn + mask.unsqueeze(1).unsqueeze(0)).view(
+                -1, heads, x.size(1), x.size(1)
+            )
+        attn = F.dropout(
+            F.softmax(attn, dim=-1), p=self.attention_dropout, training=self.training
+        )
         x = attn.matmul(v).transpose(1, 2).reshape(x.size(0), x.size(1), channels)
-        x = F.dropout(F.linear(x, self.proj.weight, self.proj.bias), p=self.dropout, training=self.training)
+        x = F.dropout(
+            F.linear(x, self.proj.weight, self.proj.bias),
+            p=self.dropout,
+            training=self.training,
+        )
         x = x.view(batch, pad_h // window, pad_w // window, window, window, channels)
         x = x.permute(0, 1, 3, 2, 4, 5).reshape(batch, pad_h, pad_w, channels)
         if sum(shift) > 0:
