@@ -1,10 +1,10 @@
 """The Swin Transformer family (issue 15): resdsl/zoo/swin.res reproduces torchvision's
-swin_t, swin_s and swin_b exactly (tests/parity.py).
+swin_t, swin_s, swin_b and swin_v2_t, swin_v2_s, swin_v2_b exactly (tests/parity.py).
 
 The default suite checks a small Swin in full (eval and train mode, odd map sizes that
 pad windows and patch merging, shifted windows, dropout and stochastic depth on), every
-variant's keys, shapes and counts on the meta device, and swin_t in full; swin_s and
-swin_b in full are slow."""
+variant's keys, shapes and counts on the meta device, and swin_t and swin_v2_t in full;
+the others in full are slow."""
 
 from __future__ import annotations
 
@@ -14,7 +14,9 @@ import pytest
 import torch
 import torchvision
 from torch.utils.flop_counter import FlopCounterMode
-from torchvision.models.swin_transformer import SwinTransformer
+from torchvision.models.swin_transformer import (
+    PatchMergingV2, SwinTransformer, SwinTransformerBlockV2,
+)
 
 import resdsl
 from resdsl.analysis import analyze
@@ -25,11 +27,13 @@ from tests.parity import check_keys, check_parity, randomize
 
 SPEC = Path(__file__).resolve().parents[1] / "resdsl" / "zoo" / "swin.res"
 VARIANTS = [e.name for e in resdsl.zoo.ENTRIES if e.spec == "resdsl/zoo/swin.res"]
-COUNTS = {"swin_t": 28_288_354, "swin_s": 49_606_258, "swin_b": 87_768_224}
+COUNTS = {"swin_t": 28_288_354, "swin_s": 49_606_258, "swin_b": 87_768_224,
+          "swin_v2_t": 28_351_570, "swin_v2_s": 49_737_442, "swin_v2_b": 87_930_848}
 
 
-def test_the_registry_lists_swin_t_s_and_b():
-    assert set(VARIANTS) == set(COUNTS)
+def test_the_registry_lists_every_torchvision_swin():
+    listed = {n for n in dir(torchvision.models) if n.startswith("swin_") and n != "swin_transformer"}
+    assert set(VARIANTS) == listed == set(COUNTS)
 
 
 @pytest.mark.parametrize("name", sorted(COUNTS))
@@ -43,31 +47,27 @@ def test_keys_shapes_and_counts_on_meta(name):
     assert net.output_shape == (1000,)
 
 
-def small(**params):
+def small(v2: bool = False):
     """A Swin of every op at a size the default suite affords: a 4x4 window on 9x9 and
     then 5x5 and 3x3 maps (padding to whole windows, odd patch merging), heads 2 and 4."""
-    args = dict(patch=4, dim=16, depth1=2, depth2=2, depth3=2, depth4=2, heads1=2, heads2=2, heads3=4,
-                heads4=4, window=4, dropout=0.1, attention_dropout=0.1, stochastic_depth_prob=0.3,
-                num_classes=10, size=36)
-    args.update(params)
-    net = resdsl.load(SPEC, **args)
+    net = resdsl.load(SPEC, patch=4, dim=16, depth1=2, depth2=2, depth3=2, depth4=2, heads1=2, heads2=2,
+                      heads3=4, heads4=4, window=4, dropout=0.1, attention_dropout=0.1,
+                      stochastic_depth_prob=0.3, num_classes=10, size=36, v2=v2)
+    versions = dict(block=SwinTransformerBlockV2, downsample_layer=PatchMergingV2) if v2 else {}
     reference = SwinTransformer(
         patch_size=[4, 4], embed_dim=16, depths=[2, 2, 2, 2], num_heads=[2, 2, 4, 4], window_size=[4, 4],
-        dropout=0.1, attention_dropout=0.1, stochastic_depth_prob=0.3, num_classes=10)
+        dropout=0.1, attention_dropout=0.1, stochastic_depth_prob=0.3, num_classes=10, **versions)
     return net, reference
 
 
-def test_a_small_swin_is_exact_in_eval_and_train_mode():
-    net, reference = small()
+@pytest.mark.parametrize("v2", [False, True])
+def test_a_small_swin_is_exact_in_eval_and_train_mode(v2):
+    net, reference = small(v2)
     check_parity(net, reference, train=True)
 
 
-def test_swin_t_is_exact():
-    check_parity(resdsl.zoo.load("swin_t"), torchvision.models.swin_t(), batch=1)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("name", ["swin_s", "swin_b"])
+@pytest.mark.parametrize("name", [pytest.param(n, marks=[] if n in ("swin_t", "swin_v2_t") else [pytest.mark.slow])
+                                  for n in sorted(COUNTS)])
 def test_torchvision_parity(name):
     check_parity(resdsl.zoo.load(name), getattr(torchvision.models, name)(), batch=1)
 
@@ -97,6 +97,7 @@ def test_window_op_errors_are_located():
             "not less than the window", "shift=3")
     located(error(spec("[32, 14]", "window_attention 4")), 3, 5, "channels-last map [H, W, C]", "permute 1, 2, 0")
     located(error(spec("[8, 14, 14, 32]", "patch_merge")), 3, 5, "channels-last map", "permute")
+    located(error(spec("[14, 14, 32]", "window_attention 4, window=1, v2=true")), 3, 25, "at least 2", "window=8")
 
 
 def test_generated_file_reproduces_torchvision(tmp_path):
@@ -117,12 +118,14 @@ def test_generated_file_reproduces_torchvision(tmp_path):
         torch.testing.assert_close(model(x), reference(x), rtol=0, atol=1e-5)
 
 
-@pytest.mark.parametrize("size, shift", [(14, 3), (9, 2), (3, 2)])
-def test_window_attention_macs_are_torchs_matmuls(size, shift):
+@pytest.mark.parametrize("size, shift, v2", [(14, 3, False), (9, 2, False), (3, 2, False), (14, 3, True)])
+def test_window_attention_macs_are_torchs_matmuls(size, shift, v2):
     """Projections, QK^T and AV on the map padded to whole windows (a 3x3 map: one 7x7 window
-    pads it, and the shift is dropped), as torch.utils.flop_counter counts them."""
+    pads it, and the shift is dropped), V2's position bias MLP, as torch.utils.flop_counter
+    counts them."""
     window = 7 if size != 9 else 4
-    net = resdsl.loads(spec(f"[{size}, {size}, 32]", f"window_attention 4, window={window}, shift={shift}"))
+    net = resdsl.loads(spec(f"[{size}, {size}, 32]",
+                            f"window_attention 4, window={window}, shift={shift}, v2={str(v2).lower()}"))
     model = net.build().eval()
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         model(torch.randn(1, size, size, 32))

@@ -100,7 +100,9 @@ def _patch_merging_pad(x: torch.Tensor) -> torch.Tensor:
 class ShiftedWindowAttention(nn.Module):
     """Swin's (shifted) window multi-head self-attention on [B, H, W, C] with a relative
     position bias: torchvision's ShiftedWindowAttention (same submodules, parameters,
-    buffer and computation: padding to whole windows, cyclic shift, the -100 mask)."""
+    buffer and computation: padding to whole windows, cyclic shift, the -100 mask);
+    ``v2``: ShiftedWindowAttentionV2 (cosine attention with a learned logit scale, the
+    bias from an MLP of log-spaced relative coordinates, no key bias)."""
 
     def __init__(
         self,
@@ -110,16 +112,24 @@ class ShiftedWindowAttention(nn.Module):
         heads: int,
         attention_dropout: float = 0.0,
         dropout: float = 0.0,
+        v2: bool = False,
     ) -> None:
         super().__init__()
-        self.window, self.shift, self.heads = window, shift, heads
+        self.window, self.shift, self.heads, self.v2 = window, shift, heads, v2
         self.attention_dropout, self.dropout = attention_dropout, dropout
         self.qkv = nn.Linear(dim, dim * 3)
         self.proj = nn.Linear(dim, dim)
-        self.relative_position_bias_table = nn.Parameter(
-            torch.zeros((2 * window - 1) ** 2, heads)
-        )
-        nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
+        if v2:
+            span = torch.arange(-(window - 1), window, dtype=torch.float32)
+            table = torch.stack(torch.meshgrid([span, span], indexing="ij"))
+            table = table.permute(1, 2, 0).contiguous().unsqueeze(0) / (window - 1) * 8
+            table = torch.sign(table) * torch.log2(torch.abs(table) + 1.0) / 3.0
+            self.register_buffer("relative_coords_table", table)
+        else:
+            self.relative_position_bias_table = nn.Parameter(
+                torch.zeros((2 * window - 1) ** 2, heads)
+            )
+            nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
         coords = torch.stack(
             torch.meshgrid(torch.arange(window), torch.arange(window), indexing="ij")
         )
@@ -131,11 +141,26 @@ class ShiftedWindowAttention(nn.Module):
         relative[:, :, 1] += window - 1
         relative[:, :, 0] *= 2 * window - 1
         self.register_buffer("relative_position_index", relative.sum(-1).flatten())
+        if v2:
+            self.logit_scale = nn.Parameter(torch.log(10 * torch.ones((heads, 1, 1))))
+            self.cpb_mlp = nn.Sequential(
+                nn.Linear(2, 512),
+                nn.ReLU(inplace=True),
+                nn.Linear(512, heads, bias=False),
+            )
+            with torch.no_grad():
+                self.qkv.bias[dim : 2 * dim].zero_()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         tokens, window, heads = self.window * self.window, self.window, self.heads
-        bias = self.relative_position_bias_table[self.relative_position_index]
+        if self.v2:
+            table = self.cpb_mlp(self.relative_coords_table).view(-1, heads)
+        else:
+            table = self.relative_position_bias_table
+        bias = table[self.relative_position_index]
         bias = bias.view(tokens, tokens, -1).permute(2, 0, 1).contiguous().unsqueeze(0)
+        if self.v2:
+            bias = 16 * torch.sigmoid(bias)
         batch, height, width, channels = x.shape
         x = F.pad(
             x,
@@ -159,13 +184,22 @@ class ShiftedWindowAttention(nn.Module):
         windows = (pad_h // window) * (pad_w // window)
         x = x.view(batch, pad_h // window, window, pad_w // window, window, channels)
         x = x.permute(0, 1, 3, 2, 4, 5).reshape(batch * windows, tokens, channels)
-        qkv = F.linear(x, self.qkv.weight, self.qkv.bias)
+        qkv_bias = self.qkv.bias
+        if self.v2:  # no key bias
+            qkv_bias = qkv_bias.clone()
+            qkv_bias[channels : 2 * channels].zero_()
+        qkv = F.linear(x, self.qkv.weight, qkv_bias)
         qkv = qkv.reshape(x.size(0), x.size(1), 3, heads, channels // heads).permute(
             2, 0, 3, 1, 4
         )
         q, k, v = qkv[0], qkv[1], qkv[2]
-        q = q * (channels // heads) ** -0.5
-        attn = q.matmul(k.transpose(-2, -1)) + bias
+        if self.v2:  # cosine attention
+            attn = F.normalize(q, dim=-1) @ F.normalize(k, dim=-1).transpose(-2, -1)
+            scale = torch.clamp(self.logit_scale, max=4.605170185988092).exp()  # <= 100
+            attn = attn * scale + bias
+        else:
+            q = q * (channels // heads) ** -0.5
+            attn = q.matmul(k.transpose(-2, -1)) + bias
         if sum(shift) > 0:
             # tokens from different regions of the rolled map must not attend to each other
             mask = x.new_zeros((pad_h, pad_w))

@@ -27,6 +27,9 @@ def _window_attention_shape(in_shape: Shape, args: dict) -> Shape:
         raise OpError(f"{heads} heads do not divide the width {width} of the map",
                       hint=f"the heads must divide the width: e.g. {', '.join(map(str, divisors[-4:]))}",
                       arg="#0")
+    if args["v2"] and args["window"] < 2:
+        raise OpError("Swin V2's position bias needs a window of at least 2 (it scales the "
+                      "offsets by window - 1)", hint="use window=8, as swin_v2_t", arg="window")
     if args["shift"] >= args["window"]:
         raise OpError(f"a shift of {args['shift']} is not less than the window ({args['window']})",
                       hint=f"Swin shifts by half a window: shift={args['window'] // 2}", arg="shift")
@@ -35,7 +38,10 @@ def _window_attention_shape(in_shape: Shape, args: dict) -> Shape:
 
 def _window_attention_params(in_shape: Shape, args: dict) -> int:
     width = in_shape[2]
-    table = (2 * args["window"] - 1) ** 2 * args["heads"]  # the relative position bias table
+    heads = args["heads"]
+    if args["v2"]:  # the logit scale and the continuous position bias MLP (2 -> 512 -> heads)
+        return 4 * width * width + 4 * width + heads + 3 * 512 + 512 * heads
+    table = (2 * args["window"] - 1) ** 2 * heads  # the relative position bias table
     return 4 * width * width + 4 * width + table
 
 
@@ -45,17 +51,22 @@ def _window_attention_macs(in_shape: Shape, out_shape: Shape, args: dict) -> int
     # each), as torch.utils.flop_counter counts the matmuls.
     window, width = args["window"], in_shape[2]
     positions = _padded(in_shape[0], window) * _padded(in_shape[1], window)
-    return 4 * positions * width * width + 2 * positions * window * window * width
+    macs = 4 * positions * width * width + 2 * positions * window * window * width
+    if args["v2"]:  # the position bias MLP on each of the (2w - 1)^2 relative offsets
+        macs += (2 * window - 1) ** 2 * 512 * (2 + args["heads"])
+    return macs
 
 
 def _window_attention_code(c):
     return c.call("ShiftedWindowAttention", c.features(), c.arg("window"), c.arg("shift"), c.arg("heads"),
-                  attention_dropout=c.kw("attention_dropout", 0.0), dropout=c.kw("dropout", 0.0))
+                  attention_dropout=c.kw("attention_dropout", 0.0), dropout=c.kw("dropout", 0.0),
+                  v2=c.kw("v2", False))
 
 
 def _window_attention_label(args: dict, in_shape: Shape, out_shape: Shape) -> str:
     shifted = f", shift {args['shift']}" if args["shift"] else ""
-    return f"{args['heads']}-head {args['window']}x{args['window']} window attention{shifted}"
+    v2 = " (v2)" if args["v2"] else ""
+    return f"{args['heads']}-head {args['window']}x{args['window']} window attention{v2}{shifted}"
 
 
 register(OpSpec(
@@ -69,6 +80,7 @@ register(OpSpec(
         ArgSpec("shift", "int", 0, min=0, doc="the cyclic shift (below the window; Swin: window // 2)"),
         ArgSpec("attention_dropout", "float", 0.0, min=0.0, max=1.0, doc="on the attention weights"),
         ArgSpec("dropout", "float", 0.0, min=0.0, max=1.0, doc="after the output projection"),
+        ArgSpec("v2", "bool", False, doc="Swin V2: cosine attention, a continuous position bias MLP"),
     ),
     infer=_window_attention_shape,
     params=_window_attention_params,

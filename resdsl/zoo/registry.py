@@ -207,4 +207,10 @@ ENTRIES: tuple[ZooEntry, ...] = (
     _tv("swin_s", "swin", depth3=18, stochastic_depth_prob=0.3),
     _tv("swin_b", "swin", dim=128, depth3=18, heads1=4, heads2=8, heads3=16, heads4=32,
         stochastic_depth_prob=0.5),
+    # Liu et al. 2022, Swin Transformer V2: post-norm blocks, cosine window attention with a
+    # continuous position bias, 8x8 windows
+    _tv("swin_v2_t", "swin", v2=True, window=8),
+    _tv("swin_v2_s", "swin", v2=True, window=8, depth3=18, stochastic_depth_prob=0.3),
+    _tv("swin_v2_b", "swin", v2=True, window=8, dim=128, depth3=18, heads1=4, heads2=8, heads3=16, heads4=32,
+        stochastic_depth_prob=0.5),
 )
