@@ -58,10 +58,13 @@ def test_select_is_a_token():
     x = torch.randn(2, 5, 8)
     assert net.output_shape == (8,)
     assert torch.equal(net.build()(x), x[:, 3])
+    last = resdsl.loads("network n:\n    input x: [5, 8]\n    select -1\n")
+    assert torch.equal(last.build()(x), x[:, -1])  # GPT's next-token logits read the last token
 
 
 @pytest.mark.parametrize("text, column, words", [
-    ("network n:\n    input x: [5, 8]\n    select 5\n", 12, "below 5"),
+    ("network n:\n    input x: [5, 8]\n    select 5\n", 12, "must be in -5..4"),
+    ("network n:\n    input x: [5, 8]\n    select -6\n", 12, "must be in -5..4"),
     ("network n:\n    input x: [5, 8, 2]\n    select 0\n", 5, "token sequence [N, D]"),
 ])
 def test_select_errors_are_located(text, column, words):

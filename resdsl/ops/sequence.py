@@ -51,18 +51,18 @@ def _sequence_rank(op: str, in_shape: Shape) -> None:
 
 def _select_shape(in_shape: Shape, args: dict) -> Shape:
     _sequence_rank("select", in_shape)
-    if args["index"] >= in_shape[0]:
-        raise OpError(f"token {args['index']} of a sequence of {in_shape[0]}: the index must be "
-                      f"below {in_shape[0]} (0-based)",
-                      hint=f"write an index in 0..{in_shape[0] - 1}", arg="#0")
+    if not -in_shape[0] <= args["index"] < in_shape[0]:
+        raise OpError(f"token {args['index']} of a sequence of {in_shape[0]}: the index must be in "
+                      f"{-in_shape[0]}..{in_shape[0] - 1} (0-based; -1 is the last token)",
+                      hint=f"write an index in 0..{in_shape[0] - 1}, or -1 for the last", arg="#0")
     return in_shape[1:]
 
 
 register(OpSpec(
     name="select",
-    doc="Token I (0-based) of a sequence [N, D]: [D] (x[:, I], ViT's class token); no module.",
+    doc="Token I (0-based; -1 the last) of a sequence [N, D]: [D] (x[:, I], ViT's class token); no module.",
     category="reshape",
-    positional=(ArgSpec("index", "int", min=0, doc="I"),),
+    positional=(ArgSpec("index", "int", doc="I"),),
     keywords=(),
     infer=_select_shape,
     label=lambda a, i, o: f"token {a['index']}",
