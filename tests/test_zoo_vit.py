@@ -77,3 +77,13 @@ def test_generated_file_and_weights(tmp_path, capsys):
     assert main(["render", str(SPEC), *params, "--level", "block", "-o", str(tmp_path / "vit.dot")]) == 0
     assert main(["analyze", str(SPEC), *params]) == 0
     capsys.readouterr()
+
+
+def test_the_diagram_draws_the_stream_and_its_attention_blocks():
+    """Block level: ViT-B/16's 12 encoder blocks are one stacked box; layer level: each block
+    shows its attention and the two identity skips of the residual stream."""
+    block = resdsl.zoo.load("vit_b_16").to_dot(level="block")
+    assert "encoder_block(12, 3072, 0, 0) x 12" in block
+    small = resdsl.load(SPEC, image=32, patch=8, depth=2, heads=4, dim=64, mlp=128).to_dot(level="layer")
+    assert small.count("4-head attention") == 2
+    assert small.count('kind="skip-identity"') == 4  # 2 blocks x (attention, MLP) on the stream
