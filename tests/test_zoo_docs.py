@@ -5,6 +5,7 @@ Both are computed here; the tests fail when a spec, the registry or torchvision 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -87,7 +88,7 @@ def model_rows() -> list[str]:
     """One row per zoo entry: name, reference, spec and overrides, parameter count."""
     out = []
     for entry in resdsl.zoo.ENTRIES:
-        defines = " ".join(f"`-D {k}={v}`" for k, v in entry.params.items())
+        defines = " ".join(f"`{d}`" for d in re.findall(r"-D \S+", entry.defines()))  # spelled as -D takes them
         spec = f"`{entry.spec.rsplit('/', 1)[-1]}`" + (f" {defines}" if defines else "")
         reference = f"`{entry.reference}`" if entry.constructor else entry.reference
         out.append(f"| `{entry.name}` | {reference} | {spec} | {resdsl.zoo.load(entry.name).num_params:,} |")
