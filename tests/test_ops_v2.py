@@ -17,10 +17,10 @@ import resdsl
 from resdsl.analysis.report import receptive_fields
 from resdsl.backends.torch import source_of
 from resdsl.cli import main
-from resdsl.errors import SpecError
 from resdsl.ops import REGISTRY, OpError, bind
 from resdsl.ops.merge import broadcast
 from resdsl.ops.torch_layers import _drop_path
+from tests.located import error, located
 
 SETTINGS = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -37,17 +37,6 @@ def model(text: str, **params):
     return net, source_of(net).module_class()().eval()
 
 
-def error(text: str):
-    with pytest.raises(SpecError) as info:
-        resdsl.loads(text)
-    return info.value.first
-
-
-def located(diag, line: int, column: int, *words: str) -> None:
-    assert (diag.span.line, diag.span.column) == (line, column), diag.render()
-    assert diag.hint, diag.render()
-    for word in words:
-        assert word in diag.message + " " + diag.hint, diag.render()
 
 
 def rule(op_name: str, in_shape: tuple, positional=(), **keywords):

@@ -22,7 +22,7 @@ import resdsl
 from resdsl.analysis import analyze
 from resdsl.analysis.report import receptive_fields
 from resdsl.backends.codegen import generate
-from resdsl.errors import SpecError
+from tests.located import error, located
 from tests.parity import check_keys, check_parity, randomize
 
 SPEC = Path(__file__).resolve().parents[1] / "resdsl" / "zoo" / "swin.res"
@@ -73,17 +73,6 @@ def test_torchvision_parity(name):
 
 
 # ---- the ops: located errors, generated code, MACs, receptive field -------------------------
-def error(text: str):
-    with pytest.raises(SpecError) as info:
-        resdsl.loads(text)
-    return info.value.first
-
-
-def located(diag, line: int, column: int, *words: str) -> None:
-    assert (diag.span.line, diag.span.column) == (line, column), diag.render()
-    assert diag.hint, diag.render()
-    for word in words:
-        assert word in diag.message + " " + diag.hint, diag.render()
 
 
 def spec(shape: str, *lines: str) -> str:
