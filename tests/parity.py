@@ -64,6 +64,17 @@ def check_keys(ours: nn.Module, reference: nn.Module) -> None:
     assert not shapes, f"shapes differ (ours, theirs): {dict(list(shapes.items())[:10])}"
 
 
+def check_on_meta(net: resdsl.Net, make_reference: Callable[[], nn.Module]) -> int:
+    """Keys in order, shapes and the parameter count against ``make_reference()`` built on the
+    meta device (no memory, no init: cheap for every variant); returns the count."""
+    with torch.device("meta"):
+        reference = make_reference()
+    check_keys(net.build(device="meta"), reference)
+    count = sum(p.numel() for p in reference.parameters())
+    assert net.num_params == count, f"spec counts {net.num_params:,}, reference {count:,}"
+    return count
+
+
 def check_shapes(net: resdsl.Net, model: nn.Module, x: torch.Tensor) -> None:
     with torch.no_grad():
         observed = observed_shapes(model, net, x)

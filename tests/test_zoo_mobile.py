@@ -24,7 +24,7 @@ import torch
 import resdsl
 from resdsl.cli import main
 from resdsl.zoo.registry import ENTRIES
-from tests.parity import check_keys, check_parity
+from tests.parity import check_keys, check_on_meta, check_parity
 
 ZOO = Path(__file__).resolve().parents[1] / "resdsl" / "zoo"
 STD = ZOO.parent / "std"
@@ -123,10 +123,7 @@ def test_other_settings_match_torchvision_keywords(name: str, theirs: dict, ours
     import torchvision
 
     net = _load(name, **ours)
-    with torch.device("meta"):
-        reference = getattr(torchvision.models, name)(weights=None, **theirs)
-    check_keys(net.build(device="meta"), reference)
-    assert net.num_params == sum(p.numel() for p in reference.parameters())
+    check_on_meta(net, lambda: getattr(torchvision.models, name)(weights=None, **theirs))
 
 
 # ---- exact reproduction, eval and train ----------------------------------------------------------

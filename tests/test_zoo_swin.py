@@ -23,7 +23,7 @@ from resdsl.analysis import analyze
 from resdsl.analysis.report import receptive_fields
 from resdsl.backends.codegen import generate
 from tests.located import error, located
-from tests.parity import check_keys, check_parity, randomize
+from tests.parity import check_on_meta, check_parity, randomize
 
 SPEC = Path(__file__).resolve().parents[1] / "resdsl" / "zoo" / "swin.res"
 VARIANTS = [e.name for e in resdsl.zoo.ENTRIES if e.spec == "resdsl/zoo/swin.res"]
@@ -39,11 +39,7 @@ def test_the_registry_lists_every_torchvision_swin():
 @pytest.mark.parametrize("name", sorted(COUNTS))
 def test_keys_shapes_and_counts_on_meta(name):
     net = resdsl.zoo.load(name)
-    with torch.device("meta"):
-        reference = getattr(torchvision.models, name)()
-    model = net.build(device="meta")
-    check_keys(model, reference)
-    assert net.num_params == sum(p.numel() for p in reference.parameters()) == COUNTS[name]
+    assert check_on_meta(net, getattr(torchvision.models, name)) == COUNTS[name]
     assert net.output_shape == (1000,)
 
 

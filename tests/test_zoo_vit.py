@@ -16,7 +16,7 @@ import torchvision
 
 import resdsl
 from resdsl.cli import main
-from tests.parity import check_keys, check_parity
+from tests.parity import check_on_meta, check_parity
 
 SPEC = Path(__file__).resolve().parents[1] / "resdsl" / "zoo" / "vit.res"
 VARIANTS = [e.name for e in resdsl.zoo.ENTRIES if e.spec == "resdsl/zoo/vit.res"]
@@ -32,10 +32,7 @@ def test_the_registry_lists_every_torchvision_vit():
 @pytest.mark.parametrize("name", sorted(COUNTS))
 def test_keys_shapes_and_counts_on_meta(name):
     net = resdsl.zoo.load(name)
-    with torch.device("meta"):
-        reference = getattr(torchvision.models, name)()
-    check_keys(net.build(device="meta"), reference)
-    assert net.num_params == sum(p.numel() for p in reference.parameters()) == COUNTS[name]
+    assert check_on_meta(net, getattr(torchvision.models, name)) == COUNTS[name]
     tokens = (224 // net.params["patch"]) ** 2 + 1
     assert net.output_shape == (1000,)
     assert tuple(net.build(device="meta").encoder.pos_embedding.shape) == (1, tokens, net.params["dim"])
