@@ -419,3 +419,14 @@ def test_order_errors(order, message):
 def test_order_stands_in_a_block_body():
     assert "'order' stands once in a block or network body" in error(
         "s: sequential:\n    a: linear 8\n    order a", shape="[6, 8]")
+
+
+def test_order_and_shortcut_first_in_one_block():
+    """Both reorder the block's __init__: neither leaves the other with stale positions."""
+    blocks = "block unit(c: int, stride: int = 1):\n    order n, f\n" \
+             "    residual proj=proj, shortcut_first=true:\n        f: conv 3, c, stride=stride\n" \
+             "    n: batchnorm\n"
+    net = load("s: stage unit(8) x 2, stride=2", blocks=blocks)
+    assert [k for k in keys(net) if k.startswith("s.0.") and k.endswith("weight")] == \
+        ["s.0.n.weight", "s.0.f.weight", "s.0.proj.0.weight", "s.0.proj.1.weight"]
+    run_standalone(net)

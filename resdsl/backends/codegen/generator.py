@@ -276,8 +276,7 @@ class Generator(Plan, Constructors, ForwardWriter, Assembler):
                 rhs = lambda v, local=local: f"self.{local}({v[0]})"  # noqa: E731
             ops.append(Op(ref, tuple(data.inputs), data.span, rhs, kind="module",
                           local=local, in_place=REGISTRY[data.op].in_place))
-        init = self._shortcuts_first(path, init, starts, shortcut_lines)
-        init = self._ordered(path, init, starts)
+        init = self._arranged(path, init, starts, shortcut_lines)
         forward, inplace = self.forward(path, ops, box)
         init = self._in_place(init, inplace, calls)
         out_sym = chan.get(box.output)
@@ -312,45 +311,42 @@ class Generator(Plan, Constructors, ForwardWriter, Assembler):
             found[option.name] = f"self.{attribute}"
         return found
 
-    def _shortcuts_first(self, path: str, init: list[str], starts: dict, shortcut_lines: dict) -> list[str]:
-        """Move the __init__ lines of each ``shortcut_first`` unit's shortcut before its body's,
-        so its parameters come first in the state dict (RegNet's ``proj`` before ``f``)."""
-        for unit in self.units_in.get(path, ()):
-            if not unit.shortcut_first or not (unit.shortcut in ("projection", "explicit") or self.mixed(unit)):
-                continue
-            lines = shortcut_lines.get(unit.merge)
-            if lines is None:
-                sc_path = op_node(self.graph, op_node(self.graph, unit.merge).inputs[1]).container
-                if sc_path not in starts:
-                    continue
-                begin = starts[sc_path]
-                later = [s for s in starts.values() if s > begin]
-                lines = (begin, min(later) if later else len(init))
-            body = self._step_of(path, unit.first, starts)
-            if body is None or starts[body] >= lines[0]:
-                continue
-            moved = init[lines[0]:lines[1]]
-            rest = init[:lines[0]] + init[lines[1]:]
-            at = starts[body]
-            init = rest[:at] + moved + rest[at:]
-        return init
-
-    def _ordered(self, path: str, init: list[str], starts: dict) -> list[str]:
-        """``order A, B``: the __init__ lines of those submodules first, in that order."""
+    def _arranged(self, path: str, init: list[str], starts: dict, shortcut_lines: dict) -> list[str]:
+        """The __init__ lines in registration order, which fixes the state dict's order:
+        each ``shortcut_first`` unit's shortcut before its body (RegNet's ``proj`` before
+        ``f``), then the submodules an ``order`` statement lists first, in that order. Lines
+        move as whole pieces (a step's lines, or an optional shortcut's placeholder), so one
+        move never leaves the other with stale positions."""
         order = self.boxes[path].order
-        if not order:
+        units = [u for u in self.units_in.get(path, ())
+                 if u.shortcut_first and (u.shortcut in ("projection", "explicit") or self.mixed(u))]
+        if not order and not units:
             return init
-        bounds = sorted(set(starts.values()) | {len(init)})
-        pieces: dict[str, list[str]] = {}
-        for step, begin in starts.items():
-            local = self._local(step) if isinstance(step, str) else \
-                (op_node(self.graph, step).module or "").rsplit(".", 1)[-1]
-            if local in order:
-                end = next(b for b in bounds if b > begin) if begin < len(init) else begin
-                pieces[local] = init[begin:end]
-        taken = {id(line) for lines in pieces.values() for line in lines}
-        first = [line for name in order for line in pieces.get(name, [])]
-        return first + [line for line in init if id(line) not in taken]
+        cuts: dict[int, Any] = {begin: step for step, begin in starts.items()}  # a later step owns the lines
+        for merge, (begin, end) in shortcut_lines.items():
+            cuts[begin] = ("placeholder", merge)
+            cuts.setdefault(end, merge)  # the merge's own lines after its placeholder
+        bounds = sorted(cuts)
+        pieces = [(a, cuts[a], init[a:b]) for a, b in zip(bounds, bounds[1:] + [len(init)])]
+        for unit in units:
+            moved = ("placeholder", unit.merge) if unit.merge in shortcut_lines else \
+                op_node(self.graph, op_node(self.graph, unit.merge).inputs[1]).container
+            body = self._step_of(path, unit.first, starts)
+            keys = [key for _, key, _ in pieces]
+            if body is None or moved not in keys:
+                continue
+            from_index = keys.index(moved)
+            to_index = next(i for i, (begin, _, _) in enumerate(pieces) if begin >= starts[body])
+            if to_index < from_index:  # the body is registered before its shortcut: swap them
+                pieces.insert(to_index, pieces.pop(from_index))
+        if order:
+            local = {key: self._local(key) if isinstance(key, str) else
+                     (op_node(self.graph, key).module or "").rsplit(".", 1)[-1]
+                     for _, key, _ in pieces if not isinstance(key, tuple)}
+            first = [piece for name in order for piece in pieces
+                     if not isinstance(piece[1], tuple) and local[piece[1]] == name]
+            pieces = first + [piece for piece in pieces if piece not in first]
+        return [line for _, _, lines in pieces for line in lines]
 
     def _step_of(self, path: str, node: int, starts: dict) -> Any:
         """The step of container ``path`` (a node, or a child container) holding ``node``."""
