@@ -7,9 +7,10 @@ A mixin of :class:`~.generator.Generator`.
 from __future__ import annotations
 
 import inspect
-import re
 
-from .text import IN, INDENT, LINE_LENGTH, lit, pyname
+from ... import ir
+
+from .text import IN, INDENT, LINE_LENGTH, lit, names, pyname
 
 #: Helpers a file may need, in the order they are written.
 HELPER_NAMES = ("ChannelLayerNorm", "_center_crop", "_drop_path", "_parameter", "Permute", "_channel_shuffle",
@@ -71,14 +72,14 @@ class Assembler:
 
     def _let_lines(self, ctx) -> list[str]:
         """The block's ``let`` names its code uses (and the ones those need), computed first."""
-        needed = {name for name, _ in ctx.lets if name in ctx.used}
-        for name, text in reversed(ctx.lets):
+        needed = {name for name, _, _ in ctx.lets if name in ctx.used}
+        for name, _, expr in reversed(ctx.lets):  # a let reads only earlier ones
             if name in needed:
-                needed |= {n for n, _ in ctx.lets if re.search(rf"\b{re.escape(ctx.py[n])}\b", text)}
+                needed |= names(expr)
         lines = []
-        for name, text in ctx.lets:
+        for name, text, expr in ctx.lets:
             if name in needed:
-                if "_make_divisible(" in text:
+                if _calls(expr, "make_divisible"):
                     self.helpers.add("_make_divisible")
                 lines.append(f"{INDENT * 2}{ctx.py[name]} = {text}")
         return lines
@@ -105,3 +106,9 @@ class Assembler:
         for info in self.classes:
             parts.append(f"class {info.name}(nn.Module):\n{INDENT}\"\"\"{info.doc}\"\"\"\n\n{info.body}")
         return "\n\n\n".join(parts) + "\n"
+
+
+def _calls(expr: ir.Expr, function: str) -> bool:
+    """Whether ``expr`` calls ``function`` anywhere."""
+    return (isinstance(expr, ir.FuncCall) and expr.func == function) or \
+        any(_calls(child, function) for child in ir.expr_children(expr))

@@ -15,7 +15,7 @@ from ... import ir
 from ...errors import Problem
 from ...expr import evaluate
 from ...graph import op_node
-from ...ops.base import OMIT, REGISTRY, TorchArgs, batch_of
+from ...ops.base import OMIT, TorchArgs, batch_of
 from .forms import as_kind, evaluate_form, unknown
 from .params import Writes
 from .text import IN, Call, compact, expression_size, lit, names, normalise, source, v1_expression
@@ -39,7 +39,8 @@ class Ctx:
     writes: Writes
     forms: dict[str, Any] = field(default_factory=dict)  # visible names -> their forms
     used: set[str] = field(default_factory=set)
-    lets: list[tuple[str, str]] = field(default_factory=list)  # (let name, its Python) computed in __init__
+    # (let name, its Python, its spec expression): computed at the top of __init__
+    lets: list[tuple[str, str, ir.Expr]] = field(default_factory=list)
     path: str = ""  # the container whose class this is
 
     def expr(self, expr: ir.Expr | None, value: Any, form: Any, kind: str = "int", rank: int = 0) -> str:

@@ -236,7 +236,7 @@ class Plan:
             ctx.forms[stmt.name] = unknown(value, deps)
             ctx.py[stmt.name] = pyname(stmt.name, set(ctx.py.values()) | RESERVED)
             if own:
-                ctx.lets.append((stmt.name, text))
+                ctx.lets.append((stmt.name, text, stmt.value))
 
     def _type_of(self, path: str, name: str) -> str:
         while path and self.boxes[path].kind != "block":
