@@ -143,7 +143,7 @@ class Elaborator(ParamsMixin, BlocksMixin, ResidualsMixin, RefsMixin, Sequential
     def check_batched(self, op: str, inputs: list[Tensor], stmt: Made, scope: Scope) -> None:
         """A learnable tensor has no batch dim: only a broadcasting merge with a batched
         tensor may read it (torch would apply any other op to it as one unbatched sample)."""
-        kinds = [batch_of(op_node(self.graph, t.node).op, op_node(self.graph, t.node).args) for t in inputs]
+        kinds = [batch_of(data.op, data.args) for data in (op_node(self.graph, t.node) for t in inputs)]
         unbatched = [t for t, kind in zip(inputs, kinds) if kind == "none"]
         single = [t for t, kind in zip(inputs, kinds) if kind == "one"]
         if single and (not REGISTRY[op].takes_single or len(single) == len(inputs)):

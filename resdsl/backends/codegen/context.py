@@ -192,7 +192,7 @@ class MergeWriter:
         # Per-sample shapes (their ranks are structure, not sizes the code writes).
         self.shapes = tuple(tuple(int(d) for d in shape) for shape in data.in_shapes)
         self.out_shape = tuple(int(d) for d in data.shape)
-        kinds = tuple(batch_of(op_node(gen.graph, n).op, op_node(gen.graph, n).args) for n in data.inputs)
+        kinds = tuple(batch_of(d.op, d.args) for d in (op_node(gen.graph, n) for n in data.inputs))
         self.batched = tuple(kind != "none" for kind in kinds)
         self.single = tuple(kind == "one" for kind in kinds)
         self.options = {o.name for o in getattr(data.stmt, "options", ())}
