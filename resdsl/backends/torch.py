@@ -61,8 +61,13 @@ def source_of(net: "Net") -> "Source":
 
 def build_module(net: "Net", *, zero_init_residual: bool = False,
                  weights: str | os.PathLike | None = None, device: Any = None,
-                 dtype: Any = None) -> nn.Module:
+                 dtype: Any = None, inference: bool = False) -> nn.Module:
     """Instantiate the generated network class; see :meth:`resdsl.api.Net.build`."""
+    if inference:
+        from .fold import build_inference
+
+        return build_inference(net, zero_init_residual=zero_init_residual, weights=weights,
+                               device=device, dtype=dtype)
     check_memory(net, 0, dtype=dtype, device=device)
     network_class = source_of(net).module_class()
     with torch.device(device) if device is not None else nullcontext():
@@ -256,8 +261,9 @@ def _module_spans(net: "Net") -> dict[str, Span]:
     return {data.module: data.span for data in op_nodes(net.graph) if data.module}
 
 
-def load_weights(model: nn.Module, net: "Net", weights: str | os.PathLike | dict) -> None:
+def load_weights(model: nn.Module, net: "Net", weights: str | os.PathLike | dict) -> dict:
     """Load a state dict strictly; a mismatch names every bad key and its spec line.
+    Returns the state dict loaded (the inference build folds it).
 
     A file is opened once and checked before torch reads it: a regular file (a FIFO
     or device would block), no larger than the spec's state dict allows (see
@@ -292,6 +298,7 @@ def load_weights(model: nn.Module, net: "Net", weights: str | os.PathLike | dict
     except (RuntimeError, TypeError, ValueError) as exc:  # a tensor torch cannot copy from
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[-1][:300]
         raise _weights_error(where, f"cannot load weights: {reason}") from None
+    return state
 
 
 def _weights_error(where: Span, message: str) -> SpecError:

@@ -91,7 +91,7 @@ def _concat_shapes(shapes: list[Shape], args: dict) -> Shape:
 def _merge(name: str, doc: str, infer, label, code: Callable[[MergeCode], str],
            macs=lambda i, o, a: prod(o), in_place: bool = False, fresh: bool = True,
            receptive_field=POINTWISE, diagram: Diagram = MERGE, broadcasts: bool = False,
-           expands: bool = False) -> None:
+           expands: bool = False, eval_args: tuple = ()) -> None:
     # Merges are statements, not modules: the code generator writes them inline. A merge's
     # receptive field is the widest of its inputs' (the analysis takes it) and its own.
     register(OpSpec(
@@ -99,7 +99,7 @@ def _merge(name: str, doc: str, infer, label, code: Callable[[MergeCode], str],
         infer=infer, label=label, macs=macs, internal=True,
         receptive_field=receptive_field, nonlinear=False, diagram=diagram,
         merge_code=code, in_place=in_place, fresh_output=fresh, takes_unbatched=broadcasts,
-        takes_single=broadcasts or expands,
+        takes_single=broadcasts or expands, eval_args=eval_args,
     ))
 
 
@@ -137,7 +137,8 @@ register(OpSpec(
     receptive_field=POINTWISE, nonlinear=False, diagram=Diagram(kind="input"),
 ))
 _merge("residual_add", "out = scale * drop_path(body) + shortcut", _same_shapes, lambda a, i, o: "+",
-       _residual_code, in_place=True)  # out += identity
+       _residual_code, in_place=True,  # out += identity
+       eval_args=(("drop_path", 0.0),))  # stochastic depth is the identity in eval mode
 _merge("add", "Element-wise sum with an earlier tensor (long skip); shapes broadcast (numpy's rule).",
        broadcast, lambda a, i, o: "+", _broadcast_code("+"), broadcasts=True)
 _merge("mul", "Element-wise product with an earlier tensor (gating); shapes broadcast (numpy's rule, "
