@@ -12,6 +12,7 @@ import argparse
 import json
 import sys
 from contextlib import contextmanager
+from types import SimpleNamespace
 from typing import Any, Iterator, Sequence
 
 from .elaborate.limits import Limits
@@ -84,6 +85,9 @@ def make_parser() -> argparse.ArgumentParser:
     compile_.add_argument("--zero-init-residual", action="store_true",
                           help="zero the last batchnorm of every residual body (each unit starts as the identity)")
     compile_.add_argument("--weights", metavar="FILE.pt", help="load a state dict strictly")
+    compile_.add_argument("--inference", action="store_true",
+                          help="the eval-only inference build: norms folded, dropout out, channels_last "
+                               "(--weights: a training checkpoint, folded as it loads)")
     compile_.add_argument("--batch", type=int, default=1, help="batch size of the zero batch (default 1)")
     compile_.add_argument("--json", action="store_true", help="print one JSON object")
     compile_.add_argument("-o", "--output", metavar="FILE.py",
@@ -225,11 +229,13 @@ def cmd_compile(args: argparse.Namespace) -> int:
     from .backends.torch import check_memory, observed_shapes
 
     check_memory(net, args.batch)  # the spec too big: exit 1; the batch too big: exit 2
-    model = net.build(zero_init_residual=args.zero_init_residual, weights=args.weights)
+    model = net.build(zero_init_residual=args.zero_init_residual, weights=args.weights,
+                      inference=args.inference)
     model.eval()
+    built = SimpleNamespace(graph=net.inference_plan().graph) if args.inference else net
     with torch.no_grad():
-        observed = observed_shapes(model, net, net.sample_input(args.batch, zeros=True))
-    mismatched = [n for n, shape in observed.items() if op_node(net.graph, n).shape != shape]
+        observed = observed_shapes(model, built, net.sample_input(args.batch, zeros=True))
+    mismatched = [n for n, shape in observed.items() if op_node(built.graph, n).shape != shape]
     torch_params = sum(p.numel() for p in model.parameters())
     if args.json:
         result = _net_json(net)
@@ -242,7 +248,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
               f"{op_node(net.graph, mismatched[0]).module}", file=sys.stderr)
         return EXIT_INTERNAL
     if args.output:
-        _write_source(net, args.output, args.spec, quiet=args.json)
+        _write_source(net, args.output, args.spec, quiet=args.json, inference=args.inference)
     return EXIT_OK
 
 
@@ -255,12 +261,11 @@ def _check_output(output: str, protect: tuple[str, ...]) -> None:
         raise UsageError(str(err)) from None
 
 
-def _write_source(net: Any, output: str, spec: str, quiet: bool) -> None:
-    from .backends.torch import source_of
+def _write_source(net: Any, output: str, spec: str, quiet: bool, inference: bool = False) -> None:
     from .io import OutputError, atomic_write
 
     try:
-        path = atomic_write(output, source_of(net).text, protect=(spec, *net.inputs))
+        path = atomic_write(output, net.source(inference=inference).text, protect=(spec, *net.inputs))
     except OutputError as err:  # atomic_write turns every OSError about the path into one
         raise UsageError(str(err)) from None
     _out(f"wrote {path}", file=sys.stderr if quiet else sys.stdout)
