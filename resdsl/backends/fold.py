@@ -63,7 +63,7 @@ def _folded(fold: "Fold", state: Mapping[str, torch.Tensor]) -> tuple[torch.Tens
     scale = n["weight"] / torch.sqrt(n["running_var"] + fold.eps)
     shift = n["bias"] - n["running_mean"] * scale
     old = state.get(f"{fold.layer}.bias")
-    b = old.detach().to(torch.float64) if old is not None else torch.zeros(w.shape[0], dtype=torch.float64)
+    b = old.detach().to(torch.float64) if old is not None else torch.zeros(w.shape[0], dtype=torch.float64, device=w.device)
     rest = (1,) * (w.dim() - 2)
     if not fold.before:
         w = w * scale.reshape(-1, 1, *rest)
