@@ -185,7 +185,7 @@ class Net:
         ``weights`` is then an ordinary training checkpoint, folded as it loads.
 
         >>> import resdsl, torch
-        >>> net = resdsl.loads("network n:\n    input x: [4]\n    fc: linear 3\n    bn: batchnorm\n")
+        >>> net = resdsl.loads("network n:\\n    input x: [4]\\n    fc: linear 3\\n    bn: batchnorm\\n")
         >>> model, fast = net.build().eval(), net.build(inference=True, weights=net.build().state_dict())
         >>> sorted(fast.state_dict())
         ['fc.bias', 'fc.weight']
@@ -201,7 +201,7 @@ class Net:
         then every folded norm merged into its layer (docs/codegen.md, "key mapping").
 
         >>> import resdsl
-        >>> net = resdsl.loads("network n:\n    input x: [4]\n    fc: linear 3, bias=false\n    bn: batchnorm\n")
+        >>> net = resdsl.loads("network n:\\n    input x: [4]\\n    fc: linear 3, bias=false\\n    bn: batchnorm\\n")
         >>> list(net.fold(net.build().state_dict()))
         ['fc.weight', 'fc.bias']
         """
