@@ -37,6 +37,10 @@ class Hole:
     key: Any
     site: str
     op: OpStmt | None = None
+    optional: bool = False  # a word some instances leave out (a residual's proj=)
+
+    def get_optional(self) -> Any:
+        return self.box.get(self.key)
 
     def get(self) -> Any:
         return self.box[self.key] if isinstance(self.box, (dict, list)) else getattr(self.box, self.key)
@@ -64,11 +68,15 @@ def holes_and_key(stmts: list[Stmt]) -> tuple[tuple, list[Hole]]:
         if isinstance(stmt, OpStmt):
             return ("op", stmt.label, stmt.op, arg_key(stmt.args, f"{stmt.label or stmt.op}.", stmt))
         if isinstance(stmt, CallStmt):
-            return ("call", stmt.label, stmt.block, arg_key(stmt.args, ""))
+            return ("call", stmt.label, stmt.block, arg_key(stmt.args, f"{stmt.label or stmt.block}."))
         if isinstance(stmt, SeqStmt):
             return ("seq", stmt.label, tuple(key(s) for s in stmt.body))
         if isinstance(stmt, ResidualStmt):
-            options = arg_key(stmt.options, "")
+            # an identity shortcut has no projection to name: proj= may differ among instances
+            holes.append(Hole(stmt.options, "proj", "proj", optional=True))
+            options = arg_key({k: v for k, v in stmt.options.items() if k != "proj"}, "")
+            if stmt.shortcut is not None:
+                options += (("proj", stmt.options.get("proj")),)
             return ("residual", options, tuple(key(s) for s in stmt.body),
                     None if stmt.shortcut is None else tuple(key(s) for s in stmt.shortcut))
         if isinstance(stmt, ParamStmt):
@@ -134,7 +142,8 @@ class Grouper:
     """Groups instances (children first) into blocks and fills each call's arguments."""
 
     def __init__(self, instances: list[Instance], root: Instance):
-        self.instances = [i for i in instances if i is not root]
+        # a plain nn.Sequential is written where it stands (its statements are the caller's)
+        self.instances = [i for i in instances if i is not root and type(i.module) is not nn.Sequential]
         self.root = root
         self.blocks: list[Block] = []
 
@@ -163,6 +172,12 @@ class Grouper:
         for key in order:
             self._parameterise(names[key], groups[key])
         self._fill_calls(self.root.body)
+        # An nn.Sequential subclass used once (RegNet's AnyStage) is written where it stands,
+        # as a sequential (or a stage): a block of its own would say nothing more.
+        once = {b.name for b in self.blocks if len(b.instances) == 1 and b.instances[0].sequential}
+        self.blocks = [b for b in self.blocks if b.name not in once]
+        for body in [self.root.body] + [b.body for b in self.blocks]:
+            _inline(body, once)
         return self.blocks
 
     def _fill_calls(self, stmts: list[Stmt]) -> None:
@@ -181,6 +196,11 @@ class Grouper:
         subst: dict[tuple[int, Any], Expr] = {}
         used: set[str] = set()
         for index, hole in enumerate(first):
+            if hole.optional:
+                words = {h[index].get_optional() for h in hole_lists} - {None}
+                if len(words) == 1:
+                    hole.box[hole.key] = words.pop()
+                continue
             values = tuple(holes[index].get() for holes in hole_lists)
             if hole.op is not None:
                 # left out where every instance is at its default (pad = kernel // 2 follows kernel)
@@ -206,6 +226,17 @@ class Grouper:
         self.blocks.append(block)
         for position, member in enumerate(members):
             member.args = {pname: values[position] for pname, values in columns}
+
+
+def _inline(stmts: list[Stmt], names: set[str]) -> None:
+    for index, stmt in enumerate(stmts):
+        if isinstance(stmt, CallStmt) and stmt.block in names:
+            _inline(stmt.instance.body, names)
+            stmts[index] = SeqStmt(stmt.label, stmt.instance.body)
+        elif isinstance(stmt, (SeqStmt, ResidualStmt)):
+            _inline(stmt.body, names)
+            if isinstance(stmt, ResidualStmt) and stmt.shortcut:
+                _inline(stmt.shortcut, names)
 
 
 def _typed(value: Any) -> tuple:
@@ -245,6 +276,9 @@ def _relation(values: tuple, columns: list[tuple[str, tuple]], channels: list[in
             ratio = ratios.pop()
             if ratio.is_integer() and ratio > 1:
                 return f"{int(ratio)} * channels(input)"
+        for divisor in (2, 3, 4, 6, 8, 16):  # a squeeze-excitation's width: channels(input) // 4
+            if all(v == c // divisor for v, c in zip(values, channels)) and any(c % divisor for c in channels) is False:
+                return f"channels(input) // {divisor}"
     else:
         for pname, known in columns:
             if known == values:

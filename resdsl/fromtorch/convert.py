@@ -69,15 +69,14 @@ def _walk(stmts: list[Stmt]):
 
 
 def _registered(stmts: list[Stmt]) -> list[str]:
-    """The submodule names a body registers, in the order resdsl registers them."""
+    """The submodule names a body registers, in the order resdsl registers them (a residual's
+    projection, where it has one, after its body unless ``shortcut_first``)."""
     names: list[str] = []
     for stmt in stmts:
         if isinstance(stmt, ResidualStmt):
-            names += _registered(stmt.body)
-            if stmt.shortcut is not None or stmt.options.get("shortcut") == "C" or "proj" in stmt.options:
-                names.append(stmt.options.get("proj", "downsample"))
-            elif stmt.options.get("shortcut") is None:
-                names.append(stmt.options.get("proj", "downsample"))  # a projection only if shapes differ
+            proj = [stmt.options.get("proj", "downsample")]
+            first = stmt.options.get("shortcut_first") is True
+            names += (proj if first else []) + _registered(stmt.body) + ([] if first else proj)
         elif isinstance(stmt, (OpStmt, CallStmt, SeqStmt, StageStmt)) and stmt.label:
             names.append(stmt.label)
     return names
@@ -88,6 +87,12 @@ def _order(body: list[Stmt], module: nn.Module) -> None:
     if isinstance(module, nn.Sequential):
         return
     stateful = [n for n, child in module.named_children() if any(True for _ in child.state_dict())]
+    for stmt in body:  # RegNet registers its projection before the body: shortcut_first=true
+        if isinstance(stmt, ResidualStmt):
+            proj = stmt.options.get("proj", "downsample")
+            inner = [n for n in _registered(stmt.body) if n in stateful]
+            if proj in stateful and inner and stateful.index(proj) < stateful.index(inner[0]):
+                stmt.options["shortcut_first"] = True
     ours = [n for n in _registered(body) if n in stateful]
     if ours != [n for n in stateful if n in ours]:
         body.insert(0, OrderStmt([n for n in stateful if n in ours]))

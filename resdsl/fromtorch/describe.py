@@ -13,7 +13,7 @@ from typing import Any
 
 from torch import nn
 
-from .stmts import CallStmt, OpStmt, ResidualStmt, SeqStmt, Stmt
+from .stmts import CallStmt, OpStmt, ResidualStmt, SeqStmt, Stmt, clone
 from .structure import (
     Chain, Labels, Node, Unsupported, _Builder, find_residuals, is_projection, unsupported_error,
 )
@@ -65,14 +65,17 @@ class Describer:
         for node in order:
             if node.kind == "child":
                 children[id(node)] = self.describe(_join(path, node.target), node.child)
-        order = find_residuals(entry, order, lambda fork, short, add: _classify(fork, short, add, children))
+        replaced: dict[int, Node] = {}
+        order = find_residuals(entry, order, lambda fork, short, add: _classify(fork, short, add, children),
+                               replaced)
+        output = replaced.get(id(output), output)
         taken = {name for name, _ in module.named_children()} | {name for name, _ in module.named_parameters(recurse=False)}
         chain: Chain
 
         def make(node: Node) -> Stmt:
             if node.kind == "child":
                 child = children[id(node)]
-                label = None if node.target.isdigit() else node.target
+                label = None if node.target.isdigit() and isinstance(module, nn.Sequential) else node.target
                 if type(child.module) is nn.Sequential:
                     return SeqStmt(label, child.body)
                 return CallStmt(label, child)
@@ -117,6 +120,6 @@ def _classify(fork: Node, short: list[Node], add: Node, children: dict[int, Inst
         if fork.shape == node.shape:
             options["shortcut"] = "C"  # a projection although the shapes match
         return options, None
-    if type(node.child) is nn.Sequential:
-        return options, children[id(node)].body
+    if isinstance(node.child, nn.Sequential):
+        return options, clone(children[id(node)].body)
     return None

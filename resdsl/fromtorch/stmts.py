@@ -109,6 +109,25 @@ Stmt = Union[OpStmt, MergeStmt, FromStmt, ParamStmt, SeqStmt, CallStmt, StageStm
              OrderStmt, DefaultsStmt]
 
 
+def clone(stmts: list[Stmt]) -> list[Stmt]:
+    """A copy of the statements (argument dicts included) to place elsewhere; a call keeps
+    its instance."""
+    out: list[Stmt] = []
+    for stmt in stmts:
+        fields = dict(vars(stmt))
+        for name, value in fields.items():
+            if isinstance(value, dict):
+                fields[name] = dict(value)
+            elif isinstance(value, set):
+                fields[name] = set(value)
+            elif isinstance(value, list) and name in ("body", "shortcut"):
+                fields[name] = clone(value)
+            elif isinstance(value, list):
+                fields[name] = list(value)
+        out.append(type(stmt)(**fields))
+    return out
+
+
 def walk(stmts: list[Stmt]):
     """Every statement, depth first (bodies and shortcut paths included)."""
     for stmt in stmts:

@@ -111,8 +111,8 @@ class _Builder:
                     raise Unsupported("its forward does not return one tensor")
                 output = self.nodes[source]
             else:
-                node = self._node(fx_node)
-                if node is not None:
+                made = self._node(fx_node)
+                for node in made if isinstance(made, list) else [made] if made is not None else []:
                     node.order = len(order)
                     order.append(node)
                     self.nodes[fx_node] = node
@@ -165,7 +165,8 @@ class _Builder:
         child = self.traced.module.get_submodule(target)
         in_shape = inputs[0].shape
         first_use = target not in self.used_modules
-        label = target if (_IDENTIFIER.match(target) or target.isdigit()) and first_use else None
+        in_sequential = isinstance(self.traced.module, nn.Sequential)
+        label = target if (_IDENTIFIER.match(target) or in_sequential) and first_use else None
         self.used_modules.add(target)
         match = recognise_module(child, in_shape)
         if match is not None:
@@ -175,7 +176,7 @@ class _Builder:
                         stmt=OpStmt(label, match.op.name, match.args, in_shape), child=child, target=target)
         if type(child).__name__ == _DROP_PATH and getattr(child, "mode", None) == "row":
             return Node(fx_node.name, "drop_path", inputs, self._shape(fx_node), child=child, target=target)
-        if "." in target or label is None or (target.isdigit() and not isinstance(self.traced.module, nn.Sequential)):
+        if "." in target or label is None:
             raise Unsupported(f"calls '{target}' ({type(child).__name__}), which is not a direct child called once",
                               "a spec names each submodule once, by its label")
         return Node(fx_node.name, "child", inputs, self._shape(fx_node), child=child, target=target)
@@ -212,9 +213,10 @@ class _Builder:
                 return type(arg)(convert(item) for item in arg)
             return arg
 
-        args = tuple(convert(a) for a in (source.args[1:] if source.op == "call_method" else source.args))
-        if source.op == "call_method":
-            head = source.args[0]
+        head = source.args[0] if source.args else None
+        leading = isinstance(head, fx.Node) and head in self.nodes and self._tensor(head)
+        args = tuple(convert(a) for a in (source.args[1:] if leading else source.args))
+        if leading:  # ``self`` of a method, ``x`` of torch.flatten(x, 1): input 0, not an argument
             inputs.insert(0, self.nodes[head])
             args = tuple(_shift(a) for a in args)
         kwargs = {k: convert(v) for k, v in source.kwargs.items()}
@@ -224,11 +226,33 @@ class _Builder:
             found = op.from_call(call)
             if found is None:
                 continue
+            if isinstance(found, list):  # several ops in a row: x.mean([2, 3]) is a pool, then a flatten
+                return self._steps(fx_node, inputs[0], found)
             kind = "merge" if op.merge_code is not None else "op"
             stmt = MergeStmt(op.name, "") if kind == "merge" else OpStmt(None, op.name, found, inputs[0].shape)
-            return Node(fx_node.name, kind, _ordered_inputs(inputs, call), self._shape(fx_node), stmt=stmt)
+            return Node(fx_node.name, kind, inputs, self._shape(fx_node), stmt=stmt)
         raise Unsupported(f"'{fx_node.format_node()}' ({name}) is no op of the catalogue",
                           "resdsl.ops lists the ops; a new one is one catalogue entry (docs/extending.md)")
+
+
+    def _steps(self, fx_node: fx.Node, source: Node, steps: list[tuple[str, dict]]) -> list[Node]:
+        nodes, current = [], source
+        for name, args in steps:
+            op = REGISTRY[name]
+            shape = tuple(op.infer(current.shape, _bound(op, args, current.shape)))
+            node = Node(fx_node.name, "op", [current], shape, stmt=OpStmt(None, name, args, current.shape))
+            nodes.append(node)
+            current = node
+        if current.shape != self._shape(fx_node):
+            raise Unsupported(f"'{fx_node.format_node()}' gives {list(self._shape(fx_node))}, "
+                              f"its ops {list(current.shape)}")
+        return nodes
+
+
+def _bound(op: OpSpec, args: dict, shape: tuple[int, ...]) -> dict:
+    from .recipes import bind_args
+
+    return bind_args(op, args, shape)
 
 
 def _shift(arg: Any) -> Any:
@@ -238,10 +262,6 @@ def _shift(arg: Any) -> Any:
     if isinstance(arg, (list, tuple)):
         return type(arg)(_shift(a) for a in arg)
     return arg
-
-
-def _ordered_inputs(inputs: list[Node], call: TorchCall) -> list[Node]:
-    return inputs
 
 
 def _ops_for(name: str) -> list[OpSpec]:
@@ -293,7 +313,8 @@ def _ancestors(node: Node, limit: set[int] | None = None) -> set[int]:
     return seen
 
 
-def find_residuals(entry: Node, order: list[Node], classify: Callable[[Node, list[Node], Node], Any]) -> list[Node]:
+def find_residuals(entry: Node, order: list[Node], classify: Callable[[Node, list[Node], Node], Any],
+                   replaced: dict[int, Node]) -> list[Node]:
     """Collapse each ``add`` whose operands fork from one tensor into a residual node.
 
     ``classify(fork, shortcut_nodes, add)`` decides whether the shortcut side is one the
@@ -311,14 +332,16 @@ def find_residuals(entry: Node, order: list[Node], classify: Callable[[Node, lis
         if found is None:
             continue
         fork, body, short = found
-        decided = classify(fork, short, add)
+        decided = None
+        # Either side may be the shortcut: the identity first, then the projection the language
+        # makes itself, then an explicit path (the side with fewer parameters).
+        for body, short in sorted([(body, short), (short, body)], key=_shortcut_rank):
+            if body:
+                decided = classify(fork, short, add)
+                if decided is not None:
+                    break
         if decided is None:
-            body, short = short, body  # the other operand may be the shortcut
-            if not body:
-                continue
-            decided = classify(fork, short, add)
-            if decided is None:
-                continue
+            continue
         body_ids = {id(n) for n in body}
         out = next((p for p in add.inputs if id(p) in body_ids), fork)
         residual = Node(add.name, "residual", [fork], add.shape, body=body, short=short,
@@ -329,8 +352,18 @@ def find_residuals(entry: Node, order: list[Node], classify: Callable[[Node, lis
         for parent_users in users.values():
             parent_users[:] = [residual if u is add else u for u in parent_users]
         users[id(residual)] = users.pop(id(add), [])
+        replaced[id(add)] = residual
         result = [residual if n is add else n for n in result if id(n) not in members or n is add]
     return result
+
+
+def _weights(nodes: list[Node]) -> int:
+    return sum(p.numel() for n in nodes if n.child is not None for p in n.child.parameters())
+
+
+def _shortcut_rank(sides: tuple[list[Node], list[Node]]) -> tuple:
+    body, short = sides
+    return (len(short) > 0, _weights(short) > _weights(body), len(short))
 
 
 def _match(entry: Node, order: list[Node], add: Node, users: dict[int, list[Node]]):
@@ -437,7 +470,7 @@ def is_projection(child: nn.Module, in_shape: tuple[int, ...], out_shape: tuple[
     """Whether ``child`` is exactly the projection the language makes by itself: a 1x1 conv
     (stride ``ceil(in / out)``, no bias) and a default batchnorm, in an ``nn.Sequential``
     (``linear`` without bias and a batchnorm for a flat tensor)."""
-    if type(child) is not nn.Sequential or len(child) != 2:
+    if not isinstance(child, nn.Sequential) or len(child) != 2:
         return False
     first, norm = child[0], child[1]
     weight = recognise_module(first, in_shape)

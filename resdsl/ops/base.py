@@ -227,9 +227,10 @@ class OpSpec:
     from_module: Callable[[Any], dict | None] | None = None
     # Calls in a traced ``forward`` that are this op: ``torch.flatten``, ``Tensor.flatten``
     # (a method), ``operator.add``; ``from_call(call)`` gives the op's arguments for one
-    # :class:`TorchCall`, or None when that call is not this op (``torch.flatten(x, 2)``).
+    # :class:`TorchCall`, or None when that call is not this op (``torch.flatten(x, 2)``), or a
+    # list of (op, arguments) when the call is several ops in a row (``x.mean([2, 3])``).
     torch_calls: tuple[str, ...] = ()
-    from_call: Callable[["TorchCall"], dict | None] | None = None
+    from_call: Callable[["TorchCall"], dict | list | None] | None = None
 
     def build(self, in_shape: Shape, args: dict) -> Any:
         """The torch module for this op (imports torch)."""
@@ -266,8 +267,10 @@ class OpSpec:
 class TorchCall:
     """One function or method call of a traced ``forward``, as ``from_call`` sees it:
     ``inputs`` are the per-sample shapes of its tensor arguments (in order), ``args`` and
-    ``kwargs`` its other arguments (a tensor argument appears in ``args`` as its index into
-    ``inputs``, wrapped in :class:`TensorRef`), ``shape`` its output's per-sample shape."""
+    ``kwargs`` its other arguments: after the first when that is a tensor (``self`` of a
+    method, ``x`` of ``torch.flatten(x, 1)``, input 0); a tensor argument appears as its
+    index into ``inputs``, wrapped in :class:`TensorRef`. ``shape``: the output's per-sample
+    shape."""
 
     name: str
     args: tuple

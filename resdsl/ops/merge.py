@@ -106,8 +106,8 @@ def _merge(name: str, doc: str, infer, label, code: Callable[[MergeCode], str],
 
 def _binary_call(call: TorchCall) -> dict | None:
     """``a + b`` (no ``alpha``) of two tensors: the merge, whichever the current one is."""
-    tensors = [a for a in call.args if isinstance(a, TensorRef)]
-    return {} if len(tensors) == 2 and len(call.args) == 2 and "alpha" not in call.kwargs else None
+    # a + b: input 0 is a, the one argument left is b
+    return {} if len(call.inputs) == 2 and call.args == (TensorRef(1),) and not call.kwargs else None
 
 
 def _cat_call(call: TorchCall) -> dict | None:
