@@ -410,6 +410,8 @@ def _progression(values: list[Any]) -> str | None:
 
 
 def _literal(value: Any) -> str:
+    if isinstance(value, Expr):
+        return value.text
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):
@@ -417,4 +419,4 @@ def _literal(value: Any) -> str:
     return str(value)
 
 
-__all__ = ["Block", "Grouper", "stages", "explicit_args", "holes_and_key", "Callable"]
+__all__ = ["Block", "Grouper", "stages", "mark_defaults", "holes_and_key"]

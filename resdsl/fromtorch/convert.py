@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
 
 import torch
 from torch import nn
 
 from ..errors import Diagnostic, SpecError, Span
 from .blocks import Block, Grouper, stages
-from .describe import Describer, Instance
+from .describe import Describer
 from .emit import write_spec
 from .stmts import CallStmt, OrderStmt, ResidualStmt, SeqStmt, StageStmt, Stmt, OpStmt
 from .trace import record_inputs

@@ -13,7 +13,7 @@ from typing import Any
 
 from torch import nn
 
-from .stmts import CallStmt, OpStmt, ResidualStmt, SeqStmt, Stmt, clone
+from .stmts import CallStmt, ResidualStmt, SeqStmt, Stmt, clone
 from .structure import (
     Chain, Labels, Node, Unsupported, _Builder, find_residuals, is_projection, unsupported_error,
 )

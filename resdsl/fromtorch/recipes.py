@@ -211,6 +211,16 @@ class Match:
     args: dict[str, Any]
 
 
+def _recipes_for(cls: type) -> list[Recipe]:
+    """The recipes of ``cls``, or of the nearest base class whose ``forward`` it keeps (a
+    ``Conv3d`` subclass that only changes ``__init__``, as torchvision's ``Conv3DSimple``)."""
+    table = _by_class()
+    for base in cls.__mro__:
+        if base in table and (base is cls or getattr(cls, "forward", None) is getattr(base, "forward", None)):
+            return table[base]
+    return []
+
+
 def recognise_module(module: nn.Module, in_shape: tuple[int, ...]) -> Match | None:
     """The catalogue op that ``module`` is for an input of per-sample ``in_shape``, or None.
 
@@ -220,7 +230,7 @@ def recognise_module(module: nn.Module, in_shape: tuple[int, ...]) -> Match | No
     ('conv', 8, 2, False)
     """
     rank = len(in_shape) - 1
-    for recipe in _by_class().get(type(module), []):
+    for recipe in _recipes_for(type(module)):
         if recipe.rank != rank:
             continue
         args = dict(recipe.fixed)

@@ -23,13 +23,10 @@ from ..ops import REGISTRY, OpSpec
 from ..ops.base import TensorRef, TorchCall
 from .recipes import recognise_module
 from .stmts import (
-    CallStmt, FromStmt, MergeStmt, OpStmt, ParamStmt, ResidualStmt, SeqStmt, Stmt,
+    FromStmt, MergeStmt, OpStmt, ParamStmt, ResidualStmt, Stmt,
 )
 from .trace import Traced, Value, call_name, forward_line
 
-#: Calls that only check or read shapes (``torch._assert(h == 224)``, ``x.shape``): the spec
-#: checks shapes before any tensor exists, so these have no statement.
-_SHAPE_ONLY = ("torch._assert", "builtins.getattr", "Tensor.size", "Tensor.dim")
 #: torchvision's stochastic depth module: a residual's ``drop_path=p`` ("row" mode).
 _DROP_PATH = "StochasticDepth"
 
@@ -132,10 +129,10 @@ class _Builder:
 
     def _node(self, fx_node: fx.Node) -> Node | None:
         if not self._tensor(fx_node):
-            if fx_node.op == "call_function" and call_name(fx_node) in _SHAPE_ONLY or not _tensor_users(fx_node, self):
-                return None
             if _is_multi(fx_node, self.values):
                 return None  # x.chunk(2, 1): taken apart by the getitem nodes after it
+            if _plain(self.values.get(fx_node)):
+                return None  # a size, a shape check: its value is read where it is used
             raise Unsupported(f"'{fx_node.format_node()}' gives no tensor and is not a shape check")
         if fx_node.op == "get_attr":
             return self._param(fx_node)
@@ -268,18 +265,14 @@ def _ops_for(name: str) -> list[OpSpec]:
     return [op for op in REGISTRY.values() if name in op.torch_calls and op.from_call is not None]
 
 
-def _tensor_users(fx_node: fx.Node, builder: _Builder) -> bool:
-    """Whether a non-tensor node feeds a tensor computation (``reshape(n, c, -1)``'s ``n``)."""
-    seen, todo = set(), list(fx_node.users)
-    while todo:
-        user = todo.pop()
-        if user in seen:
-            continue
-        seen.add(user)
-        if builder._tensor(user):
-            return True
-        todo.extend(user.users)
-    return False
+def _plain(value: Value | None) -> bool:
+    """Whether a node's value is plain data (sizes, flags, None), not tensors."""
+    def plain(item: Any) -> bool:
+        if isinstance(item, (list, tuple)):
+            return all(plain(i) for i in item)
+        return item is None or isinstance(item, (int, float, bool, str, slice))
+
+    return value is not None and not value.tensor and plain(value.plain)
 
 
 def _is_multi(fx_node: fx.Node, values: dict[fx.Node, Value]) -> bool:
