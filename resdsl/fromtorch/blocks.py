@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 from torch import nn
 
@@ -38,6 +38,8 @@ class Hole:
     site: str
     op: OpStmt | None = None
     optional: bool = False  # a word some instances leave out (a residual's proj=)
+    nested: bool = False  # in a scope of its own (a sequential, a shortcut path): there
+    # ``input`` is that scope's input, not the block's, so channels(input) means another thing
 
     def get_optional(self) -> Any:
         return self.box.get(self.key)
@@ -53,16 +55,27 @@ def _scalar(value: Any) -> bool:
 def holes_and_key(stmts: list[Stmt]) -> tuple[tuple, list[Hole]]:
     """The statements' shape with numbers left out (the grouping key) and the numbers."""
     holes: list[Hole] = []
+    depth = [0]
+
+    def hole(box: Any, key: Any, site: str, op: OpStmt | None = None, optional: bool = False) -> None:
+        holes.append(Hole(box, key, site, op, optional, depth[0] > 0))
 
     def arg_key(box: dict, site: str, op: OpStmt | None = None) -> tuple:
         parts = []
         for name, value in box.items():
             if _scalar(value):
-                holes.append(Hole(box, name, f"{site}{name}", op))
+                hole(box, name, f"{site}{name}", op)
                 parts.append((name, type(value).__name__))
             else:
                 parts.append((name, repr(value)))
         return tuple(parts)
+
+    def nested(stmts: list[Stmt]) -> tuple:
+        depth[0] += 1
+        try:
+            return tuple(key(s) for s in stmts)
+        finally:
+            depth[0] -= 1
 
     def key(stmt: Stmt) -> tuple:
         if isinstance(stmt, OpStmt):
@@ -70,19 +83,19 @@ def holes_and_key(stmts: list[Stmt]) -> tuple[tuple, list[Hole]]:
         if isinstance(stmt, CallStmt):
             return ("call", stmt.label, stmt.block, arg_key(stmt.args, f"{stmt.label or stmt.block}."))
         if isinstance(stmt, SeqStmt):
-            return ("seq", stmt.label, tuple(key(s) for s in stmt.body))
+            return ("seq", stmt.label, nested(stmt.body))
         if isinstance(stmt, ResidualStmt):
             # an identity shortcut has no projection to name: proj= may differ among instances
-            holes.append(Hole(stmt.options, "proj", "proj", optional=True))
+            hole(stmt.options, "proj", "proj", optional=True)
             options = arg_key({k: v for k, v in stmt.options.items() if k != "proj"}, "")
             if stmt.shortcut is not None:
                 options += (("proj", stmt.options.get("proj")),)
             return ("residual", options, tuple(key(s) for s in stmt.body),
-                    None if stmt.shortcut is None else tuple(key(s) for s in stmt.shortcut))
+                    None if stmt.shortcut is None else nested(stmt.shortcut))
         if isinstance(stmt, ParamStmt):
             for k in range(len(stmt.dims)):
-                holes.append(Hole(stmt.dims, k, f"{stmt.label}.dim{k}"))
-            holes.append(Hole(stmt, "init", f"{stmt.label}.init"))
+                hole(stmt.dims, k, f"{stmt.label}.dim{k}")
+            hole(stmt, "init", f"{stmt.label}.init")
             return ("param", stmt.label, len(stmt.dims), stmt.std, stmt.batch)
         if isinstance(stmt, StageStmt):
             return ("stage", stmt.label, stmt.block, arg_key(stmt.args, ""), stmt.count, repr(stmt.options))
@@ -210,7 +223,7 @@ class Grouper:
                 hole.op.omit.discard(hole.key)
             if len(set(map(_typed, values))) == 1:
                 continue
-            expr = _relation(values, columns, [m.in_shape[0] for m in members])
+            expr = _relation(values, columns, None if hole.nested else [m.in_shape[0] for m in members])
             if expr is None:
                 pname = _param_name(hole.site, used)
                 used.add(pname)
@@ -254,10 +267,11 @@ def _type_of(values: tuple) -> str:
     return "str"
 
 
-def _relation(values: tuple, columns: list[tuple[str, tuple]], channels: list[int]) -> str | None:
-    """An expression for ``values`` from earlier parameters or the input's channels."""
+def _relation(values: tuple, columns: list[tuple[str, tuple]], channels: list[int] | None) -> str | None:
+    """An expression for ``values`` from earlier parameters or (``channels`` given) the block
+    input's channels."""
     if all(isinstance(v, int) and not isinstance(v, bool) for v in values):
-        if list(values) == channels:
+        if channels is not None and list(values) == channels:
             return "channels(input)"
         for pname, known in columns:
             if known == values:
@@ -271,6 +285,8 @@ def _relation(values: tuple, columns: list[tuple[str, tuple]], channels: list[in
                     return f"{int(ratio)} * {pname}"
                 if ratio > 0 and (1 / ratio).is_integer() and all(k % int(1 / ratio) == 0 for k in known):
                     return f"{pname} // {int(1 / ratio)}"
+        if channels is None:
+            return None
         ratios = {v / c for v, c in zip(values, channels)}
         if len(ratios) == 1:
             ratio = ratios.pop()
@@ -355,6 +371,8 @@ def _as_stage(seq: SeqStmt, blocks: dict[str, Block], subst: dict) -> StageStmt 
                 args[name] = values[0]
             continue
         rest = values[1:]
+        if len(calls) < 3 and name != "stride":
+            return None  # two calls that differ read better as two calls than as conditions
         if len(set(map(_typed, rest))) == 1:
             if name == "stride":
                 options["stride"] = values[0]

@@ -31,6 +31,7 @@ def convert(module: nn.Module, input_shape: tuple[int, ...], *, name: str, sourc
                                         hint="give the per-sample input shape it takes (--input C,H,W)")]) from None
         describer = Describer(inputs)
         root = describer.describe("", module)
+        describer.unreached(module)
         blocks = Grouper(describer.instances, root).run()
     finally:
         module.train(was_training)
