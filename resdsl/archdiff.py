@@ -62,7 +62,8 @@ MAX_KEY_LINES = 8
 KINDS = ("added", "removed", "changed", "reshaped")
 _MARK = {"added": "+", "removed": "-", "changed": "~", "reshaped": "="}
 _PACKAGE = Path(__file__).resolve().parent
-_INDEX = re.compile(r"(?<![^.])\d+(?![^.])")  # a whole numeric path component (layer3.[6].conv1)
+#: Digits in a path: instance indices (layer3.[6]), also inside names (denselayer[25], block1-[0]).
+_INDEX = re.compile(r"\d+")
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,7 @@ class Change:
     unit: str  # what a member is, for the count: "blocks of bottleneck", "ops"
     a: str | None  # A's spec line ("resnet50.res:20"), None for an added statement
     b: str | None  # B's spec line, None for a removed statement
+    paths: tuple[str, ...] = ()  # every member's path, in network order
 
     def line(self) -> str:
         """The change as one line of text."""
@@ -94,7 +96,7 @@ class Change:
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "first": self.first, "last": self.last, "count": self.count,
-                "what": self.what, "unit": self.unit, "a": self.a, "b": self.b}
+                "what": self.what, "unit": self.unit, "a": self.a, "b": self.b, "paths": list(self.paths)}
 
 
 @dataclass(frozen=True)
@@ -143,14 +145,16 @@ class Side:
     params: dict[str, Any]
     num_ops: int
     num_params: int
+    shortcut: str | None = None  # a policy forced on every residual ("none": the plain twin)
 
     def title(self) -> str:
-        given = ", ".join(f"{k}={_value(v)}" for k, v in self.params.items())
+        given = ", ".join([f"{k}={_value(v)}" for k, v in self.params.items()] +
+                          ([f"shortcut {self.shortcut}"] if self.shortcut else []))
         return f"{self.name} ({_shown_file(self.file)}{'; ' + given if given else ''})"
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "file": _shown_file(self.file), "params": self.params,
-                "num_ops": self.num_ops, "num_params": self.num_params}
+                "shortcut": self.shortcut, "num_ops": self.num_ops, "num_params": self.num_params}
 
 
 @dataclass(frozen=True)
@@ -260,7 +264,7 @@ def _net(spec: Any, params: Mapping[str, Any]) -> Any:
 
 
 def _side(net: Any) -> Side:
-    return Side(net.name, net.filename, dict(net.params), net.num_ops, net.num_params)
+    return Side(net.name, net.filename, dict(net.params), net.num_ops, net.num_params, net.shortcut)
 
 
 # ---- statements ---------------------------------------------------------------------------
@@ -428,6 +432,8 @@ def _value(value: Any) -> str:
         return format_dims(value)
     if isinstance(value, str):
         return repr(value)
+    if isinstance(value, float):
+        return f"{value:.6g}"  # a drop-path rate 0.017391304347826087 reads 0.0173913
     return str(value)
 
 
@@ -452,14 +458,15 @@ def _short(text: str) -> str:
 
 
 def _grouped(found: list[_Found]) -> tuple[Change, ...]:
-    """Like differences (same kind, text and lines, paths that differ only in indices) as one line each."""
+    """Like differences (same kind, text and spec lines, paths that differ only in their numbers:
+    layer3.6 and layer3.22, enc1.conv1 and dec4.conv1) as one line each."""
     found.sort(key=lambda f: (f.at, KINDS.index(f.kind), f.path))
     groups: dict[tuple, list[_Found]] = {}
     for item in found:
         key = (item.kind, _INDEX.sub("#", item.path), item.what, item.a, item.b)
         groups.setdefault(key, []).append(item)
-    return tuple(Change(m[0].kind, m[0].path, m[-1].path, len(m), _short(m[0].what), m[0].unit, m[0].a, m[0].b)
-                 for m in groups.values())
+    return tuple(Change(m[0].kind, m[0].path, m[-1].path, len(m), _short(m[0].what), m[0].unit, m[0].a, m[0].b,
+                        tuple(f.path for f in m)) for m in groups.values())
 
 
 def _loc(span: Span) -> str:

@@ -234,3 +234,20 @@ def test_alignment_is_linear_in_the_network():
     assert time.process_time() - start < 2.0
     assert d.counts == {"added": 0, "removed": 3, "changed": 3, "reshaped": 0}
     assert lines_of(d, "removed")[0] == "- layer1.199 removed: block basic  (resdsl/zoo/cifar_resnet.res:31)"
+
+
+def test_numbers_inside_names_group_too():
+    d = resdsl.diff("densenet121", "densenet169", keys=False)
+    assert ("+ features.denseblock3.denselayer25 .. features.denseblock3.denselayer32 added "
+            "(8 blocks of dense_layer)  (resdsl/zoo/densenet.res:32)") in lines_of(d, "added")
+    group = next(c for c in d.changes if c.first == "features.denseblock3.denselayer25")
+    assert group.paths == tuple(f"features.denseblock3.denselayer{i}" for i in range(25, 33))
+
+
+def test_a_shortcut_policy_shows_in_the_title_and_the_keys():
+    option_a = resdsl.zoo.load("cifar_resnet20")
+    d = diff_nets(option_a, resdsl.zoo.load("cifar_resnet20", shortcut="B"))
+    assert d.b.title().endswith("shortcut B)")
+    assert lines_of(d, "added") == ["+ layer2.0.downsample .. layer3.0.downsample added (2 shortcuts)  "
+                                    "(resdsl/zoo/cifar_resnet.res:20)"]
+    assert len(d.keys.added) == 12 and d.b.num_params - d.a.num_params == 2752  # He et al.'s option B
