@@ -251,3 +251,17 @@ def test_a_shortcut_policy_shows_in_the_title_and_the_keys():
     assert lines_of(d, "added") == ["+ layer2.0.downsample .. layer3.0.downsample added (2 shortcuts)  "
                                     "(resdsl/zoo/cifar_resnet.res:20)"]
     assert len(d.keys.added) == 12 and d.b.num_params - d.a.num_params == 2752  # He et al.'s option B
+
+
+def test_no_keys_imports_no_torch():
+    import os
+    import subprocess
+    import sys
+
+    code = ("import contextlib, io, sys\nfrom resdsl.cli import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()):\n"
+            "    rc = main(['diff', 'cifar_resnet20', 'cifar_resnet32', '--no-keys'])\n"
+            "print(rc, 'torch' in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
+    assert done.stdout.split() == ["1", "False"], done.stderr
