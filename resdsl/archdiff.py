@@ -306,12 +306,13 @@ def _path(node: OpNode) -> str:
 def _container_changes(boxes_a: dict[str, Container], boxes_b: dict[str, Container],
                        nodes_a: dict[str, OpNode], nodes_b: dict[str, OpNode]) -> Iterable[_Found]:
     places = _places(nodes_a, nodes_b)
+    parent_a, parent_b = _parents(boxes_a), _parents(boxes_b)
     for path, box in boxes_b.items():
         if not path:
             continue
         other = boxes_a.get(path)
         if other is None:
-            if _parent(path) in boxes_a:  # the topmost new one: its contents are in it
+            if parent_b.get(path, "") in boxes_a:  # the topmost new one: its contents are in it
                 yield _Found(box.input + 0.5, "added", path, _box_name(box), _unit(box), None,
                              _loc(box.span))
             continue
@@ -319,13 +320,14 @@ def _container_changes(boxes_a: dict[str, Container], boxes_b: dict[str, Contain
         if what:
             yield _Found(box.input + 0.5, "changed", path, what, _unit(box), _loc(other.span), _loc(box.span))
     for path, box in boxes_a.items():
-        if path and path not in boxes_b and _parent(path) in boxes_b:
+        if path and path not in boxes_b and parent_a.get(path, "") in boxes_b:
             yield _Found(places.get(box.input, -1) + 0.5, "removed", path, _box_name(box), _unit(box),
                          _loc(box.span), None)
 
 
-def _parent(path: str) -> str:
-    return path.rpartition(".")[0]
+def _parents(boxes: dict[str, Container]) -> dict[str, str]:
+    """Each container's parent, from the children lists (a path's prefix need not be one)."""
+    return {child: path for path, box in boxes.items() for child in box.children}
 
 
 def _unit(box: Container) -> str:

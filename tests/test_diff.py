@@ -265,3 +265,21 @@ def test_no_keys_imports_no_torch():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
                           env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
     assert done.stdout.split() == ["1", "False"], done.stderr
+
+
+@pytest.mark.parametrize("a, b", [("mobilenet_v3_small", "mobilenet_v3_large"), ("regnet_x_400mf", "regnet_y_400mf"),
+                                  ("vgg11", "vgg11_bn"), ("swin_t", "swin_v2_t")])
+def test_every_op_only_one_side_has_is_reported(a, b):
+    """Nothing is lost to grouping: each op of B that A lacks is an added member or inside one."""
+    from resdsl.graph import op_nodes
+
+    net_a, net_b = resdsl.zoo.load(a), resdsl.zoo.load(b)
+    d = diff_nets(net_a, net_b, keys=False)
+    for kind, mine, other in (("added", net_b, net_a), ("removed", net_a, net_b)):
+        theirs = {n.module for n in op_nodes(other.graph)}
+        members = {p for c in d.changes if c.kind == kind for p in c.paths}
+        for node in op_nodes(mine.graph):
+            if node.module is not None and node.module not in theirs:
+                parts = node.module.split(".")
+                assert any(".".join(parts[:i]) in members for i in range(1, len(parts) + 1)), node.module
+    assert sum(c.count for c in d.changes) == sum(d.counts.values())
