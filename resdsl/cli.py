@@ -3,7 +3,8 @@
 Exit codes: 0 ok, 1 the spec has errors, 2 usage error (bad flags, unreadable
 file, an output path that must not or cannot be written, a drawing too large to
 lay out), 3 internal error (a bug in resdsl; the message says how to report it);
-143 terminated by SIGTERM (temporary files removed), 141 output pipe closed.
+``resdsl diff``: 0 the two specs are the same architecture, 1 they differ (or one has errors,
+printed located); 143 terminated by SIGTERM (temporary files removed), 141 output pipe closed.
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ def make_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     _add_render(sub)
+    _add_diff(sub)
 
     zoo = sub.add_parser("zoo", help="list the zoo's reference models (a zoo name can replace a spec file)")
     zoo.add_argument("--json", action="store_true",
@@ -119,6 +121,43 @@ def _add_render(sub: Any) -> None:
                         help="tensor shapes on edges (default: on)")
     render.add_argument("--expand", action="store_true",
                         help="block level: one box per block, no 'x N' runs")
+
+
+def _add_diff(sub: Any) -> None:
+    diff = sub.add_parser("diff", help="the architecture difference of two specs: statements, parameters, "
+                          "checkpoint keys (exit 0 same, 1 different)")
+    diff.add_argument("spec_a", metavar="A", help="the spec before: a file or a zoo model's name")
+    diff.add_argument("spec_b", metavar="B", help="the spec after: a file or a zoo model's name")
+    diff.add_argument("-D", "--define", dest="defines", action="append", type=_define, default=[],
+                      metavar="NAME=VALUE", help="override a network parameter of both (repeatable)")
+    diff.add_argument("--define-a", dest="defines_a", action="append", type=_define, default=[],
+                      metavar="NAME=VALUE", help="override a network parameter of A only (repeatable)")
+    diff.add_argument("--define-b", dest="defines_b", action="append", type=_define, default=[],
+                      metavar="NAME=VALUE", help="override a network parameter of B only (repeatable)")
+    diff.add_argument("--network", help="which network, when the files define several")
+    diff.add_argument("--max-nodes", type=_positive, metavar="N",
+                      help=f"refuse networks of more than N ops (default {Limits().max_nodes:,})")
+    diff.add_argument("--no-keys", action="store_true",
+                      help="skip the checkpoint keys (no torch: statements and parameters only)")
+    diff.add_argument("--all", action="store_true", help="every line, not a screenful")
+    diff.add_argument("--json", action="store_true", help="print one JSON object (every change and key)")
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    from .archdiff import diff_nets
+
+    nets = []
+    for spec, own in ((args.spec_a, args.defines_a), (args.spec_b, args.defines_b)):
+        side = argparse.Namespace(spec=spec, defines=list(args.defines) + list(own), network=args.network,
+                                  plain=False, shortcut=None, max_nodes=args.max_nodes)
+        _resolve_spec(side)
+        nets.append(_load(side))
+    result = diff_nets(*nets, keys=not args.no_keys)
+    if args.json:
+        print(json.dumps(result.to_dict(), sort_keys=True))
+    else:
+        _out(result.render(full=args.all))
+    return EXIT_OK if result.same else EXIT_SPEC
 
 
 def cmd_render(args: argparse.Namespace) -> int:
@@ -346,7 +385,7 @@ def cmd_zoo(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"check": cmd_check, "compile": cmd_compile, "analyze": cmd_analyze, "render": cmd_render,
-            "zoo": cmd_zoo}
+            "zoo": cmd_zoo, "diff": cmd_diff}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
