@@ -943,7 +943,7 @@ def write_map(pairs: list[tuple[str, str]]) -> str:
     lines = ["# resdsl weights map: REGEX -> REPLACEMENT, first matching rule wins", ""]
     prefix = common_prefix_change(pairs)
     if prefix:
-        return "\n".join(lines + [f"{prefix[0]} -> {prefix[1]}", ""])
+        return "\n".join(lines + [_rule_line(*prefix), ""])
     modules: dict[tuple[str, str], None] = {}
     for a, b in pairs:
         head_a, _, leaf_a = a.rpartition(".")
@@ -954,4 +954,8 @@ def write_map(pairs: list[tuple[str, str]]) -> str:
             modules.setdefault((f"^{re.escape(head_a)}\\.([^.]+)$", head_b.replace("\\", "\\\\") + ".\\1"))
         else:
             modules.setdefault((f"^{re.escape(a)}$", b.replace("\\", "\\\\")))
-    return "\n".join(lines + [f"{p} -> {r}" for p, r in modules] + [""])
+    return "\n".join(lines + [_rule_line(p, r) for p, r in modules] + [""])
+
+
+def _rule_line(pattern: str, replacement: str) -> str:
+    return f"{pattern} -> {replacement}" if replacement else f"{pattern} ->"
