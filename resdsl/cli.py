@@ -360,7 +360,7 @@ def cmd_weights_diff(args: argparse.Namespace) -> int:
     from .errors import SpecError
 
     if args.write_map:
-        _check_output(args.write_map, (args.spec, args.checkpoint))
+        _check_output(args.write_map, (args.spec, args.checkpoint, *filter(None, [args.weights_map])))
     net = _load(args)
     matched = diff_weights(net, args.checkpoint, weights_map=args.weights_map, by_order=args.weights_by_order)
     if args.json:

@@ -379,7 +379,7 @@ def test_non_tensor_values_are_grouped_by_fault(spec, tmp_path):
     state.update({"stem.weight": 3, "stem.bias": "x", "fc.weight": {"nested": torch.zeros(2)}, "fc.bias": [1.0]})
     err = _error(spec, _save(state, tmp_path / "w.pt"))
     messages = [d.message for d in err.diagnostics[1:]]
-    assert messages == ["weights: 'stem.weight' is a int, not a tensor", "weights: 'stem.bias' is a str, not a tensor",
+    assert messages == ["weights: 'stem.weight' is an int, not a tensor", "weights: 'stem.bias' is a str, not a tensor",
                         "weights: 'fc.weight' is a dict, not a tensor", "weights: 'fc.bias' is a list, not a tensor"]
     assert err.diagnostics[1].span.line == _line(SMALL, "stem: conv k, width")
     assert err.diagnostics[0].message.endswith("0 of another shape, 4 not tensors (the spec makes 23 tensors, the "
@@ -528,3 +528,14 @@ def test_links_fifos_and_directories_as_the_checkpoint(tiny, tmp_path, capsys):
     assert _error(tiny, tmp_path).first.message == "cannot load weights: not a regular file (a directory)"
     for path in (to_fifo, dangling, loop, tmp_path):
         assert _cli(capsys, "weights-diff", tiny, path)[0] == 1
+
+
+def test_the_documented_map_parses_and_renames(spec):
+    """docs/from-torch.md's example map: every rule is accepted and does what the text says."""
+    text = (Path(__file__).resolve().parents[1] / "docs" / "from-torch.md").read_text()
+    block = text.split("one rule a line:\n\n```\n", 1)[1].split("```", 1)[0]
+    rules = weights_mod.parse_map(block, "from-torch.md")
+    keys = {"module.fc.weight": 0, "backbone.stage2.0.conv.weight": 1, "norm.gamma": 2}
+    renamed, notes = weights_mod.rename(keys, rules, resdsl.Span("w.pt"))
+    assert list(renamed) == ["fc.weight", "layer2.0.conv.weight", "norm.weight"]
+    assert notes[0].startswith("weights map: renamed 3 of 3 keys")

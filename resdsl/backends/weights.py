@@ -254,6 +254,10 @@ def rules_of(weights_map: "str | os.PathLike | Mapping[str, str] | None") -> lis
     return read_map(weights_map)
 
 
+def _a(noun: str) -> str:
+    return ("an " if noun[:1] in "aeiou" else "a ") + noun
+
+
 def _shown_key(key: Any) -> str:
     text = key if type(key) is str else repr(key) if isinstance(key, (int, float, tuple)) else type(key).__name__
     return text if len(text) <= 80 else text[:77] + "..."
@@ -519,7 +523,7 @@ def _kind(dtype: torch.dtype) -> str:
 def _value_problem(value: Any, shape: tuple[int, ...], dtype: torch.dtype) -> str | None:
     """Why ``value`` cannot fill a spec tensor of ``shape`` and ``dtype`` (None: it can)."""
     if not isinstance(value, torch.Tensor):
-        return f"is a {type(value).__name__}, not a tensor"
+        return f"is {_a(type(value).__name__)}, not a tensor"
     if value.layout != torch.strided or value.device.type == "meta":
         return f"is a {value.layout} tensor on {value.device.type}, not a dense one with values"
     if _kind(value.dtype) != _kind(dtype):
@@ -877,7 +881,7 @@ def _value_groups(net: "Net", found: Mismatch, spans: dict[str, Span], position:
     """Values that are no tensors, or tensors of another kind: one group per kind of fault."""
     faults: dict[str, list[str]] = {}
     for key, name in found.not_tensor:
-        faults.setdefault(f"is a {name}, not a tensor", []).append(key)
+        faults.setdefault(f"is {_a(name)}, not a tensor", []).append(key)
     for key, what in found.kind:
         faults.setdefault(f"holds {what}", []).append(key)
     groups = []
