@@ -584,21 +584,14 @@ def _prefixes(keys: Iterable[str]) -> set[str]:
     """Every module path above a key (``a.b.c`` gives ``a`` and ``a.b``), and ``""``."""
     found = {""}
     for key in keys:
-        parts = key.split(".")
-        for end in range(1, len(parts)):
-            found.add(".".join(parts[:end]))
+        found.update(_paths(key))
     return found
 
 
 def _root(key: str, other: set[str]) -> str:
     """The highest module path of ``key`` that the other side lacks; ``key`` itself when the
     other side has its module (a tensor missing from a module both have)."""
-    parts = key.split(".")
-    for end in range(1, len(parts)):
-        path = ".".join(parts[:end])
-        if path not in other:
-            return path
-    return key
+    return next((path for path in _paths(key) if path not in other), key)
 
 
 def _shape(shape: Iterable[int]) -> str:
@@ -638,7 +631,7 @@ def report(net: "Net", expected: Expected, state: dict[Any, Any], found: Mismatc
     groups.sort(key=lambda group: group.order)
     shown, lines = [], 0
     for group in groups:
-        size = group.diagnostic.render().count("\n") + 1
+        size = group.diagnostic.render().count("\n") + 2  # and the blank line before it
         if shown and lines + size > max_lines:
             break
         shown.append(group.diagnostic)
@@ -700,28 +693,55 @@ def common_prefix_change(pairs: list[tuple[str, str]]) -> tuple[str, str] | None
     return None
 
 
+#: A checkpoint key longer or deeper than this is no module path: grouped with the keys
+#: that are not strings, so grouping stays linear in the keys (prefixes cost depth x length).
+MAX_PATH_CHARS = 1_024
+MAX_PATH_PARTS = 32
+
+
+def _path_like(key: Any) -> bool:
+    return type(key) is str and len(key) <= MAX_PATH_CHARS and key.count(".") < MAX_PATH_PARTS
+
+
 def _groups(net: "Net", expected: Expected, state: dict[Any, Any], found: Mismatch,
             spans: dict[str, Span], position: dict[str, int]) -> list[_Group]:
-    theirs = [key for key in state if type(key) is str]
+    theirs = [key for key in state if _path_like(key)]
     spec_paths, ckpt_paths = _prefixes(expected), _prefixes(theirs)
     missing_roots: dict[str, list[str]] = {}
     for key in found.missing:
         missing_roots.setdefault(_root(key, ckpt_paths), []).append(key)
     unexpected_roots: dict[str, list[Any]] = {}
-    odd_keys = [key for key in found.unexpected if type(key) is not str]
+    odd_keys = [key for key in found.unexpected if not _path_like(key)]
     for key in found.unexpected:
-        if type(key) is str:
+        if _path_like(key):
             unexpected_roots.setdefault(_root(key, spec_paths), []).append(key)
-    groups = _numbered_groups(net, missing_roots, unexpected_roots, theirs, spans, position, expected)
-    groups += _subtree_groups(net, missing_roots, unexpected_roots, spans, position)
+    first = _first_positions(expected)
+    groups = _numbered_groups(net, missing_roots, unexpected_roots, theirs, spans, first, expected)
+    groups += _subtree_groups(net, missing_roots, unexpected_roots, spans, position, first)
     groups += _shape_groups(net, found, spans, position)
     groups += _value_groups(net, found, spans, position)
     if odd_keys:
         groups.append(_Group((len(position) + 1, 0), Diagnostic(
             Span(net.filename), f"weights: {_plural(len(odd_keys), 'key')} of the checkpoint "
-            f"{'is' if len(odd_keys) == 1 else 'are'} not a string ({_listed([_shown_key(k) for k in odd_keys])})",
-            hint="a state dict's keys are dotted module paths"), len(odd_keys)))
+            f"{'is' if len(odd_keys) == 1 else 'are'} not a module path ({_listed([_shown_key(k) for k in odd_keys])})",
+            hint=f"a state dict's keys are dotted module paths (strings of at most {MAX_PATH_CHARS:,} characters "
+            f"and {MAX_PATH_PARTS} parts)"), len(odd_keys)))
     return groups
+
+
+def _first_positions(expected: Expected) -> dict[str, int]:
+    """Module path -> the position of the spec's first tensor under it."""
+    first: dict[str, int] = {}
+    for index, key in enumerate(expected):
+        for path in _paths(key):
+            first.setdefault(path, index)
+    return first
+
+
+def _paths(key: str) -> list[str]:
+    """The module paths above ``key``, outermost first (``a.b.c``: ``a``, ``a.b``)."""
+    ends = [index for index, char in enumerate(key) if char == "."]
+    return [key[:end] for end in ends]
 
 
 def _locate(net: "Net", path: str, spans: dict[str, Span]) -> Span:
@@ -743,20 +763,22 @@ def _numbered(root: str) -> bool:
 
 
 def _numbered_groups(net: "Net", missing_roots: dict[str, list[str]], unexpected_roots: dict[str, list[Any]],
-                     theirs: list[str], spans: dict[str, Span], position: dict[str, int],
+                     theirs: list[str], spans: dict[str, Span], first: dict[str, int],
                      expected: Expected) -> list[_Group]:
     """A stage (or any module of numbered children) with more or fewer children in the
     checkpoint: one line, whatever the number of tensors. Takes the roots it explains
     out of ``missing_roots`` and ``unexpected_roots``."""
-    parents = dict.fromkeys(_module(root) for root in [*missing_roots, *unexpected_roots] if _numbered(root))
+    lost_by_parent = _numbered_by_parent(missing_roots)
+    extra_by_parent = _numbered_by_parent(unexpected_roots)
+    parents = dict.fromkeys([*lost_by_parent, *extra_by_parent])
+    ours_by_parent, mine_by_parent = _children(expected, parents), _children(theirs, parents)
     boxes = containers(net.graph)
     groups = []
     for parent in parents:
-        ours, mine = _children(expected, parent), _children(theirs, parent)
+        ours, mine = ours_by_parent.get(parent, []), mine_by_parent.get(parent, [])
         if not ours or not mine:  # a whole side absent: a subtree group says it better
             continue
-        lost = [root for root in missing_roots if _module(root) == parent and _numbered(root)]
-        extra = [root for root in unexpected_roots if _module(root) == parent and _numbered(root)]
+        lost, extra = lost_by_parent.get(parent, []), extra_by_parent.get(parent, [])
         lost_tensors = sum(len(missing_roots.pop(root)) for root in lost)
         extra_tensors = sum(len(unexpected_roots.pop(root)) for root in extra)
         detail = []
@@ -771,23 +793,31 @@ def _numbered_groups(net: "Net", missing_roots: dict[str, list[str]], unexpected
                    f"checkpoint has {len(mine):,} ({_number_range(parent, mine)}): {'; '.join(detail)}")
         hint = (f"is the checkpoint another depth of this network? its stage would be `x {len(mine)}`" if stage
                 else "is the checkpoint from another variant of this network?")
-        head = f"{parent}." if parent else ""
-        first = min((position[key] for key in expected if key.startswith(head)), default=len(position))
-        groups.append(_Group((first, 0), _at(net, _locate(net, parent, spans), message, hint=hint),
+        order = first.get(parent, 0) if parent else 0
+        groups.append(_Group((order, 0), _at(net, _locate(net, parent, spans), message, hint=hint),
                              lost_tensors + extra_tensors))
     return groups
 
 
-def _children(keys: Iterable[str], parent: str) -> list[str]:
-    """The numbered children of ``parent`` that ``keys`` reach (``layer1.0``, ``layer1.1``)."""
-    head = f"{parent}." if parent else ""
-    found = set()
+def _numbered_by_parent(roots: dict[str, Any]) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    for root in roots:
+        if _numbered(root):
+            found.setdefault(_module(root), []).append(root)
+    return found
+
+
+def _children(keys: Iterable[str], parents: dict[str, None]) -> dict[str, list[str]]:
+    """For each of ``parents``, its numbered children that ``keys`` reach, in number order
+    (``layer1``: ``layer1.0``, ``layer1.1``)."""
+    found: dict[str, set[int]] = {}
     for key in keys:
-        if key.startswith(head):
-            part, dot, _ = key[len(head):].partition(".")
-            if dot and _NUMBER.fullmatch(part):
-                found.add(int(part))
-    return [f"{head}{number}" for number in sorted(found)]
+        for path in _paths(key):
+            parent, _, part = path.rpartition(".")
+            if parent in parents and _NUMBER.fullmatch(part):
+                found.setdefault(parent, set()).add(int(part))
+    return {parent: [f"{parent}.{n}" if parent else str(n) for n in sorted(numbers)]
+            for parent, numbers in found.items()}
 
 
 def _number_range(parent: str, paths: list[str]) -> str:
@@ -800,18 +830,18 @@ def _number_range(parent: str, paths: list[str]) -> str:
 
 
 def _subtree_groups(net: "Net", missing_roots: dict[str, list[str]], unexpected_roots: dict[str, list[Any]],
-                    spans: dict[str, Span], position: dict[str, int]) -> list[_Group]:
+                    spans: dict[str, Span], position: dict[str, int], first: dict[str, int]) -> list[_Group]:
     """What is left: whole modules on one side only, and single tensors absent from a
     module both sides have, grouped by tensor name (20 batchnorms lacking
     ``num_batches_tracked`` are one group)."""
     groups = []
+    missing_names, unexpected_names = _names_by_parent(missing_roots), _names_by_parent(unexpected_roots)
     lacking: dict[str, list[str]] = {}
     for root, keys in missing_roots.items():
         if keys == [root]:  # the checkpoint has the module, not this tensor
             lacking.setdefault(root.rsplit(".", 1)[-1], []).append(root)
             continue
-        near = did_you_mean(root.rsplit(".", 1)[-1], [r.rsplit(".", 1)[-1] for r in unexpected_roots
-                                                      if _module(r) == _module(root)])
+        near = _near(root, unexpected_names)
         leaves = sorted({key[len(root) + 1:] for key in keys})
         message = f"weights: '{root}' ({_plural(len(keys), 'tensor')}: {_listed(leaves)}) is not in the checkpoint"
         groups.append(_Group((position[keys[0]], 1), _at(net, _locate(net, root, spans), message,
@@ -827,29 +857,39 @@ def _subtree_groups(net: "Net", missing_roots: dict[str, list[str]], unexpected_
             extra.setdefault(root.rsplit(".", 1)[-1], []).append(root)
             continue
         parent = _module(root)
-        near = did_you_mean(root.rsplit(".", 1)[-1], [r.rsplit(".", 1)[-1] for r in missing_roots
-                                                      if _module(r) == parent])
+        near = _near(root, missing_names)
         leaves = sorted({_shown_key(key[len(root) + 1:]) for key in keys if key != root})
         what = f"'{_shown_key(root)}'" + (f" ({_plural(len(keys), 'tensor')}: {_listed(leaves)})" if leaves else "")
         message = f"weights: the checkpoint has {what}, which no statement of the spec makes"
-        groups.append(_Group((_after(parent, position), 2), _at(net, _locate(net, parent, spans), message,
+        groups.append(_Group((_after(parent, first, position), 2), _at(net, _locate(net, parent, spans), message,
                                                                 hint=_renamed_hint(near)), len(keys)))
     for leaf, keys in extra.items():
         modules = [_module(key) for key in keys]
         message = (f"weights: the checkpoint has '{_shown_key(leaf)}' in {_plural(len(keys), 'module')} where the "
                    f"spec has none: {_listed(modules)}")
-        groups.append(_Group((_after(modules[0], position), 2),
+        groups.append(_Group((_after(modules[0], first, position), 2),
                              _at(net, _locate(net, modules[0], spans), message), len(keys)))
     return groups
 
 
-def _after(parent: str, position: dict[str, int]) -> int:
-    """Where a checkpoint-only module under ``parent`` sorts: after the spec's first tensor
+def _after(parent: str, first: dict[str, int], position: dict[str, int]) -> int:
+    """Where a checkpoint-only module under ``parent`` sorts: at the spec's first tensor
     there (the end, for the network itself)."""
-    if not parent:
-        return len(position)
-    head = parent + "."
-    return next((index for key, index in position.items() if key.startswith(head)), len(position))
+    return first.get(parent, len(position)) if parent else len(position)
+
+
+def _names_by_parent(roots: dict[str, Any]) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    for root in roots:
+        found.setdefault(_module(root), []).append(root.rsplit(".", 1)[-1])
+    return found
+
+
+def _near(root: str, names: dict[str, list[str]]) -> str | None:
+    """A close name among the other side's roots beside ``root`` (few candidates only:
+    a hint for each of thousands of roots would cost thousands squared)."""
+    pool = names.get(_module(root), [])
+    return did_you_mean(root.rsplit(".", 1)[-1], pool) if 0 < len(pool) <= 100 else None
 
 
 def _renamed_hint(near: str | None) -> str | None:
