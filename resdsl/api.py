@@ -159,18 +159,35 @@ class Net:
             self._source = generate(self)
         return self._source
 
-    def build(self, *, zero_init_residual: bool = False, weights: str | os.PathLike | None = None,
-              device: Any = None, dtype: Any = None) -> Any:
-        """Build the PyTorch module (``torch.nn.Module``) for this network.
+    def build(self, *, zero_init_residual: bool = False, weights: str | os.PathLike | dict | None = None,
+              device: Any = None, dtype: Any = None, weights_map: Any = None,
+              weights_by_order: bool = False) -> Any:
+        r"""Build the PyTorch module (``torch.nn.Module``) for this network.
 
         ``zero_init_residual`` zeroes the last batchnorm weight of every residual
-        body, so every unit starts as the identity. ``weights`` loads a state dict
-        strictly. ``device="meta"`` builds without allocating weights.
+        body, so every unit starts as the identity. ``device="meta"`` builds without
+        allocating weights.
+
+        ``weights`` (a file saved by ``torch.save``, or a state dict) loads strictly; a
+        dict wrapping the state dict (``{"state_dict": ...}``, ``{"model": ...}``) is
+        unwrapped. A mismatch is one SpecError, grouped by module and spec line.
+        ``weights_map`` renames the checkpoint's keys first: a map file of
+        ``REGEX -> REPLACEMENT`` lines, or a dict of them in order (the first matching
+        rule wins). ``weights_by_order=True`` takes the tensors by position when every
+        shape matches in order. What was done is logged to ``logging.getLogger("resdsl.weights")``.
+
+        >>> import resdsl, torch
+        >>> net = resdsl.loads("network n:\n    input x: [4]\n    fc: linear 2\n")
+        >>> saved = {"module.fc.weight": torch.ones(2, 4), "module.fc.bias": torch.zeros(2)}
+        >>> model = net.build(weights=saved, weights_map={r"^module\.": ""})
+        >>> model.fc.weight.sum().item()
+        8.0
         """
         from .backends.torch import build_module
 
         return build_module(self, zero_init_residual=zero_init_residual, weights=weights,
-                            device=device, dtype=dtype)
+                            device=device, dtype=dtype, weights_map=weights_map,
+                            weights_by_order=weights_by_order)
 
     def to_dot(self, *, level: str = "block", layout: str = "auto", shapes: bool = True,
                expand: bool = False) -> str:
@@ -677,7 +694,7 @@ def loads(text: str, filename: str = "inline.res", *, fmt: str | None = None,
 
 def compile(path: str | os.PathLike, **kwargs: Any) -> Any:  # noqa: A001 - the product's verb
     """Load a spec and build its torch module in one call: ``load(path, **params).build()``."""
-    build_keys = ("zero_init_residual", "weights", "device", "dtype")
+    build_keys = ("zero_init_residual", "weights", "device", "dtype", "weights_map", "weights_by_order")
     build_args = {k: kwargs.pop(k) for k in build_keys if k in kwargs}
     return load(path, **kwargs).build(**build_args)
 

@@ -86,10 +86,20 @@ def make_parser() -> argparse.ArgumentParser:
     compile_.add_argument("--zero-init-residual", action="store_true",
                           help="zero the last batchnorm of every residual body (each unit starts as the identity)")
     compile_.add_argument("--weights", metavar="FILE.pt", help="load a state dict strictly")
+    _weights_options(compile_)
     compile_.add_argument("--batch", type=int, default=1, help="batch size of the zero batch (default 1)")
     compile_.add_argument("--json", action="store_true", help="print one JSON object")
     compile_.add_argument("-o", "--output", metavar="FILE.py",
                           help="also write the model as one standalone PyTorch file (imports only torch)")
+
+    weights = sub.add_parser("weights-diff", help="compare a checkpoint with the spec's keys and shapes "
+                             "(no forward): exit 0 if they match, 1 if they differ")
+    _common(weights)
+    weights.add_argument("checkpoint", metavar="CHECKPOINT.pt", help="a file saved by torch.save")
+    _weights_options(weights)
+    weights.add_argument("--json", action="store_true", help="print one JSON object listing every key")
+    weights.add_argument("--write-map", metavar="FILE", help="when the tensors match in count, shape and "
+                         "order under other names: write a --weights-map file that renames them")
 
     analyze = sub.add_parser("analyze", help="cost per stage, receptive field and paths (no torch); "
                              "--init/--gradients build the module")
@@ -106,6 +116,13 @@ def make_parser() -> argparse.ArgumentParser:
     analyze.add_argument("--batch", type=int, default=8, help="random batch for --init/--gradients (default 8)")
     analyze.add_argument("--seed", type=int, default=0, help="seed of weights and batch (default 0)")
     return parser
+
+
+def _weights_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--weights-map", metavar="FILE", help="rename the checkpoint's keys first: one "
+                        "`REGEX -> REPLACEMENT` rule a line, the first matching rule wins")
+    parser.add_argument("--weights-by-order", action="store_true",
+                        help="take the checkpoint's tensors by position when every shape matches in order")
 
 
 def _add_render(sub: Any) -> None:
@@ -264,7 +281,15 @@ def cmd_compile(args: argparse.Namespace) -> int:
     from .backends.torch import check_memory, observed_shapes
 
     check_memory(net, args.batch)  # the spec too big: exit 1; the batch too big: exit 2
-    model = net.build(zero_init_residual=args.zero_init_residual, weights=args.weights)
+    if (args.weights_map or args.weights_by_order) and not args.weights:
+        raise UsageError("--weights-map and --weights-by-order go with --weights")
+    model = net.build(zero_init_residual=args.zero_init_residual)
+    if args.weights:
+        from .backends.torch import load_weights
+
+        for note in load_weights(model, net, args.weights, weights_map=args.weights_map,
+                                 by_order=args.weights_by_order):
+            _out(note, file=sys.stderr if args.json else sys.stdout)
     model.eval()
     with torch.no_grad():
         observed = observed_shapes(model, net, net.sample_input(args.batch, zeros=True))
@@ -368,6 +393,44 @@ def _gradient_rows(args: argparse.Namespace, probes: Any) -> list:
                                  train=not args.eval_mode)
 
 
+def cmd_weights_diff(args: argparse.Namespace) -> int:
+    from .backends.torch import diff_weights
+    from .backends.weights import write_map
+    from .errors import SpecError
+
+    if args.write_map:
+        _check_output(args.write_map, (args.spec, args.checkpoint, *filter(None, [args.weights_map])))
+    net = _load(args)
+    matched = diff_weights(net, args.checkpoint, weights_map=args.weights_map, by_order=args.weights_by_order)
+    if args.json:
+        print(json.dumps(matched.to_dict(), sort_keys=True))
+    else:
+        for note in matched.notes:
+            _out(note)
+        if matched.ok:
+            _out(f"{args.checkpoint}: matches {net.name}: {matched.found.spec_tensors:,} tensors, same names "
+                 "and shapes")
+        else:
+            print(SpecError(matched.diagnostics).render())  # Diagnostic.render escapes what it quotes
+    if args.write_map:
+        if matched.renamed is None:
+            raise UsageError("--write-map: the checkpoint's tensors do not match the spec's in count, shape and "
+                             "order, so no map follows from their positions")
+        _write_text(args.write_map, write_map(matched.renamed), (args.spec, args.checkpoint, *net.inputs),
+                    quiet=args.json)
+    return EXIT_OK if matched.ok else EXIT_SPEC
+
+
+def _write_text(output: str, text: str, protect: tuple[str, ...], quiet: bool) -> None:
+    from .io import OutputError, atomic_write
+
+    try:
+        path = atomic_write(output, text, protect=protect)
+    except OutputError as err:
+        raise UsageError(str(err)) from None
+    _out(f"wrote {path}", file=sys.stderr if quiet else sys.stdout)
+
+
 def cmd_zoo(args: argparse.Namespace) -> int:
     from .zoo import ENTRIES
 
@@ -385,7 +448,7 @@ def cmd_zoo(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"check": cmd_check, "compile": cmd_compile, "analyze": cmd_analyze, "render": cmd_render,
-            "zoo": cmd_zoo, "diff": cmd_diff}
+            "zoo": cmd_zoo, "diff": cmd_diff, "weights-diff": cmd_weights_diff}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
