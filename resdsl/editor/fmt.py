@@ -225,9 +225,12 @@ def _layout(text: str, tokens: list[tuple[Token, str]], comments: list[tuple[int
         while open_defs and line.depth <= open_defs[-1]:
             open_defs.pop()
             closes_def = True
+        # the columns of the previous line's chain (a comment may sit in a body that just
+        # ended), and this line's own when it opens a deeper level
+        chain = cols if line.depth < len(cols) else [*cols, line.column]
+        entries = _gap_rows(gaps[index], previous, line, chain)
         del cols[line.depth:]
         cols.append(line.column)
-        entries = _gap_rows(gaps[index], previous, line, cols)
         rows += _space_gap(entries, previous, line, closes_def)
         rows += _render(_group(line.toks), line.depth)
         if line.defines:
