@@ -140,9 +140,10 @@ def did_close(ls: ResdslServer, params: lsp.DidCloseTextDocumentParams) -> None:
 @server.feature(lsp.TEXT_DOCUMENT_HOVER)
 def hover(ls: ResdslServer, params: lsp.HoverParams) -> lsp.Hover | None:
     document = ls.document(params.text_document.uri)
-    if document is None or document.good is None:
+    analysis = document and (document.checked or document.good)
+    if analysis is None:
         return None
-    line, column = from_position(LineIndex(document.good.text), params.position)
+    line, column = from_position(LineIndex(analysis.text), params.position)
     text = document.hover(line, column)
     if text is None:
         return None

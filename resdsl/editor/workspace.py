@@ -100,20 +100,24 @@ def analyse(text: str, filename: str, folder: Path | None) -> Analysis:
 
 
 class Document:
-    """An open document: its latest analysis, and the latest one that parsed (hover,
-    symbols and definitions keep working from it while the text has errors)."""
+    """An open document: its latest analysis, the latest one that parsed (symbols,
+    definitions and completion work from it while the text has errors) and the latest
+    one that checked (hover's shapes and counts come from its graphs)."""
 
     def __init__(self, filename: str, text: str, folder: Path | None = None):
         self.filename = filename
         self.folder = folder
         self.current: Analysis
         self.good: Analysis | None = None
+        self.checked: Analysis | None = None
         self.update(text)
 
     def update(self, text: str) -> Analysis:
         self.current = analyse(text, self.filename, self.folder)
         if self.current.good:
             self.good = self.current
+        if self.current.nets or (self.current.good and not self.current.diagnostics):
+            self.checked = self.current
         return self.current
 
     @property
@@ -124,7 +128,7 @@ class Document:
     def hover(self, line: int, column: int) -> str | None:
         """Markdown about the statement at (line, column): its output shape, parameters
         and MACs in the checked network, and the op's or block's signature."""
-        analysis = self.good
+        analysis = self.checked or self.good
         if analysis is None:
             return None
         found = _statement_at(analysis.spec, line, column)
@@ -264,13 +268,15 @@ def _end(definition: Definition) -> tuple[int, int]:
 
 
 def _owner_at(spec: ir.SpecFile | None, line: int) -> Definition | None:
-    """The innermost definition whose lines hold ``line``."""
-    best = None
-    for definition in _definitions(spec) if spec else ():
-        if definition.span.line <= line <= _end(definition)[0]:
-            if best is None or definition.span.line >= best.span.line:
-                best = definition
-    return best
+    """The innermost definition whose lines hold ``line``; past every end (a statement
+    being typed below the last one that parsed), the one that ended last."""
+    if spec is None:
+        return None
+    started = [(d, _end(d)[0]) for d in _definitions(spec) if d.span.line <= line]
+    holding = [d for d, end in started if end >= line]
+    if holding:
+        return max(holding, key=lambda d: d.span.line)
+    return max(started, key=lambda pair: pair[1])[0] if started else None
 
 
 def _statement_at(spec: ir.SpecFile | None, line: int, column: int) -> tuple[Any, Definition] | None:
