@@ -157,7 +157,9 @@ def test_long_lines_break_at_their_widest_bracket():
            f"    y: stage b({args}, p8=p0 * p1 * p2 * p3 * p4 * p5 * p6 * p7 + p8 + p9) x 2, index=i\n"
     formatted = format_text(text)
     lines = formatted.splitlines()
-    assert lines[:2] == ["network n(", "    p0: int = 0,"] and lines[13] == "):"  # one a line, trailing comma
+    assert lines[:4] == ["network n(",  # packed into rows, with a trailing comma
+                         "    p0: int = 0, p1: int = 1, p2: int = 2, p3: int = 3, p4: int = 4, p5: int = 5, p6: int = 6,",
+                         "    p7: int = 7, p8: int = 8, p9: int = 9, p10: int = 10, p11: int = 11,", "):"]
     assert "    y: stage b(" in lines and "    ) x 2, index=i" in lines  # the items share a row when they fit
     assert max(len(line) for line in lines) <= LINE_LENGTH
     assert parse_text(formatted) == parse_text(text)

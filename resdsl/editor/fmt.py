@@ -15,8 +15,10 @@ The rules, as black and rustfmt users expect them:
   ``,`` and ``:``, none inside brackets; ``stride=2`` in arguments, ``width: int = 1``
   and ``let n = 3`` with spaces;
 - a logical line longer than :data:`LINE_LENGTH` (comments not counted) breaks its
-  widest bracket group one item per line, the closing bracket on its own line, and a
-  trailing comma where the grammar allows one (parameter lists, shapes, tuples);
+  widest bracket group: the items on a row of their own when they fit, else filled into
+  as few rows as fit (clang-format's bin packing: specs stay short) with a trailing comma
+  where the grammar allows one (parameter lists, shapes, tuples); the closing bracket
+  starts the row after them;
 - at most one blank line in a row; one before and after every ``block`` and
   ``network`` definition (its comments stay attached above it), none at the start of
   a body or of the file;
@@ -382,7 +384,7 @@ def _one_row(atoms: list[Atom], depth: int) -> list[Row | None] | None:
 
 def _render(atoms: list[Atom], depth: int) -> list[Row | None]:
     """One logical line as rows: whole when it fits, else its widest bracket group broken
-    out (as black does: the items on one row of their own if they fit, else one a row)."""
+    out (the items on one row of their own if they fit, else packed into rows)."""
     groups = [i for i, a in enumerate(atoms) if isinstance(a, Group) and (a.items or a.close.before)]
     whole = _one_row(atoms, depth)
     if whole is not None or not groups:
@@ -408,11 +410,27 @@ def _render(atoms: list[Atom], depth: int) -> list[Row | None]:
         if items and group.open.rule in _TRAILING_COMMA_RULES and not _ends_with_comma(items[-1]):
             last = _last_tok(items[-1])
             items[-1].append(Tok("COMMA", ",", group.open.rule, last.end_line, last.end_line, last.end, last.end))
-        for item in items:
-            rows += _render(item, depth + 1)
+        rows += _pack(items, depth + 1)
         rows += [Row(depth + 1, "", c) for c in group.close.before]
     close = dataclasses.replace(group.close, before=[])
     return rows + _render([close, *atoms[at + 1:]], depth)
+
+
+def _pack(items: list[list[Atom]], depth: int) -> list[Row | None]:
+    """Items filled into rows as many as fit (as clang-format packs parameters: specs
+    stay short); a comment ends its row, an item too long alone breaks on its own."""
+    rows: list[Row | None] = []
+    current: list[Atom] = []
+    for item in items:
+        first = _flatten(item[:1])[0]
+        if current and (first.before or _one_row(current + item, depth) is None):
+            rows += _render(current, depth)
+            current = []
+        current += item
+        if _last_tok(item).after:
+            rows += _render(current, depth)
+            current = []
+    return rows + (_render(current, depth) if current else [])
 
 
 def _ends_with_comma(item: list[Atom]) -> bool:
