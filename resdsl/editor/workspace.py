@@ -383,7 +383,7 @@ def _signature(definition: Definition) -> str:
 def _figures(nets: list[Any], span: Span) -> list[str]:
     """Output shapes, parameters and MACs of what the statement at ``span`` made."""
     from ..analysis.report import node_macs
-    from ..graph import containers, op_nodes
+    from ..graph import containers, op_node, op_nodes
     from ..shapes import format_shape
 
     lines = []
@@ -402,7 +402,7 @@ def _figures(nets: list[Any], span: Span) -> list[str]:
                 inside = [n for n in nodes if n.container == container.path or n.container.startswith(prefix)]
                 params += sum(n.params for n in inside)
                 macs += sum(node_macs(graph, n.id) for n in inside)
-                shapes.append(format_shape(graph.nodes[container.output]["node"].shape)
+                shapes.append(format_shape(op_node(graph, container.output).shape)
                               if container.output >= 0 else "?")
             lines.append(_summary(net.name if len(nets) > 1 else "", shapes, params, macs, len(tops)))
         elif ops or inputs:
