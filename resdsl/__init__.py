@@ -26,6 +26,7 @@ New ops are catalogue entries: :func:`register_op` adds one (see docs/extending.
 
 from .api import Net, compile, load, loads
 from .archdiff import diff
+from .editor.fmt import format_text as format  # noqa: A001 - resdsl.format(text): `resdsl fmt`
 from .elaborate import Limits
 from .errors import Diagnostic, Span, SpecError
 from .ops import register as register_op
@@ -35,4 +36,4 @@ from . import zoo  # noqa: E402 - resdsl.zoo.load(name): the reference models by
 __version__ = "0.1.0"
 
 __all__ = ["Net", "SpecError", "Diagnostic", "Span", "Limits", "load", "loads", "compile", "diff", "register_op",
-           "unregister_op", "zoo", "__version__"]
+           "unregister_op", "zoo", "format", "__version__"]

@@ -72,6 +72,7 @@ def make_parser() -> argparse.ArgumentParser:
     sub.required = True
     _add_render(sub)
     _add_diff(sub)
+    _add_editor(sub)
 
     zoo = sub.add_parser("zoo", help="list the zoo's reference models (a zoo name can replace a spec file)")
     zoo.add_argument("--json", action="store_true",
@@ -175,6 +176,60 @@ def cmd_diff(args: argparse.Namespace) -> int:
     else:
         _out(result.render(full=args.all))
     return EXIT_OK if result.same else EXIT_SPEC
+def _add_editor(sub: Any) -> None:
+    fmt = sub.add_parser("fmt", help="lay out .res specs the one canonical way (comments kept)")
+    fmt.add_argument("files", nargs="+", metavar="FILE", help="a .res spec; - reads standard input")
+    fmt.add_argument("--check", action="store_true",
+                     help="change nothing: print a diff and exit 1 when a file is not formatted")
+    fmt.add_argument("-i", "--in-place", action="store_true", help="rewrite each file that changes")
+    sub.add_parser("lsp", help="the language server for editors, over stdin/stdout (needs pygls)")
+
+
+def cmd_fmt(args: argparse.Namespace) -> int:
+    """Print the formatted text (one file), or rewrite (-i), or check; exit 1 on any
+    spec error or, with --check, on any file that would change."""
+    from .editor.fmt import format_text, read_spec, unified_diff
+    from .errors import SpecError
+    from .io import OutputError, atomic_write
+
+    if args.check and args.in_place:
+        raise UsageError("--check and -i exclude each other")
+    if not (args.check or args.in_place) and len(args.files) > 1:
+        raise UsageError("several files: pass -i to rewrite them or --check to check them")
+    status = EXIT_OK
+    for path in args.files:
+        if path.endswith((".yaml", ".yml")):
+            raise UsageError(f"'{printable(path)}': fmt lays out .res text; YAML has its own formatters")
+        try:
+            before = read_spec(path)
+            after = format_text(before, "<stdin>" if path == "-" else path)
+        except SpecError as err:
+            print(err.render(), file=sys.stderr)
+            status = EXIT_SPEC
+            continue
+        if args.check:
+            if after != before:
+                sys.stdout.write(unified_diff(before, after, path))
+                status = EXIT_SPEC
+        elif args.in_place and path != "-":
+            if after != before:
+                try:
+                    atomic_write(path, after)
+                except OutputError as err:
+                    raise UsageError(str(err)) from None
+                _out(f"formatted {path}", file=sys.stderr)
+        else:
+            sys.stdout.write(after)
+    return status
+
+
+def cmd_lsp(args: argparse.Namespace) -> int:
+    try:
+        from .editor.lsp import serve
+    except ImportError as err:  # pygls is an optional dependency
+        raise UsageError(f"the language server needs pygls ({err}): pip install 'resdsl[editor]'") from None
+    serve()
+    return EXIT_OK
 
 
 def cmd_render(args: argparse.Namespace) -> int:
@@ -448,7 +503,7 @@ def cmd_zoo(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"check": cmd_check, "compile": cmd_compile, "analyze": cmd_analyze, "render": cmd_render,
-            "zoo": cmd_zoo, "diff": cmd_diff, "weights-diff": cmd_weights_diff}
+            "zoo": cmd_zoo, "diff": cmd_diff, "weights-diff": cmd_weights_diff, "fmt": cmd_fmt, "lsp": cmd_lsp}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
