@@ -148,6 +148,8 @@ def to_dot(graph: nx.DiGraph, *, level: str = "block", layout: str = "auto",
                    "its edges span)", f"the {max_layout:,} Graphviz lays out in seconds", True)
     if layout == "auto":
         layout = "u" if is_u_shaped(graph) else "column"
+    if layout == "u" and _u_cells(graph, view) > MAX_U_CELLS:
+        layout = "column"  # a U that large is no picture of a U
     return emit(graph, view, layout=layout, shapes=shapes, legend=legend, level=level)
 
 
@@ -781,27 +783,25 @@ def emit(graph: nx.DiGraph, view: View, *, layout: str, shapes: bool, legend: bo
     lines = [f"digraph {_quote(name)} {{",
              f"  graph [{FONT}, rankdir=TB, nodesep=0.3, ranksep=0.3, splines=spline, "
              f"labelloc=t, fontsize=16, label={_quote(title(graph, level))}];",
-             f"  node [{FONT}, fontsize=11, margin=\"0.12,0.04\", height=0.3];",
+             f"  node [{FONT}, fontsize=11, margin=\"0.12,0.06\", height=0.3];",
              f"  edge [{FONT}, fontsize=9, arrowsize=0.6];"]
     ordered = sorted(view.nodes.values(), key=lambda n: n.order)
-    lines += _emit_nodes(ordered, view.clusters, layout, shapes)
-    levels = _node_levels(graph, view) if layout == "u" else {}
-    # main path: one group so dot keeps it straight and routes skips beside it
-    for edge in view.edges:
-        reverse = bool(levels) and levels[edge.dst] < levels[edge.src]
-        extra = ""
-        if edge.kind != "data" and levels and levels[edge.dst] != levels[edge.src]:
-            extra = "constraint=false"
-        lines.append("  " + _edge_line(edge, reverse, extra))
-    if levels:
-        rows: dict[int, list[str]] = {}
-        for vnode in ordered:
-            rows.setdefault(levels[vnode.key], []).append(vnode.key)
-        for row in sorted(rows):
-            lines.append("  {rank=same; " + "; ".join(rows[row]) + ";}")
+    # a U pins every node's row: frames around nodes of pinned rows break dot's ranking
+    lines += _emit_nodes(ordered, view.clusters if layout != "u" else {}, layout, shapes)
+    rows = _u_rows(graph, view, ordered) if layout == "u" else {}
+    # column: the main path is one group, so dot keeps it straight and routes skips beside
+    # it. U: every node's row is fixed (see _u_rows), so no edge may move a node.
+    for edge in view.edges:  # in a U an edge up (an up-conv into its concat) is written reversed
+        reverse = bool(rows) and rows[edge.dst][0] < rows[edge.src][0]
+        if rows and edge.label == "copy and crop":  # said by the legend: dot strikes a flat edge's label
+            edge = VEdge(edge.src, edge.dst, edge.kind, "", edge.main)
+        lines.append("  " + _edge_line(edge, reverse))
+    if rows:
+        lines += _u_rank_lines(rows, ordered)
     if legend:
+        cropped = any(e.label == "copy and crop" for e in view.edges)
         lines += _legend(sorted({e.kind for e in view.edges if not e.main} - {"data"},
-                                key=list(EDGE_STYLE).index))
+                                key=list(EDGE_STYLE).index), cropped)
     lines.append("}")
     return "\n".join(lines) + "\n"
 
@@ -823,7 +823,7 @@ def _emit_nodes(ordered: list[VNode], clusters: dict[str, str], layout: str,
     group = "" if layout == "u" else ", group=main"
     by_cluster: dict[str, list[VNode]] = {}
     for vnode in ordered:
-        by_cluster.setdefault(vnode.cluster, []).append(vnode)
+        by_cluster.setdefault(vnode.cluster if clusters else "", []).append(vnode)
     first: dict[str, int] = {}  # cluster -> first node inside it, nested clusters included
     for vnode in ordered:
         for prefix in _prefixes(vnode.cluster):
@@ -873,8 +873,8 @@ def _emit_nodes(ordered: list[VNode], clusters: dict[str, str], layout: str,
 
 
 def _node_levels(graph: nx.DiGraph, view: View) -> dict[str, int]:
-    """Row of each drawn node in the U: the resolution of the tensor entering it, so a
-    pooling sits at the end of its row and points down, an up-conv points up."""
+    """Resolution of the tensor entering each drawn node: a pooling belongs to the
+    resolution it reads, an up-conv to the one it reads (below the row it feeds)."""
     levels = spatial_levels(graph)
     rows = {}
     for key, vnode in view.nodes.items():
@@ -883,7 +883,79 @@ def _node_levels(graph: nx.DiGraph, view: View) -> dict[str, int]:
     return rows
 
 
-def _legend(kinds: list[str]) -> list[str]:
+def _u_rows(graph: nx.DiGraph, view: View, ordered: list[VNode]) -> dict[str, tuple[int, int]]:
+    """Row and column of each node in a U, as in Ronneberger et al.'s figure.
+
+    Consecutive nodes at one resolution form a segment, drawn as a short column; the
+    segments go left to right in drawing order, each resolution a band of rows, lower
+    resolutions lower: the encoder steps down on the left, the decoder up on the right.
+    A decoder segment is shifted down within its band so that the long skip into it
+    leaves its encoder node on the same row: the skip is horizontal.
+    """
+    levels = _node_levels(graph, view)
+    segment: dict[str, int] = {}
+    index: dict[str, int] = {}
+    lengths: list[int] = []
+    seg_level: list[int] = []
+    for vnode in ordered:
+        if not lengths or levels[vnode.key] != seg_level[-1]:
+            lengths.append(0)
+            seg_level.append(levels[vnode.key])
+        segment[vnode.key], index[vnode.key] = len(lengths) - 1, lengths[-1]
+        lengths[-1] += 1
+    offset = [0] * len(lengths)
+    for edge in sorted(view.edges, key=lambda e: (segment[e.dst], index[e.dst])):
+        if edge.kind in LONG_SKIPS and levels[edge.src] == levels[edge.dst] \
+                and segment[edge.src] < segment[edge.dst]:
+            need = offset[segment[edge.src]] + index[edge.src] - index[edge.dst]
+            if need >= 0:
+                offset[segment[edge.dst]] = max(offset[segment[edge.dst]], need)
+            else:
+                offset[segment[edge.src]] -= need
+    height: dict[int, int] = {}
+    for seg, level in enumerate(seg_level):
+        height[level] = max(height.get(level, 0), offset[seg] + lengths[seg])
+    start, top = {}, 0
+    for level in sorted(height):
+        start[level], top = top, top + height[level]
+    return {key: (start[seg_level[segment[key]]] + offset[segment[key]] + index[key], segment[key])
+            for key in segment}
+
+
+#: A U is drawn on a grid of rows x segments (invisible cells fill it); past this many
+#: cells the network is drawn as a column instead.
+MAX_U_CELLS = 4_000
+
+
+def _u_cells(graph: nx.DiGraph, view: View) -> int:
+    rows = _u_rows(graph, view, sorted(view.nodes.values(), key=lambda n: n.order))
+    return (max(r for r, _ in rows.values()) + 1) * (max(s for _, s in rows.values()) + 1) if rows else 0
+
+
+def _u_rank_lines(rows: dict[str, tuple[int, int]], ordered: list[VNode]) -> list[str]:
+    """Pin the U on a grid: every row x segment cell holds its node or an invisible one;
+    each row is ranked together and chained left to right, each segment's cells are
+    chained top to bottom with a heavy weight, so segments are straight columns in order."""
+    cell = {(row, seg): key for key, (row, seg) in rows.items()}
+    count = max(r for r, _ in rows.values()) + 1
+    columns = max(s for _, s in rows.values()) + 1
+    lines = []
+    for row in range(count):
+        names = []
+        for seg in range(columns):
+            if (row, seg) not in cell:
+                cell[row, seg] = f"u_{row}_{seg}"
+                lines.append(f"  u_{row}_{seg} [shape=point, style=invis, width=0, height=0, label=\"\"];")
+            names.append(cell[row, seg])
+        lines.append("  {rank=same; " + "; ".join(names) + ";}")
+        lines += [f"  {a} -> {b} [style=invis];" for a, b in zip(names, names[1:])]
+    for seg in range(columns):
+        lines += [f"  {cell[row, seg]} -> {cell[row + 1, seg]} [style=invis, weight=20];"
+                  for row in range(count - 1)]
+    return lines
+
+
+def _legend(kinds: list[str], cropped: bool = False) -> list[str]:
     """A boxed key: one short sample edge per skip kind in the drawing."""
     if not kinds:
         return []
@@ -891,6 +963,8 @@ def _legend(kinds: list[str]) -> list[str]:
              '    label="skips"; fontsize=10; style="rounded"; color="#aaaaaa"; labeljust=l;']
     for kind in kinds:
         style, text = EDGE_STYLE[kind]
+        if kind == "long-concat" and cropped:
+            text = "long skip, copy and crop (concat)"
         slug = kind.replace("-", "_")
         lines.append(f"    legend_{slug}_a [shape=point, width=0.05, label=\"\"];")
         lines.append(f"    legend_{slug}_b [shape=plaintext, fontsize=10, label={_quote(text)}];")
