@@ -30,7 +30,7 @@ section below (labels, the view, the U layout, text).
 ...     b: unit(8)
 ... ''')
 >>> text = to_dot(net.graph, level="block")
->>> 'label="unit(8) x 2' in text, 'kind="skip-identity"' in text
+>>> 'label=<unit(8) x 2<BR/>' in text, 'each of 2' in text  # the run's one arc: a skip per block
 (True, True)
 """
 
