@@ -197,20 +197,21 @@ class Net:
         return to_dot(self.graph, level=level, layout=layout, shapes=shapes, expand=expand)
 
     def render(self, path: str | os.PathLike, *, level: str = "block", layout: str = "auto",
-               shapes: bool = True, expand: bool = False) -> Any:
-        """Draw the network into ``path`` (``.svg``, ``.png``, ``.pdf`` or ``.dot``).
+               shapes: bool = True, expand: bool = False, dpi: int | None = None) -> Any:
+        """Draw the network into ``path`` (``.svg``, ``.png``, ``.pdf``, ``.dot`` or ``.html``).
 
         Returns a :class:`resdsl.render.RenderResult`; with no Graphviz installed it
-        writes the ``.dot`` instead and its ``note`` says how to install one.
+        writes the ``.dot`` instead and its ``note`` says how to install one. ``dpi``
+        sets a PNG's resolution; Graphviz's warnings (a PNG scaled down) are warned.
         """
+        import warnings
+
         from .render import render
 
         result = render(self.graph, path, level=level, layout=layout, shapes=shapes,
-                        expand=expand, protect=(self.filename, *self.inputs))
-        if result.note:
-            import warnings
-
-            warnings.warn(result.note, stacklevel=2)
+                        expand=expand, protect=(self.filename, *self.inputs), dpi=dpi)
+        for text in (*result.warnings, *([result.note] if result.note else [])):
+            warnings.warn(text, stacklevel=2)
         return result
 
     def _repr_svg_(self) -> str | None:

@@ -139,6 +139,8 @@ def _add_render(sub: Any) -> None:
                         help="tensor shapes on edges (default: on)")
     render.add_argument("--expand", action="store_true",
                         help="block level: one box per block, no 'x N' runs")
+    render.add_argument("--dpi", type=int, metavar="N",
+                        help="PNG resolution in dots per inch (24-600; default 96)")
 
 
 def _add_diff(sub: Any) -> None:
@@ -234,18 +236,22 @@ def cmd_lsp(args: argparse.Namespace) -> int:
 
 def cmd_render(args: argparse.Namespace) -> int:
     from .io import OutputError
-    from .render import RenderFailed, RenderOptionError, plan, render
+    from .render import RenderFailed, RenderOptionError, check_dpi, plan, render
 
     try:  # the format and the target (or the .dot fallback) first: before any work
+        check_dpi(args.dpi)
         plan(args.output, protect=(args.spec,))
     except (RenderOptionError, OutputError) as err:
         raise UsageError(str(err)) from None
     net = _load(args)
     try:
         result = render(net.graph, args.output, level=args.level, layout=args.layout,
-                        shapes=args.shapes, expand=args.expand, protect=(args.spec, *net.inputs))
+                        shapes=args.shapes, expand=args.expand, protect=(args.spec, *net.inputs),
+                        dpi=args.dpi)
     except (OutputError, RenderFailed, RenderOptionError) as err:  # RenderOptionError: too large
         raise UsageError(str(err)) from None
+    for warning in result.warnings:
+        _out(f"resdsl: warning: {warning}", file=sys.stderr)
     if result.note:
         _out(f"resdsl: {result.note}", file=sys.stderr)
     else:

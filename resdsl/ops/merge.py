@@ -172,9 +172,17 @@ def _zero_pad_shape(in_shape: Shape, args: dict) -> Shape:
     return (in_shape[0] + args["channels"], *sizes)
 
 
+def _zero_pad_label(args: dict, in_shape: Shape, out_shape: Shape) -> str:
+    """``zero-pad to 32, /2``: the channels it pads to and its stride, as He et al. describe option A."""
+    strides = set(args["stride"])
+    step = f", /{strides.pop()}" if len(strides) == 1 and max(args["stride"]) > 1 else \
+        "" if max(args["stride"]) == 1 else ", /" + "x".join(map(str, args["stride"]))
+    return f"zero-pad to {out_shape[0]}{step}"
+
+
 _merge("zero_pad", "Option-A shortcut: strided subsampling, then zero channels appended.",
        lambda shapes, args: _zero_pad_shape(shapes[0], args),
-       lambda a, i, o: "zero-pad", _zero_pad_code, macs=lambda i, o, a: 0, fresh=False,
+       _zero_pad_label, _zero_pad_code, macs=lambda i, o, a: 0, fresh=False,
        receptive_field=lambda i, o, a: Window((1,) * len(a["stride"]), a["stride"]),
        diagram=BOX)  # drawn as a box on the shortcut, not as a merge
 
