@@ -72,6 +72,7 @@ def make_parser() -> argparse.ArgumentParser:
     sub.required = True
     _add_render(sub)
     _add_diff(sub)
+    _add_from_torch(sub)
     _add_editor(sub)
 
     zoo = sub.add_parser("zoo", help="list the zoo's reference models (a zoo name can replace a spec file)")
@@ -141,6 +142,55 @@ def _add_render(sub: Any) -> None:
                         help="block level: one box per block, no 'x N' runs")
     render.add_argument("--dpi", type=int, metavar="N",
                         help="PNG resolution in dots per inch (24-600; default 96)")
+
+
+def _add_from_torch(sub: Any) -> None:
+    parser = sub.add_parser("from-torch", help="write a PyTorch model as a spec (traced with torch.fx), "
+                            "checked by loading its weights into the spec's build")
+    parser.add_argument("callable", metavar="DOTTED.CALLABLE",
+                        help="a callable that returns the nn.Module, e.g. torchvision.models.resnet50 "
+                        "(imported and called: name only code you trust)")
+    parser.add_argument("-D", "--define", dest="defines", action="append", type=_define, default=[],
+                        metavar="KEY=VALUE", help="a keyword argument of the callable (a Python literal, "
+                        "else a string), e.g. -D num_classes=10 (repeatable)")
+    parser.add_argument("--input", type=_shape_arg, default=(3, 224, 224), metavar="C,H,W",
+                        help="the per-sample input shape (default 3,224,224)")
+    parser.add_argument("--name", help="the network's name (default: the callable's)")
+    parser.add_argument("-o", "--output", metavar="FILE.res", help="write the spec there (default: print it)")
+    parser.add_argument("--no-check", action="store_true",
+                        help="skip the check (build the spec, load the weights strictly, compare outputs)")
+
+
+def _shape_arg(text: str) -> tuple[int, ...]:
+    try:
+        dims = tuple(int(part) for part in text.replace("x", ",").split(","))
+    except ValueError:
+        dims = ()
+    if not 1 <= len(dims) <= 4 or not all(0 < d <= 1 << 16 for d in dims):
+        raise argparse.ArgumentTypeError(f"expected 1 to 4 positive sizes such as 3,224,224, got {printable(text)!r}")
+    return dims
+
+
+def cmd_from_torch(args: argparse.Namespace) -> int:
+    if args.output:
+        _check_output(args.output, ())
+    from .fromtorch import from_torch
+    from .fromtorch.source import make_module
+
+    module, name = make_module(args.callable, dict(args.defines))
+    result = from_torch(module, args.input, name=args.name or name, check=not args.no_check,
+                        source=args.callable)
+    if args.output:
+        from .io import atomic_write
+
+        atomic_write(args.output, result.text)
+        _out(f"wrote {args.output}: {len(result.text.splitlines())} lines", file=sys.stderr)
+    else:
+        sys.stdout.write(result.text)
+    if result.verdict is None:
+        return EXIT_OK
+    _out(result.verdict.summary(), file=sys.stderr)
+    return EXIT_OK if result.exact else EXIT_SPEC
 
 
 def _add_diff(sub: Any) -> None:
@@ -509,7 +559,8 @@ def cmd_zoo(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"check": cmd_check, "compile": cmd_compile, "analyze": cmd_analyze, "render": cmd_render,
-            "zoo": cmd_zoo, "diff": cmd_diff, "weights-diff": cmd_weights_diff, "fmt": cmd_fmt, "lsp": cmd_lsp}
+            "zoo": cmd_zoo, "diff": cmd_diff, "weights-diff": cmd_weights_diff, "fmt": cmd_fmt, "lsp": cmd_lsp,
+            "from-torch": cmd_from_torch}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
