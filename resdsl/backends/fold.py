@@ -21,8 +21,8 @@ module (see ``Net.build(inference=True)``).
 
 from __future__ import annotations
 
+import logging
 import os
-import warnings
 from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any, Mapping
 
@@ -31,6 +31,8 @@ from torch import nn
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..passes.inference import Fold, InferencePlan
+
+_log = logging.getLogger("resdsl.weights")
 
 
 def fold_state_dict(plan: "InferencePlan", state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -79,23 +81,28 @@ def _folded(fold: "Fold", state: Mapping[str, torch.Tensor]) -> tuple[torch.Tens
 
 
 def training_state(net: Any, weights: str | os.PathLike | dict | None,
-                   zero_init_residual: bool = False) -> dict[str, torch.Tensor]:
-    """A training build's state dict: ``weights`` loaded strictly into the training build's
-    keys (every mismatch named with its spec line), or a fresh training build's."""
+                   zero_init_residual: bool = False, weights_map: Any = None,
+                   weights_by_order: bool = False) -> dict[str, torch.Tensor]:
+    """A training build's state dict: ``weights`` loaded by ``load_weights`` (strictly, into
+    the training build's keys, every mismatch named with its spec line), or a fresh
+    training build's."""
     from .torch import build_module, load_weights
 
     if weights is None:
+        if weights_map is not None or weights_by_order:
+            raise TypeError("weights_map and weights_by_order go with weights=")
         return build_module(net, zero_init_residual=zero_init_residual).state_dict()
-    with torch.device("meta"):  # the keys and shapes only: nothing is allocated
+    with torch.device("meta"):  # no initialisation: a strict load fills every tensor
         model = net.source().module_class()()
-    with warnings.catch_warnings():  # copying into meta tensors is a no-op, as meant here
-        warnings.simplefilter("ignore", UserWarning)
-        return load_weights(model, net, weights)
+    model.to_empty(device="cpu")
+    for note in load_weights(model, net, weights, weights_map=weights_map, by_order=weights_by_order):
+        _log.info("%s", note)
+    return model.state_dict()
 
 
 def build_inference(net: Any, *, zero_init_residual: bool = False,
                     weights: str | os.PathLike | dict | None = None, device: Any = None,
-                    dtype: Any = None) -> nn.Module:
+                    dtype: Any = None, weights_map: Any = None, weights_by_order: bool = False) -> nn.Module:
     """The inference build of ``net`` with folded weights (``weights``: a training build's
     checkpoint; without one, a fresh training build's initial weights, folded)."""
     from .torch import check_memory
@@ -105,8 +112,8 @@ def build_inference(net: Any, *, zero_init_residual: bool = False,
     with torch.device(device) if device is not None else nullcontext():
         model = network_class()
     if torch.device(device if device is not None else "cpu").type != "meta":
-        state = fold_state_dict(net.inference_plan(), training_state(net, weights, zero_init_residual))
-        model.load_state_dict(state, strict=True)
+        state = training_state(net, weights, zero_init_residual, weights_map, weights_by_order)
+        model.load_state_dict(fold_state_dict(net.inference_plan(), state), strict=True)
     if dtype is not None:
         model.to(dtype=dtype)
     return model.eval()

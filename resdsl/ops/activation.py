@@ -25,6 +25,24 @@ _IN_PLACE = {"relu", "relu6", "hardswish", "hardsigmoid"}
 _KEYWORDS = {"gelu": (ArgSpec("approximate", "enum", "none", choices=("none", "tanh")),)}
 
 
+#: Function and method calls that are each activation (``F.relu(x)``, ``x.sigmoid()``).
+_CALLS = {
+    "relu": ("torch.relu", "torch.nn.functional.relu", "Tensor.relu", "torch.relu_", "Tensor.relu_"),
+    "gelu": ("torch.nn.functional.gelu",),
+    "silu": ("torch.nn.functional.silu",),
+    "sigmoid": ("torch.sigmoid", "torch.nn.functional.sigmoid", "Tensor.sigmoid"),
+    "tanh": ("torch.tanh", "torch.nn.functional.tanh", "Tensor.tanh"),
+    "relu6": ("torch.nn.functional.relu6",),
+    "hardswish": ("torch.nn.functional.hardswish",),
+    "hardsigmoid": ("torch.nn.functional.hardsigmoid",),
+}
+
+
+def _from_call(keywords: tuple[ArgSpec, ...]):
+    # F.gelu(x, approximate="tanh"): the keyword arguments as the op has them
+    return lambda call: {k.name: call.kwargs.get(k.name, k.default) for k in keywords}
+
+
 def _code(class_name: str, keywords: tuple[ArgSpec, ...]):
     # keywords at torch's defaults (ours) are left out of the call
     return lambda c: c.call(f"nn.{class_name}", **{k.name: c.kw(k.name, k.default) for k in keywords})
@@ -44,6 +62,8 @@ for _name, _class in _TORCH_CLASSES.items():
         nonlinear=True,
         diagram=ANNOTATION,
         in_place=_name in _IN_PLACE,  # nn.ReLU(inplace=True); the others keep their input
+        torch_calls=_CALLS[_name],
+        from_call=_from_call(_KEYWORDS.get(_name, ())),
     ))
 
 

@@ -217,6 +217,20 @@ class OpSpec:
     # Its output depends on its input's shape only, not on its values (positions: 0..N-1),
     # so no path of the analysis runs through it (as none runs through a parameter).
     shape_only: bool = False
+    # ---- from torch (resdsl/fromtorch): what torch code this op is -----------------------
+    # Modules are recognised through ``code`` itself (its recipe, inverted and verified by
+    # rebuilding); ``torch_aliases`` names other classes whose instances are this op
+    # (torchvision's ``LayerNorm2d`` is ``layernorm``).
+    torch_aliases: tuple[str, ...] = ()
+    # For a module whose ``code`` cannot be read backwards (it computes its constructor's
+    # arguments): ``from_module(m)`` gives the op's arguments for module ``m``, or None.
+    from_module: Callable[[Any], dict | None] | None = None
+    # Calls in a traced ``forward`` that are this op: ``torch.flatten``, ``Tensor.flatten``
+    # (a method), ``operator.add``; ``from_call(call)`` gives the op's arguments for one
+    # :class:`TorchCall`, or None when that call is not this op (``torch.flatten(x, 2)``), or a
+    # list of (op, arguments) when the call is several ops in a row (``x.mean([2, 3])``).
+    torch_calls: tuple[str, ...] = ()
+    from_call: Callable[["TorchCall"], dict | list | None] | None = None
     # ---- the inference build (resdsl/passes/inference.py): what eval mode makes of it ------
     # The identity in eval mode (dropout): the inference build leaves it out.
     eval_identity: bool = False
@@ -268,6 +282,45 @@ class OpSpec:
     @property
     def weighted(self) -> bool:
         return self.category == "weight"
+
+
+@dataclass(frozen=True)
+class TorchCall:
+    """One function or method call of a traced ``forward``, as ``from_call`` sees it:
+    ``inputs`` are the per-sample shapes of its tensor arguments (in order), ``args`` and
+    ``kwargs`` its other arguments: after the first when that is a tensor (``self`` of a
+    method, ``x`` of ``torch.flatten(x, 1)``, input 0); a tensor argument appears as its
+    index into ``inputs``, wrapped in :class:`TensorRef`. ``shape``: the output's per-sample
+    shape."""
+
+    name: str
+    args: tuple
+    kwargs: Mapping[str, Any]
+    inputs: tuple[Shape, ...]
+    shape: Shape | None
+    index: int | None = None  # the element taken of a call that returns several (x.chunk(2, 1)[i])
+
+    def arg(self, index: int, keyword: str, default: Any = None) -> Any:
+        """Argument ``index`` (after the tensor ``self`` of a method) or keyword ``keyword``."""
+        if index < len(self.args):
+            return self.args[index]
+        return self.kwargs.get(keyword, default)
+
+
+@dataclass(frozen=True)
+class TensorRef:
+    """A tensor argument of a :class:`TorchCall`: ``index`` into its ``inputs``."""
+
+    index: int
+
+
+def sample_dim(dim: Any, rank: int) -> int | None:
+    """A torch dim of a batched tensor of ``rank`` per-sample dims as a per-sample dim
+    (``1`` -> ``0``, ``-1`` -> ``rank - 1``), or None for the batch dim or a non-int."""
+    if not isinstance(dim, int) or isinstance(dim, bool):
+        return None
+    full = dim + rank + 1 if dim < 0 else dim
+    return full - 1 if 1 <= full <= rank else None
 
 
 class _Omit:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from math import prod
 from typing import Any, Callable, Mapping, Protocol
 
-from .base import BOX, POINTWISE, Diagram, OpError, OpSpec, Shape, Window, register
+from .base import BOX, POINTWISE, Diagram, OpError, OpSpec, Shape, TorchCall, TensorRef, Window, register, sample_dim
 
 MERGE = Diagram(kind="merge")  # a small circle ("+", "x"), or a small box ("concat")
 
@@ -91,7 +91,8 @@ def _concat_shapes(shapes: list[Shape], args: dict) -> Shape:
 def _merge(name: str, doc: str, infer, label, code: Callable[[MergeCode], str],
            macs=lambda i, o, a: prod(o), in_place: bool = False, fresh: bool = True,
            receptive_field=POINTWISE, diagram: Diagram = MERGE, broadcasts: bool = False,
-           expands: bool = False, eval_args: tuple = ()) -> None:
+           expands: bool = False, torch_calls: tuple[str, ...] = (),
+           from_call: Callable[[TorchCall], dict | None] | None = None, eval_args: tuple = ()) -> None:
     # Merges are statements, not modules: the code generator writes them inline. A merge's
     # receptive field is the widest of its inputs' (the analysis takes it) and its own.
     register(OpSpec(
@@ -99,8 +100,24 @@ def _merge(name: str, doc: str, infer, label, code: Callable[[MergeCode], str],
         infer=infer, label=label, macs=macs, internal=True,
         receptive_field=receptive_field, nonlinear=False, diagram=diagram,
         merge_code=code, in_place=in_place, fresh_output=fresh, takes_unbatched=broadcasts,
-        takes_single=broadcasts or expands, eval_args=eval_args,
+        takes_single=broadcasts or expands, torch_calls=torch_calls, from_call=from_call,
+        eval_args=eval_args,
     ))
+
+
+def _binary_call(call: TorchCall) -> dict | None:
+    """``a + b`` (no ``alpha``) of two tensors: the merge, whichever the current one is."""
+    # a + b: input 0 is a, the one argument left is b
+    return {} if len(call.inputs) == 2 and call.args == (TensorRef(1),) and not call.kwargs else None
+
+
+def _cat_call(call: TorchCall) -> dict | None:
+    """``torch.cat([a, b], 1)``: along the channels (a flat tensor's features)."""
+    tensors = call.arg(0, "tensors", ())
+    dim = sample_dim(call.arg(1, "dim", 0), len(call.inputs[0])) if call.inputs else None
+    if dim != 0 or not isinstance(tensors, (list, tuple)) or len(tensors) < 2:
+        return None
+    return {}
 
 
 def _residual_code(m: MergeCode) -> str:
@@ -140,12 +157,16 @@ _merge("residual_add", "out = scale * drop_path(body) + shortcut", _same_shapes,
        _residual_code, in_place=True,  # out += identity
        eval_args=(("drop_path", 0.0),))  # stochastic depth is the identity in eval mode
 _merge("add", "Element-wise sum with an earlier tensor (long skip); shapes broadcast (numpy's rule).",
-       broadcast, lambda a, i, o: "+", _broadcast_code("+"), broadcasts=True)
+       broadcast, lambda a, i, o: "+", _broadcast_code("+"), broadcasts=True,
+       torch_calls=("_operator.add", "_operator.iadd", "torch.add", "Tensor.add", "Tensor.add_"),
+       from_call=_binary_call)
 _merge("mul", "Element-wise product with an earlier tensor (gating); shapes broadcast (numpy's rule, "
        "a [C, 1, 1] gate times [C, H, W]).", broadcast, lambda a, i, o: "x", _broadcast_code("*"),
-       broadcasts=True)
+       broadcasts=True, torch_calls=("_operator.mul", "_operator.imul", "torch.mul", "Tensor.mul", "Tensor.mul_"),
+       from_call=_binary_call)
 _merge("concat", "Channel concatenation [current, earlier], optionally center-cropping the earlier.",
-       _concat_shapes, lambda a, i, o: "concat", _concat_code, macs=lambda i, o, a: 0, expands=True)
+       _concat_shapes, lambda a, i, o: "concat", _concat_code, macs=lambda i, o, a: 0, expands=True,
+       torch_calls=("torch.cat", "torch.concat"), from_call=_cat_call)
 
 
 def _zero_pad_shape(in_shape: Shape, args: dict) -> Shape:
@@ -153,9 +174,17 @@ def _zero_pad_shape(in_shape: Shape, args: dict) -> Shape:
     return (in_shape[0] + args["channels"], *sizes)
 
 
+def _zero_pad_label(args: dict, in_shape: Shape, out_shape: Shape) -> str:
+    """``zero-pad to 32, /2``: the channels it pads to and its stride, as He et al. describe option A."""
+    strides = set(args["stride"])
+    step = f", /{strides.pop()}" if len(strides) == 1 and max(args["stride"]) > 1 else \
+        "" if max(args["stride"]) == 1 else ", /" + "x".join(map(str, args["stride"]))
+    return f"zero-pad to {out_shape[0]}{step}"
+
+
 _merge("zero_pad", "Option-A shortcut: strided subsampling, then zero channels appended.",
        lambda shapes, args: _zero_pad_shape(shapes[0], args),
-       lambda a, i, o: "zero-pad", _zero_pad_code, macs=lambda i, o, a: 0, fresh=False,
+       _zero_pad_label, _zero_pad_code, macs=lambda i, o, a: 0, fresh=False,
        receptive_field=lambda i, o, a: Window((1,) * len(a["stride"]), a["stride"]),
        diagram=BOX)  # drawn as a box on the shortcut, not as a merge
 

@@ -7,8 +7,8 @@ from math import prod
 
 from ..shapes import format_shape
 from .base import (
-    BOX, GLOBAL, OMIT, POINTWISE, ArgSpec, Diagram, OpError, OpSpec, ReceptiveField, Shape, Window,
-    register,
+    BOX, GLOBAL, OMIT, POINTWISE, ArgSpec, Diagram, OpError, OpSpec, ReceptiveField, Shape, TorchCall,
+    Window, register, sample_dim,
 )
 
 SILENT = Diagram(fold="silent")  # drawn inside the box before it, without a label
@@ -85,6 +85,11 @@ register(OpSpec(
     eval_identity=True,
 ))
 
+def _flatten_call(call: TorchCall) -> dict | None:
+    # torch.flatten(x, 1) and x.view(N, -1) alike: whatever keeps the batch and flattens the rest
+    return {} if call.shape == (prod(call.inputs[0]),) else None
+
+
 register(OpSpec(
     name="flatten",
     doc="Flattens [C, ...] to [C * ...].",
@@ -95,6 +100,8 @@ register(OpSpec(
     label=lambda a, i, o: "flatten",
     code=lambda c: c.call("nn.Flatten", c.lit(1)),
     receptive_field=_flatten_field, nonlinear=False, diagram=SILENT,
+    torch_calls=("torch.flatten", "Tensor.flatten", "Tensor.view", "Tensor.reshape", "torch.reshape"),
+    from_call=_flatten_call,
 ))
 
 
@@ -154,6 +161,18 @@ def _permute_code(c):
     return c.call("Permute", c.lit((0, *(d + 1 for d in c.args["dims"]))))
 
 
+def _permute_call(call: TorchCall) -> dict | None:
+    dims = call.args[0] if len(call.args) == 1 and isinstance(call.args[0], (tuple, list)) else call.args
+    dims = dims or call.kwargs.get("dims", ())
+    if not dims or dims[0] != 0:
+        return None  # the batch dim moves: not a per-sample permutation
+    return {"dims": tuple(d - 1 for d in dims[1:])}
+
+
+def _permute_module(module) -> dict | None:
+    return _permute_call(TorchCall("Permute", (tuple(module.dims),), {}, (), None))
+
+
 register(OpSpec(
     name="permute",
     doc="Reorders the per-sample dims (a module, as torchvision.ops.misc.Permute): "
@@ -167,6 +186,10 @@ register(OpSpec(
     # Positions mix nothing; the analysis follows each spatial dim to its new place.
     receptive_field=POINTWISE, nonlinear=False, diagram=SILENT,
     moves_dims=lambda s, a: a["dims"],
+    torch_aliases=("torchvision.ops.misc.Permute", "resdsl.ops.torch_layers.Permute"),
+    from_module=_permute_module,
+    torch_calls=("Tensor.permute", "torch.permute"),
+    from_call=_permute_call,
 ))
 
 
@@ -181,6 +204,13 @@ def _chunk_shape(in_shape: Shape, args: dict) -> Shape:
     return (channels // count, *in_shape[1:])
 
 
+def _chunk_call(call: TorchCall) -> dict | None:
+    dim = sample_dim(call.arg(1, "dim", 0), len(call.inputs[0]))
+    if dim != 0 or call.index is None:
+        return None
+    return {"chunks": call.arg(0, "chunks"), "index": call.index}
+
+
 register(OpSpec(
     name="chunk",
     doc="The I-th (0-based) of N equal chunks along the channels; no module (x.chunk(N, 1)[I]).",
@@ -192,6 +222,8 @@ register(OpSpec(
     # A view of its input (not fresh): an in-place op after it would change the input.
     inline_code=lambda m: f"{m.inputs[0]}.chunk({m.lit(m.args['chunks'])}, 1)[{m.lit(m.args['index'])}]",
     receptive_field=POINTWISE, nonlinear=False, diagram=REGULARIZER,
+    torch_calls=("Tensor.chunk", "torch.chunk"),
+    from_call=_chunk_call,
 ))
 
 
@@ -213,4 +245,6 @@ register(OpSpec(
     inline_code=lambda m: f"{m.helper('_channel_shuffle')}({m.inputs[0]}, {m.lit(m.args['groups'])})",
     receptive_field=POINTWISE, nonlinear=False, diagram=REGULARIZER,
     fresh_output=True,  # a contiguous copy that its backward does not read
+    torch_calls=("torchvision.models.shufflenetv2.channel_shuffle", "resdsl.ops.torch_layers._channel_shuffle"),
+    from_call=lambda call: {"groups": call.arg(0, "groups")},
 ))

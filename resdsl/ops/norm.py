@@ -86,6 +86,8 @@ register(OpSpec(
     macs=_elementwise_macs,
     label=lambda a, i, o: "layer norm",
     code=_layernorm_code,
+    # ConvNeXt's LayerNorm2d is our channel layer norm (permute, normalise, permute back)
+    torch_aliases=("torchvision.models.convnext.LayerNorm2d",),
     receptive_field=POINTWISE, nonlinear=False, diagram=ANNOTATION,
 ))
 

@@ -7,7 +7,7 @@ from math import prod
 from fractions import Fraction
 
 from ..shapes import format_dims as _dims
-from .base import BOX, GLOBAL, ArgSpec, OpError, OpSpec, ReceptiveField, Shape, Window, register
+from .base import BOX, GLOBAL, ArgSpec, OpError, OpSpec, ReceptiveField, Shape, TorchCall, Window, register
 
 
 def _avgpool_out(in_shape: Shape, args: dict) -> Shape:
@@ -107,6 +107,23 @@ def _adaptive_field(in_shape: Shape, out_shape: Shape, args: dict) -> ReceptiveF
                   tuple(Fraction(n, o) for n, o in zip(spatial, args["size"])))
 
 
+def _adaptive_call(call: TorchCall) -> dict | list | None:
+    """``F.adaptive_avg_pool2d(x, 1)``; ``x.mean([2, 3])`` (every spatial dim) is the global
+    pool then a flatten, or the pool alone with ``keepdim=True``."""
+    rank = len(call.inputs[0]) - 1
+    if call.name.startswith("torch.nn.functional."):
+        size = call.arg(0, "output_size")
+        return {"size": size} if size is not None else None
+    dims = call.arg(0, "dim")
+    dims = [dims] if isinstance(dims, int) else list(dims or ())
+    spatial = sorted(d + rank + 1 if d < 0 else d for d in dims)
+    if rank == 0 or spatial != list(range(2, rank + 2)) or call.kwargs.get("dtype") is not None:
+        return None
+    if call.arg(1, "keepdim", False):
+        return {"size": 1}
+    return [("adaptive_avgpool", {"size": 1}), ("flatten", {})]
+
+
 register(OpSpec(
     name="adaptive_avgpool",
     doc="Average pooling to a fixed output size (1 = global average pooling).",
@@ -117,6 +134,9 @@ register(OpSpec(
     macs=lambda i, o, a: prod(i),
     label=lambda a, i, o: "avg pool" if all(d == 1 for d in a["size"]) else f"adaptive avg pool {_dims(a['size'])}",
     code=lambda c: c.call(f"nn.AdaptiveAvgPool{c.rank}d", c.arg("size")),
+    torch_calls=("torch.nn.functional.adaptive_avg_pool1d", "torch.nn.functional.adaptive_avg_pool2d",
+                 "torch.nn.functional.adaptive_avg_pool3d", "Tensor.mean", "torch.mean"),
+    from_call=_adaptive_call,
     min_rank=2,
     receptive_field=_adaptive_field,
     nonlinear=False,

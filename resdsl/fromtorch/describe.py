@@ -1,0 +1,138 @@
+"""The module tree -> statement trees, one per module instance (before blocks are named).
+
+Each module is traced one level deep (trace.py); its nodes become statements
+(structure.py); a child that is no catalogue op is described the same way and becomes
+a ``sequential:`` (an ``nn.Sequential``) or a call of a block (any other class),
+which blocks.py then groups into parameterised blocks and stages.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import nn
+
+from .stmts import CallStmt, ResidualStmt, SeqStmt, Stmt, clone
+from .structure import (
+    Chain, Labels, Node, Unsupported, _Builder, find_residuals, is_projection, unsupported_error,
+)
+from .trace import TraceFailure, trace
+
+
+@dataclass
+class Instance:
+    """One module instance as statements (literal arguments)."""
+
+    path: str
+    module: nn.Module
+    body: list[Stmt]
+    in_shape: tuple[int, ...]
+    sequential: bool  # an nn.Sequential (or subclass): its children are named by position
+    block: str = ""  # set by blocks.py
+    args: dict[str, Any] = field(default_factory=dict)
+
+
+class Describer:
+    """Describes every module instance reachable from the root, bottom-up."""
+
+    def __init__(self, inputs: dict[nn.Module, tuple]):
+        self.inputs = inputs
+        self.instances: list[Instance] = []  # children before parents
+        self.reached: set[int] = set()  # ids of the modules a statement stands for
+
+    def unreached(self, root: nn.Module) -> None:
+        """A module with weights that no forward calls (GoogLeNet's auxiliary classifiers in
+        eval mode) has no statement, so its weights could not load: say so."""
+        for path, module in root.named_modules():
+            own = any(True for _ in module.parameters(recurse=False)) or any(True for _ in module.buffers(recurse=False))
+            if own and id(module) not in self.reached:
+                raise unsupported_error(path, module, "holds weights that the model's forward never uses",
+                                        "a spec has a statement per module its forward runs; build the model "
+                                        "without it (e.g. aux_logits=False), or call it in forward")
+
+    def describe(self, path: str, module: nn.Module) -> Instance:
+        if module not in self.inputs:
+            raise unsupported_error(path, module, "is never called by the forward of the model",
+                                    "only modules the forward runs can be written")
+        args, kwargs = self.inputs[module]
+        try:
+            traced = trace(path, module, args, kwargs)
+        except TraceFailure as failure:
+            raise unsupported_error(path, module, f"cannot be traced by torch.fx ({failure.reason})",
+                                    "a forward whose control flow depends on tensor values has no spec; "
+                                    "rewrite it without, or trace the part that has") from None
+        try:
+            instance = self._statements(path, module, traced)
+        except Unsupported as problem:
+            raise unsupported_error(path, module, problem.what, problem.hint) from None
+        self.instances.append(instance)
+        return instance
+
+    def _statements(self, path: str, module: nn.Module, traced) -> Instance:
+        builder = _Builder(traced)
+        entry, order, output = builder.build()
+        self.reached.add(id(module))
+        self.reached.update(id(n.child) for n in order if n.child is not None)
+        children: dict[int, Instance] = {}
+        for node in order:
+            if node.kind == "child":
+                children[id(node)] = self.describe(_join(path, node.target), node.child)
+        replaced: dict[int, Node] = {}
+        order = find_residuals(entry, order, lambda fork, short, add: _classify(fork, short, add, children),
+                               replaced)
+        output = replaced.get(id(output), output)
+        taken = {name for name, _ in module.named_children()} | {name for name, _ in module.named_parameters(recurse=False)}
+        chain: Chain
+
+        def make(node: Node) -> Stmt:
+            if node.kind == "child":
+                child = children[id(node)]
+                label = None if node.target.isdigit() and isinstance(module, nn.Sequential) else node.target
+                if type(child.module) is nn.Sequential:
+                    return SeqStmt(label, child.body)
+                return CallStmt(label, child)
+            if node.kind == "residual":
+                options, shortcut = node.stmt
+                out = node.out
+                if out.kind == "drop_path":  # torchvision's StochasticDepth(p, "row") ends the body
+                    options = {**options, "drop_path": float(out.child.p)}
+                    out = out.inputs[0]
+                body_nodes = [n for n in node.body if n is not node.out or n is out]
+                body = chain.write(node.inputs[0], body_nodes, out)
+                return ResidualStmt(body, shortcut, options)
+            if node.kind == "drop_path":
+                raise Unsupported(f"'{node.target}' (stochastic depth) is not the end of a residual body",
+                                  "the language has stochastic depth as `residual drop_path=p:`")
+            if node.kind == "op" and node.stmt.label is not None and node.stmt.label.isdigit():
+                node.stmt.label = None  # a position of a sequential
+            return node.stmt
+
+        chain = Chain(entry, Labels(taken), make)
+        body = chain.write(entry, order, output)
+        if not body:
+            raise Unsupported("its forward returns its input unchanged", "write `identity`")
+        return Instance(path, module, body, entry.shape, isinstance(module, nn.Sequential))
+
+
+def _join(path: str, name: str) -> str:
+    return f"{path}.{name}" if path else name
+
+
+def _classify(fork: Node, short: list[Node], add: Node, children: dict[int, Instance]):
+    """A residual's (options, explicit shortcut) when the language writes this shortcut."""
+    options: dict[str, Any] = {}
+    if not short:
+        return (options, None) if all(p.shape == fork.shape for p in add.inputs) else None
+    if len(short) != 1 or short[0].kind != "child":
+        return None
+    node = short[0]
+    if node.target != "downsample":
+        options["proj"] = node.target
+    if is_projection(node.child, fork.shape, node.shape):
+        if fork.shape == node.shape:
+            options["shortcut"] = "C"  # a projection although the shapes match
+        return options, None
+    if isinstance(node.child, nn.Sequential):
+        return options, clone(children[id(node)].body)
+    return None

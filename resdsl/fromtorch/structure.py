@@ -1,0 +1,500 @@
+"""One module instance's traced forward -> statements: ops, merges, residuals, labels.
+
+The traced graph is a DAG over the module's children and calls. Each node becomes a
+statement (a catalogue op, a merge, a learnable tensor, or a call of a child that is
+itself a block or a sequential); an ``add`` whose operands fork from one tensor becomes
+``residual:`` with the shortcut the language would choose (identity, its projection,
+or an explicit ``shortcut:`` path), and the rest is written as a chain with labels,
+``from`` and ``add L`` / ``concat L`` where the data does not flow in a line.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+from torch import fx, nn
+
+from ..errors import Diagnostic, SpecError, Span
+from ..ops import REGISTRY, OpSpec
+from ..ops.base import TensorRef, TorchCall
+from .recipes import recognise_module
+from .stmts import (
+    FromStmt, MergeStmt, OpStmt, ParamStmt, ResidualStmt, Stmt,
+)
+from .trace import Traced, Value, call_name, forward_line
+
+#: torchvision's stochastic depth module: a residual's ``drop_path=p`` ("row" mode).
+_DROP_PATH = "StochasticDepth"
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+@dataclass
+class Node:
+    """A tensor-valued step of the forward: what it is and which tensors it reads."""
+
+    name: str
+    kind: str  # input | op | merge | param | child | residual
+    inputs: list["Node"]
+    shape: tuple[int, ...]
+    stmt: Any = None  # the statement it becomes (child: filled by the caller)
+    child: nn.Module | None = None
+    target: str = ""
+    order: int = 0
+    body: list["Node"] = field(default_factory=list)  # residual: its body nodes
+    short: list["Node"] = field(default_factory=list)  # residual: its shortcut nodes
+    out: "Node | None" = None  # residual: the body's output (the add's operand)
+
+
+class Unsupported(Exception):
+    """A node from-torch cannot express; ``what`` says which and why."""
+
+    def __init__(self, what: str, hint: str | None = None):
+        super().__init__(what)
+        self.what, self.hint = what, hint
+
+
+def unsupported_error(path: str, module: nn.Module, what: str, hint: str | None = None) -> SpecError:
+    """The user-facing error: the module path, its type, where its ``forward`` is."""
+    where = forward_line(module)
+    file, _, line = where.rpartition(":")
+    span = Span(file or where, int(line) if line.isdigit() else 0, 1, int(line) if line.isdigit() else 0, 2)
+    source = _source_line(span)
+    kind = f"{type(module).__module__}.{type(module).__qualname__}"
+    return SpecError([Diagnostic(
+        span, f"module '{path or '(root)'}' ({kind}): {what}", hint=hint, source_line=source,
+        notes=(f"its forward is at {where}",),
+    )])
+
+
+def _source_line(span: Span) -> str | None:
+    try:
+        with open(span.file, encoding="utf-8") as handle:
+            for number, line in enumerate(handle, 1):
+                if number == span.line:
+                    return line.rstrip("\n")
+    except OSError:
+        return None
+    return None
+
+
+# ---- graph: fx nodes -> Nodes ----------------------------------------------------------
+class _Builder:
+    def __init__(self, traced: Traced):
+        self.traced = traced
+        self.values = traced.values
+        self.nodes: dict[fx.Node, Node] = {}
+        self.used_modules: set[str] = set()
+
+    def build(self) -> tuple[Node, list[Node], Node]:
+        entry = output = None
+        order: list[Node] = []
+        for fx_node in self.traced.graph.nodes:
+            if fx_node.op == "placeholder":
+                if entry is not None:
+                    if fx_node.users:
+                        raise Unsupported("its forward takes more than one input",
+                                          "a spec's block takes one tensor")
+                    continue
+                entry = Node("input", "input", [], self._shape(fx_node))
+                self.nodes[fx_node] = entry
+            elif fx_node.op == "output":
+                source = fx_node.args[0]
+                if not isinstance(source, fx.Node) or source not in self.nodes:
+                    raise Unsupported("its forward does not return one tensor")
+                output = self.nodes[source]
+            else:
+                made = self._node(fx_node)
+                for node in made if isinstance(made, list) else [made] if made is not None else []:
+                    node.order = len(order)
+                    order.append(node)
+                    self.nodes[fx_node] = node
+        if entry is None or output is None:
+            raise Unsupported("its forward takes no tensor or returns none")
+        return entry, order, output
+
+    def _shape(self, fx_node: fx.Node) -> tuple[int, ...]:
+        value = self.values.get(fx_node)
+        if value is None or not value.tensor:
+            raise Unsupported(f"'{fx_node.name}' is not a tensor")
+        return value.shape
+
+    def _tensor(self, fx_node: fx.Node) -> bool:
+        value = self.values.get(fx_node)
+        return value is not None and value.tensor
+
+    def _node(self, fx_node: fx.Node) -> Node | None:
+        if not self._tensor(fx_node):
+            if _is_multi(fx_node, self.values):
+                return None  # x.chunk(2, 1): taken apart by the getitem nodes after it
+            if _plain(self.values.get(fx_node)):
+                return None  # a size, a shape check: its value is read where it is used
+            raise Unsupported(f"'{fx_node.format_node()}' gives no tensor and is not a shape check")
+        if fx_node.op == "get_attr":
+            return self._param(fx_node)
+        if fx_node.op == "call_module":
+            return self._module(fx_node)
+        return self._call(fx_node)
+
+    def _param(self, fx_node: fx.Node) -> Node:
+        tensor = self.traced.module.get_parameter(fx_node.target) if _is_parameter(self.traced.module, fx_node.target) else None
+        if tensor is None or "." in fx_node.target:
+            raise Unsupported(f"reads the tensor '{fx_node.target}', which is not a parameter of its own",
+                              "learnable tensors are written as `LABEL: parameter D1, ...` in the block that owns them")
+        value = self.values[fx_node]
+        dims = tuple(tensor.shape)
+        flat = tensor.detach().float().flatten()
+        constant = bool((flat == flat[0]).all()) if flat.numel() else True
+        stmt = ParamStmt(fx_node.target, list(dims), float(flat[0]) if constant and flat.numel() else 0.0,
+                         0.0 if constant else _round_std(float(flat.std())))
+        return Node(fx_node.target, "param", [], value.shape or dims, stmt=stmt)
+
+    def _module(self, fx_node: fx.Node) -> Node:
+        target = str(fx_node.target)
+        inputs = self._tensor_args(fx_node)
+        if len(inputs) != 1 or fx_node.kwargs:
+            raise Unsupported(f"calls its child '{target}' with {len(inputs)} tensors",
+                              "each statement of a spec takes one tensor")
+        child = self.traced.module.get_submodule(target)
+        in_shape = inputs[0].shape
+        first_use = target not in self.used_modules
+        in_sequential = isinstance(self.traced.module, nn.Sequential)
+        label = target if (_IDENTIFIER.match(target) or in_sequential) and first_use else None
+        self.used_modules.add(target)
+        match = recognise_module(child, in_shape)
+        if match is not None:
+            if not any(True for _ in child.state_dict()):
+                label = None  # a stateless module's name is in no state dict: a label only if read again
+            return Node(fx_node.name, "op", inputs, self._shape(fx_node),
+                        stmt=OpStmt(label, match.op.name, match.args, in_shape), child=child, target=target)
+        if type(child).__name__ == _DROP_PATH and getattr(child, "mode", None) == "row":
+            return Node(fx_node.name, "drop_path", inputs, self._shape(fx_node), child=child, target=target)
+        if "." in target or label is None:
+            raise Unsupported(f"calls '{target}' ({type(child).__name__}), which is not a direct child called once",
+                              "a spec names each submodule once, by its label")
+        return Node(fx_node.name, "child", inputs, self._shape(fx_node), child=child, target=target)
+
+    def _tensor_args(self, fx_node: fx.Node) -> list[Node]:
+        found: list[Node] = []
+
+        def visit(arg: Any) -> None:
+            if isinstance(arg, fx.Node) and arg in self.nodes and self._tensor(arg):
+                found.append(self.nodes[arg])
+            elif isinstance(arg, (list, tuple)):
+                for item in arg:
+                    visit(item)
+
+        visit(fx_node.args)
+        visit(tuple(fx_node.kwargs.values()))
+        return found
+
+    def _call(self, fx_node: fx.Node) -> Node:
+        source, index = fx_node, None
+        if fx_node.op == "call_function" and call_name(fx_node) == "_operator.getitem":
+            head = fx_node.args[0]
+            if isinstance(head, fx.Node) and _is_multi(head, self.values) and isinstance(fx_node.args[1], int):
+                source, index = head, fx_node.args[1]
+        inputs: list[Node] = []
+
+        def convert(arg: Any) -> Any:
+            if isinstance(arg, fx.Node):
+                if arg in self.nodes and self._tensor(arg):
+                    inputs.append(self.nodes[arg])
+                    return TensorRef(len(inputs) - 1)
+                return self.values[arg].plain if arg in self.values else None
+            if isinstance(arg, (list, tuple)):
+                return type(arg)(convert(item) for item in arg)
+            return arg
+
+        head = source.args[0] if source.args else None
+        leading = isinstance(head, fx.Node) and head in self.nodes and self._tensor(head)
+        args = tuple(convert(a) for a in (source.args[1:] if leading else source.args))
+        if leading:  # ``self`` of a method, ``x`` of torch.flatten(x, 1): input 0, not an argument
+            inputs.insert(0, self.nodes[head])
+            args = tuple(_shift(a) for a in args)
+        kwargs = {k: convert(v) for k, v in source.kwargs.items()}
+        name = call_name(source)
+        call = TorchCall(name, args, kwargs, tuple(n.shape for n in inputs), self._shape(fx_node), index)
+        for op in _ops_for(name):
+            found = op.from_call(call)
+            if found is None:
+                continue
+            if isinstance(found, list):  # several ops in a row: x.mean([2, 3]) is a pool, then a flatten
+                return self._steps(fx_node, inputs[0], found)
+            kind = "merge" if op.merge_code is not None else "op"
+            stmt = MergeStmt(op.name, "") if kind == "merge" else OpStmt(None, op.name, found, inputs[0].shape)
+            return Node(fx_node.name, kind, inputs, self._shape(fx_node), stmt=stmt)
+        raise Unsupported(f"'{fx_node.format_node()}' ({name}) is no op of the catalogue",
+                          "resdsl.ops lists the ops; a new one is one catalogue entry (docs/extending.md)")
+
+
+    def _steps(self, fx_node: fx.Node, source: Node, steps: list[tuple[str, dict]]) -> list[Node]:
+        nodes, current = [], source
+        for name, args in steps:
+            op = REGISTRY[name]
+            shape = tuple(op.infer(current.shape, _bound(op, args, current.shape)))
+            node = Node(fx_node.name, "op", [current], shape, stmt=OpStmt(None, name, args, current.shape))
+            nodes.append(node)
+            current = node
+        if current.shape != self._shape(fx_node):
+            raise Unsupported(f"'{fx_node.format_node()}' gives {list(self._shape(fx_node))}, "
+                              f"its ops {list(current.shape)}")
+        return nodes
+
+
+def _bound(op: OpSpec, args: dict, shape: tuple[int, ...]) -> dict:
+    from .recipes import bind_args
+
+    return bind_args(op, args, shape)
+
+
+def _shift(arg: Any) -> Any:
+    """A method's arguments after ``self``: tensor indices count ``self`` as input 0."""
+    if isinstance(arg, TensorRef):
+        return TensorRef(arg.index + 1)
+    if isinstance(arg, (list, tuple)):
+        return type(arg)(_shift(a) for a in arg)
+    return arg
+
+
+def _ops_for(name: str) -> list[OpSpec]:
+    return [op for op in REGISTRY.values() if name in op.torch_calls and op.from_call is not None]
+
+
+def _plain(value: Value | None) -> bool:
+    """Whether a node's value is plain data (sizes, flags, None), not tensors."""
+    def plain(item: Any) -> bool:
+        if isinstance(item, (list, tuple)):
+            return all(plain(i) for i in item)
+        return item is None or isinstance(item, (int, float, bool, str, slice))
+
+    return value is not None and not value.tensor and plain(value.plain)
+
+
+def _is_multi(fx_node: fx.Node, values: dict[fx.Node, Value]) -> bool:
+    value = values.get(fx_node)
+    return value is not None and isinstance(value.plain, tuple) and bool(value.plain) and all(
+        isinstance(v, Value) and v.tensor for v in value.plain)
+
+
+def _is_parameter(module: nn.Module, target: str) -> bool:
+    try:
+        return isinstance(module.get_parameter(target), nn.Parameter)
+    except AttributeError:
+        return False
+
+
+def _round_std(std: float) -> float:
+    """A normal initialisation's deviation as a person writes it (0.0199 -> 0.02)."""
+    return float(f"{std:.1g}") if std > 0 else 0.0
+
+
+# ---- residuals ---------------------------------------------------------------------------
+def _ancestors(node: Node, limit: set[int] | None = None) -> set[int]:
+    seen: set[int] = set()
+    todo = [node]
+    while todo:
+        current = todo.pop()
+        for parent in current.inputs:
+            if id(parent) not in seen:
+                seen.add(id(parent))
+                todo.append(parent)
+    return seen
+
+
+def find_residuals(entry: Node, order: list[Node], classify: Callable[[Node, list[Node], Node], Any],
+                   replaced: dict[int, Node]) -> list[Node]:
+    """Collapse each ``add`` whose operands fork from one tensor into a residual node.
+
+    ``classify(fork, shortcut_nodes, add)`` decides whether the shortcut side is one the
+    language writes (returns the residual's options and shortcut, or None).
+    """
+    users: dict[int, list[Node]] = {}
+    for node in order:
+        for parent in node.inputs:
+            users.setdefault(id(parent), []).append(node)
+    result = list(order)
+    for add in list(order):
+        if add.kind != "merge" or add.stmt.op != "add" or len(add.inputs) != 2 or add not in result:
+            continue
+        found = _match(entry, result, add, users)
+        if found is None:
+            continue
+        fork, body, short = found
+        decided = None
+        # Either side may be the shortcut: the identity first, then the projection the language
+        # makes itself, then an explicit path (the side with fewer parameters).
+        for body, short in sorted([(body, short), (short, body)], key=_shortcut_rank):
+            if body:
+                decided = classify(fork, short, add)
+                if decided is not None:
+                    break
+        if decided is None:
+            continue
+        body_ids = {id(n) for n in body}
+        out = next((p for p in add.inputs if id(p) in body_ids), fork)
+        residual = Node(add.name, "residual", [fork], add.shape, body=body, short=short,
+                        stmt=decided, order=add.order, out=out)
+        members = {id(n) for n in body + short} | {id(add)}
+        for node in result:
+            node.inputs = [residual if p is add else p for p in node.inputs]
+        for parent_users in users.values():
+            parent_users[:] = [residual if u is add else u for u in parent_users]
+        users[id(residual)] = users.pop(id(add), [])
+        replaced[id(add)] = residual
+        result = [residual if n is add else n for n in result if id(n) not in members or n is add]
+    return result
+
+
+def _weights(nodes: list[Node]) -> int:
+    return sum(p.numel() for n in nodes if n.child is not None for p in n.child.parameters())
+
+
+def _shortcut_rank(sides: tuple[list[Node], list[Node]]) -> tuple:
+    body, short = sides
+    return (len(short) > 0, _weights(short) > _weights(body), len(short))
+
+
+def _match(entry: Node, order: list[Node], add: Node, users: dict[int, list[Node]]):
+    """The fork and the two sides of ``add``: nodes used only inside, read only from inside."""
+    left, right = add.inputs
+    index = {id(n): i for i, n in enumerate(order)}
+    index[id(entry)] = -1
+    left_up = _ancestors(left) | {id(left)}
+    right_up = _ancestors(right) | {id(right)}
+    common = [n for n in [entry, *order] if id(n) in left_up and id(n) in right_up]
+    if not common:
+        return None
+    fork = max(common, key=lambda n: index.get(id(n), -2))
+    fork_up = _ancestors(fork) | {id(fork)}
+    sides = []
+    for operand, up in ((left, left_up), (right, right_up)):
+        side = [n for n in order if id(n) in up and id(n) not in fork_up and n is not fork]
+        if operand is fork:
+            side = []
+        sides.append(side)
+    body, short = sides
+    members = {id(n) for n in body + short}
+    if len(members) != len(body) + len(short):
+        return None
+    for node in body + short:
+        if node.kind == "param":
+            continue
+        if any(id(p) not in members and p is not fork for p in node.inputs):
+            return None
+        if any(id(u) not in members and u is not add for u in users.get(id(node), [])):
+            return None
+    return fork, body, short
+
+
+# ---- the chain ---------------------------------------------------------------------------
+class Labels:
+    """Tensor labels of one scope: module names first, then fresh ones for the rest."""
+
+    def __init__(self, taken: set[str]):
+        self.taken = set(taken)
+
+    def fresh(self, base: str) -> str:
+        base = re.sub(r"[^A-Za-z0-9_]", "_", base) or "t"
+        if not _IDENTIFIER.match(base):
+            base = "t_" + base
+        name, k = base, 1
+        while name in self.taken:
+            name, k = f"{base}_{k}", k + 1
+        self.taken.add(name)
+        return name
+
+
+class Chain:
+    """Writes nodes as a chain of statements: ``from L`` where the data jumps back, ``add L``
+    for a merge with an earlier tensor; tensors read again get labels (module names where
+    they have one). One per block body; a residual's body is written by the same chain, so
+    a label given inside is seen outside."""
+
+    def __init__(self, entry: Node, labels: Labels, make: Callable[[Node], Stmt]):
+        self.entry, self.labels, self.make = entry, labels, make
+        self.made: dict[int, Stmt] = {}
+
+    def ref(self, node: Node) -> str:
+        if node is self.entry:
+            return "input"
+        stmt = self.made[id(node)]
+        if getattr(stmt, "label", None) is None:
+            stmt.label = self.labels.fresh(node.name)
+        return stmt.label
+
+    def write(self, start: Node, order: list[Node], output: Node) -> list[Stmt]:
+        stmts: list[Stmt] = []
+        current = start
+        for node in order:
+            if node.kind == "param":
+                stmt = self.make(node)
+            elif node.kind == "merge":
+                first, *rest = node.inputs
+                if node.stmt.op != "concat" and current is rest[0]:
+                    first, rest = rest[0], [first]  # a + b == b + a: keep the chain going
+                if current is not first:
+                    stmts.append(FromStmt(self.ref(first)))
+                # torch.cat of more than two: one concat after another (the same tensor)
+                for other in rest[:-1]:
+                    stmts.append(MergeStmt(node.stmt.op, self.ref(other)))
+                stmt = MergeStmt(node.stmt.op, self.ref(rest[-1]))
+            else:
+                if node.inputs and current is not node.inputs[0]:
+                    stmts.append(FromStmt(self.ref(node.inputs[0])))
+                stmt = self.make(node)
+            self.made[id(node)] = stmt
+            stmts.append(stmt)
+            current = node
+        if current is not output:
+            stmts.append(FromStmt(self.ref(output)))
+        return stmts
+
+
+def residual_stmt(options: dict, body: list[Stmt], shortcut: list[Stmt] | None) -> ResidualStmt:
+    return ResidualStmt(body, shortcut, options)
+
+
+def is_projection(child: nn.Module, in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> bool:
+    """Whether ``child`` is exactly the projection the language makes by itself: a 1x1 conv
+    (stride ``ceil(in / out)``, no bias) and a default batchnorm, in an ``nn.Sequential``
+    (``linear`` without bias and a batchnorm for a flat tensor)."""
+    if not isinstance(child, nn.Sequential) or len(child) != 2:
+        return False
+    first, norm = child[0], child[1]
+    weight = recognise_module(first, in_shape)
+    if weight is None:
+        return False
+    mid = _after(first, in_shape)
+    after = recognise_module(norm, mid) if mid is not None else None
+    if after is None or after.op.name != "batchnorm" or after.args.get("eps") != 1e-5 or after.args.get("momentum") != 0.1:
+        return False
+    if len(in_shape) == 1:
+        return weight.op.name == "linear" and not weight.args["bias"] and out_shape == (weight.args["out_features"],)
+    stride = tuple(math.ceil(a / b) for a, b in zip(in_shape[1:], out_shape[1:]))
+    args = weight.args
+    return (weight.op.name == "conv" and _uniform(args["kernel"]) == 1 and _expand(args["stride"], stride)
+            and _uniform(args["pad"]) == 0 and _uniform(args["dilation"]) == 1 and args["groups"] == 1
+            and not args["bias"] and args["out_channels"] == out_shape[0])
+
+
+def _after(module: nn.Module, in_shape: tuple[int, ...]) -> tuple[int, ...] | None:
+    try:
+        with torch.no_grad():
+            return tuple(module(torch.zeros((1, *in_shape), device="meta")).shape[1:])
+    except Exception:
+        return None
+
+
+def _uniform(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return value[0] if len(set(value)) == 1 else value
+    return value
+
+
+def _expand(value: Any, wanted: tuple[int, ...]) -> bool:
+    return (tuple(value) if isinstance(value, tuple) else (value,) * len(wanted)) == wanted

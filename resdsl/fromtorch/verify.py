@@ -1,0 +1,59 @@
+"""The round trip as an oracle: build the written spec, load the source's weights, compare."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """How the spec's module compares with the source module."""
+
+    same_keys: bool  # the same state-dict keys, in the same order, with the same shapes
+    loads: bool  # load_state_dict(source.state_dict(), strict=True) succeeded
+    max_error: float  # the largest output difference, relative to the output's scale
+    problem: str = ""  # what went wrong first, if anything
+
+    @property
+    def exact(self) -> bool:
+        return self.same_keys and self.loads and self.max_error <= 1e-5
+
+    def summary(self) -> str:
+        """One line for a person: what was checked and how it came out."""
+        if self.exact:
+            return (f"checked: the same state-dict keys in the same order, a strict load, and outputs "
+                    f"equal within {self.max_error:.1g} of their scale")
+        return f"NOT exact: {self.problem}"
+
+
+def verify(text: str, source: nn.Module, input_shape: tuple[int, ...], filename: str = "from-torch.res") -> Verdict:
+    """Build ``text``, load ``source``'s state strictly, compare eval outputs on a random batch."""
+    import resdsl
+
+    try:
+        net = resdsl.loads(text, filename)
+        ours = net.build()
+    except resdsl.SpecError as err:
+        return Verdict(False, False, float("inf"), "the written spec does not check:\n" + err.render())
+    theirs = source.state_dict()
+    mine = ours.state_dict()
+    same = list(mine) == list(theirs) and all(tuple(mine[k].shape) == tuple(v.shape) for k, v in theirs.items())
+    try:
+        ours.load_state_dict(theirs, strict=True)
+    except RuntimeError as err:
+        return Verdict(same, False, float("inf"), str(err).splitlines()[0])
+    was_training = source.training
+    source.eval()
+    ours.eval()
+    try:
+        x = torch.randn((2, *input_shape), generator=torch.Generator().manual_seed(1))
+        with torch.no_grad():
+            expected, got = source(x), ours(x)
+    finally:
+        source.train(was_training)
+    scale = float(expected.abs().max()) or 1.0
+    error = float((expected - got).abs().max()) / scale
+    return Verdict(same, True, error, "" if error <= 1e-5 else f"outputs differ by {error:.3g} of their scale")
