@@ -231,7 +231,7 @@ class OpSpec:
     # list of (op, arguments) when the call is several ops in a row (``x.mean([2, 3])``).
     torch_calls: tuple[str, ...] = ()
     from_call: Callable[["TorchCall"], dict | list | None] | None = None
-    # ---- the inference build (resdsl/passes/inference.py): what eval mode makes of it ------
+    # ---- the inference build (resdsl/backends/inference.py): what eval mode makes of it ------
     # The identity in eval mode (dropout): the inference build leaves it out.
     eval_identity: bool = False
     # Arguments without effect in eval mode, with the value that writes them out of the
