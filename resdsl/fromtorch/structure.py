@@ -89,29 +89,39 @@ class _Builder:
         self.values = traced.values
         self.nodes: dict[fx.Node, Node] = {}
         self.used_modules: set[str] = set()
+        self.prefixes: dict[tuple[int, ...], Node] = {}
+        self.order: list[Node] = []
 
     def build(self) -> tuple[Node, list[Node], Node]:
         entry = output = None
         order: list[Node] = []
+        self.order = order
+        placeholders = [n for n in self.traced.graph.nodes if n.op == "placeholder" and n.users]
+        joined = _joined_at_entry(placeholders)
         for fx_node in self.traced.graph.nodes:
             if fx_node.op == "placeholder":
-                if entry is not None:
-                    if fx_node.users:
-                        raise Unsupported("its forward takes more than one input",
-                                          "a spec's block takes one tensor")
-                    continue
-                entry = Node("input", "input", [], self._shape(fx_node))
-                self.nodes[fx_node] = entry
+                if fx_node is (placeholders[0] if placeholders else fx_node) and entry is None:
+                    at = joined or fx_node  # a list of tensors concatenated first: the caller joins them
+                    entry = Node("input", "input", [], self._shape(at))
+                    self.nodes[at] = entry
+                elif fx_node.users and joined is None:
+                    raise Unsupported("its forward takes more than one input",
+                                      "a spec's block takes one tensor")
+            elif fx_node is joined:
+                continue
             elif fx_node.op == "output":
                 source = fx_node.args[0]
+                if isinstance(source, (list, tuple)) and len(source) == 1:
+                    source = source[0]  # returned as a one-element list (a pytree output)
                 if not isinstance(source, fx.Node) or source not in self.nodes:
                     raise Unsupported("its forward does not return one tensor")
                 output = self.nodes[source]
             else:
                 made = self._node(fx_node)
                 for node in made if isinstance(made, list) else [made] if made is not None else []:
-                    node.order = len(order)
-                    order.append(node)
+                    if node.kind != "input" and not any(node is n for n in order):  # a prefix is placed once
+                        node.order = len(order)
+                        order.append(node)
                     self.nodes[fx_node] = node
         if entry is None or output is None:
             raise Unsupported("its forward takes no tensor or returns none")
@@ -153,9 +163,27 @@ class _Builder:
                          0.0 if constant else _round_std(float(flat.std())))
         return Node(fx_node.target, "param", [], value.shape or dims, stmt=stmt)
 
+    def joined(self, parts: list[Node]) -> Node:
+        """``torch.cat(parts, 1)`` as concats, one prefix at a time and each prefix once
+        (DenseNet concatenates a growing list: [x0], [x0, y1], [x0, y1, y2], ...)."""
+        key = tuple(id(p) for p in parts)
+        if len(parts) == 1:
+            return parts[0]
+        if key not in self.prefixes:
+            head = self.joined(parts[:-1])
+            shape = (head.shape[0] + parts[-1].shape[0], *head.shape[1:])
+            node = Node(f"cat_{len(self.prefixes)}", "merge", [head, parts[-1]], shape, stmt=MergeStmt("concat", ""))
+            node.order = len(self.order)
+            self.order.append(node)
+            self.prefixes[key] = node
+        return self.prefixes[key]
+
     def _module(self, fx_node: fx.Node) -> Node:
         target = str(fx_node.target)
         inputs = self._tensor_args(fx_node)
+        head = fx_node.args[0] if len(fx_node.args) == 1 else None
+        if isinstance(head, (list, tuple)) and len(inputs) == len(head) >= 1 and not fx_node.kwargs:
+            inputs = [self.joined(inputs)]  # a child given a list of tensors joins them first
         if len(inputs) != 1 or fx_node.kwargs:
             raise Unsupported(f"calls its child '{target}' with {len(inputs)} tensors",
                               "each statement of a spec takes one tensor")
@@ -167,7 +195,7 @@ class _Builder:
         self.used_modules.add(target)
         match = recognise_module(child, in_shape)
         if match is not None:
-            if not any(True for _ in child.state_dict()):
+            if not in_sequential and not any(True for _ in child.state_dict()):
                 label = None  # a stateless module's name is in no state dict: a label only if read again
             return Node(fx_node.name, "op", inputs, self._shape(fx_node),
                         stmt=OpStmt(label, match.op.name, match.args, in_shape), child=child, target=target)
@@ -218,6 +246,8 @@ class _Builder:
             args = tuple(_shift(a) for a in args)
         kwargs = {k: convert(v) for k, v in source.kwargs.items()}
         name = call_name(source)
+        if name in ("torch.cat", "torch.concat") and _cat_list(source, self) is not None:
+            return self.joined(_cat_list(source, self))
         call = TorchCall(name, args, kwargs, tuple(n.shape for n in inputs), self._shape(fx_node), index)
         for op in _ops_for(name):
             found = op.from_call(call)
@@ -263,6 +293,32 @@ def _shift(arg: Any) -> Any:
 
 def _ops_for(name: str) -> list[OpSpec]:
     return [op for op in REGISTRY.values() if name in op.torch_calls and op.from_call is not None]
+
+
+def _joined_at_entry(placeholders: list[fx.Node]) -> fx.Node | None:
+    """The ``torch.cat(inputs, 1)`` that a forward given a list of tensors starts with."""
+    if not placeholders or any(len(p.users) != 1 for p in placeholders):
+        return None
+    (cat,) = placeholders[0].users
+    tensors = cat.args[0] if cat.args else None
+    dim = cat.args[1] if len(cat.args) > 1 else cat.kwargs.get("dim", 0)
+    if call_name(cat) in ("torch.cat", "torch.concat") and list(tensors or ()) == placeholders and dim == 1:
+        return cat
+    return None
+
+
+def _cat_list(fx_node: fx.Node, builder: "_Builder") -> list[Node] | None:
+    """The tensors of ``torch.cat([a, b, ...], 1)`` along the channels, or None."""
+    tensors = fx_node.args[0] if fx_node.args else fx_node.kwargs.get("tensors")
+    dim = fx_node.args[1] if len(fx_node.args) > 1 else fx_node.kwargs.get("dim", 0)
+    if not isinstance(tensors, (list, tuple)) or not tensors:
+        return None
+    if not all(isinstance(t, fx.Node) and t in builder.nodes and builder._tensor(t) for t in tensors):
+        return None
+    rank = len(builder.nodes[tensors[0]].shape)
+    if not isinstance(dim, int) or (dim + rank + 1 if dim < 0 else dim) != 1:
+        return None
+    return [builder.nodes[t] for t in tensors]
 
 
 def _plain(value: Value | None) -> bool:
