@@ -190,6 +190,9 @@ class _Builder:
         child = self.traced.module.get_submodule(target)
         in_shape = inputs[0].shape
         first_use = target not in self.used_modules
+        if not first_use and any(True for _ in self.traced.module.get_submodule(target).state_dict()):
+            raise Unsupported(f"calls its child '{target}' twice: one set of weights used twice",
+                              "a spec makes a module per statement; only a linear layer may share a weight (tie=)")
         in_sequential = isinstance(self.traced.module, nn.Sequential)
         label = target if (_IDENTIFIER.match(target) or in_sequential) and first_use else None
         self.used_modules.add(target)

@@ -85,7 +85,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name}: {'exact' if r['exact'] else 'NO'} {r['lines']} lines {r['cpu_s']} s {r['why'][:120]}",
               flush=True)
     if args.write:
-        (ROOT / "docs" / "from-torch.json").write_text(json.dumps(rows, indent=1) + "\n")
+        store = ROOT / "docs" / "from-torch.json"
+        if args.only and store.exists():  # update those rows, keep the others
+            fresh = {r["model"]: r for r in rows}
+            old = {r["model"]: r for r in json.loads(store.read_text())}
+            old.update(fresh)
+            rows = [old[name] for name in models() if name in old]
+        store.write_text(json.dumps(rows, indent=1) + "\n")
         doc = ROOT / "docs" / "from-torch.md"
         text = doc.read_text()
         start, end = "<!-- table -->", "<!-- /table -->"
