@@ -98,6 +98,31 @@ def test_mobilenet_v2_identity_shortcut_and_sequential_blocks():
     assert "residual:" in text and "shortcut:" not in text
 
 
+@pytest.mark.slow
+def test_densenet_layers_concatenate_their_input_in_a_stage():
+    text = round_trip(torchvision.models.densenet169(), (3, 32, 32))
+    assert "denseblock4: stage dense_layer x 32, prefix=denselayer, start=1" in text
+    assert "        from input\n        concat conv2\n" in text
+    zoo = resdsl.zoo.path("densenet169")
+    assert statements(text) <= statements(zoo.read_text()) + statements(
+        (zoo.parent.parent / "std" / "densenet.res").read_text())
+
+
+class _Shared(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 3, 3, padding=1)
+
+    def forward(self, x):
+        return self.conv(torch.relu(self.conv(x)))  # one conv, its weights used twice
+
+
+def test_a_module_with_weights_called_twice_is_a_located_error():
+    with pytest.raises(resdsl.SpecError) as info:
+        from_torch(_Shared(), (3, 8, 8))
+    assert "calls its child 'conv' twice" in info.value.render()
+
+
 # ---- recognition --------------------------------------------------------------------------
 @pytest.mark.parametrize("module, shape, op, args", [
     (nn.Conv2d(3, 8, 3, stride=2, bias=False), (3, 16, 16), "conv", {"out_channels": 8, "stride": 2, "bias": False}),
@@ -225,6 +250,7 @@ SLOW = {
     "resnext50_32x4d": (lambda: torchvision.models.resnext50_32x4d(), (3, 64, 64)),
     "r2plus1d_18": (lambda: torchvision.models.video.r2plus1d_18(), (3, 4, 32, 32)),
     "googlenet": (lambda: torchvision.models.googlenet(aux_logits=False, init_weights=False), (3, 96, 96)),
+    "densenet121": (lambda: torchvision.models.densenet121(), (3, 32, 32)),
 }
 
 
