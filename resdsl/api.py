@@ -149,28 +149,77 @@ class Net:
             rows.append((name, kind, format_shape(shape), params))
         return rows
 
-    def source(self) -> Any:
+    def source(self, *, inference: bool = False) -> Any:
         """The generated standalone PyTorch source (a
         :class:`resdsl.backends.codegen.Source`), made once: ``build()`` runs it and
-        ``resdsl compile -o`` writes it."""
+        ``resdsl compile -o`` writes it. ``inference=True``: the inference build's."""
+        if inference:
+            if getattr(self, "_inference_source", None) is None:
+                from .backends.codegen import generate
+
+                self._inference_source = generate(self, inference=True)
+            return self._inference_source
         if self._source is None:
             from .backends.codegen import generate
 
             self._source = generate(self)
         return self._source
 
-    def build(self, *, zero_init_residual: bool = False, weights: str | os.PathLike | None = None,
-              device: Any = None, dtype: Any = None) -> Any:
-        """Build the PyTorch module (``torch.nn.Module``) for this network.
+    def inference_plan(self) -> Any:
+        """What the inference build changes (a :class:`resdsl.passes.inference.InferencePlan`:
+        the rewritten graph, the folds, the modules left out), made once; no torch."""
+        if getattr(self, "_inference_plan", None) is None:
+            from .passes.inference import inference_plan
+
+            self._inference_plan = inference_plan(self.graph)
+        return self._inference_plan
+
+    def build(self, *, zero_init_residual: bool = False, weights: str | os.PathLike | dict | None = None,
+              device: Any = None, dtype: Any = None, weights_map: Any = None,
+              weights_by_order: bool = False, inference: bool = False) -> Any:
+        r"""Build the PyTorch module (``torch.nn.Module``) for this network.
 
         ``zero_init_residual`` zeroes the last batchnorm weight of every residual
-        body, so every unit starts as the identity. ``weights`` loads a state dict
-        strictly. ``device="meta"`` builds without allocating weights.
+        body, so every unit starts as the identity. ``device="meta"`` builds without
+        allocating weights.
+
+        ``weights`` (a file saved by ``torch.save``, or a state dict) loads strictly; a
+        dict wrapping the state dict (``{"state_dict": ...}``, ``{"model": ...}``) is
+        unwrapped. A mismatch is one SpecError, grouped by module and spec line.
+        ``weights_map`` renames the checkpoint's keys first: a map file of
+        ``REGEX -> REPLACEMENT`` lines, or a dict of them in order (the first matching
+        rule wins). ``weights_by_order=True`` takes the tensors by position when every
+        shape matches in order. What was done is logged to ``logging.getLogger("resdsl.weights")``.
+
+        ``inference=True`` builds the eval-only inference build (docs/codegen.md):
+        ``weights`` is then an ordinary training checkpoint, folded as it loads.
+
+        >>> import resdsl, torch
+        >>> net = resdsl.loads("network n:\n    input x: [4]\n    fc: linear 2\n")
+        >>> saved = {"module.fc.weight": torch.ones(2, 4), "module.fc.bias": torch.zeros(2)}
+        >>> model = net.build(weights=saved, weights_map={r"^module\.": ""})
+        >>> model.fc.weight.sum().item()
+        8.0
         """
         from .backends.torch import build_module
 
         return build_module(self, zero_init_residual=zero_init_residual, weights=weights,
-                            device=device, dtype=dtype)
+                            device=device, dtype=dtype, weights_map=weights_map,
+                            weights_by_order=weights_by_order, inference=inference)
+
+    def fold(self, state_dict: Mapping[str, Any]) -> dict[str, Any]:
+        """The inference build's state dict from a training build's: checked strictly
+        against the training build's keys and shapes (a mismatch names its spec line),
+        then every folded norm merged into its layer (docs/codegen.md, "key mapping").
+
+        >>> import resdsl
+        >>> net = resdsl.loads("network n:\\n    input x: [4]\\n    fc: linear 3, bias=false\\n    bn: batchnorm\\n")
+        >>> list(net.fold(net.build().state_dict()))
+        ['fc.weight', 'fc.bias']
+        """
+        from .backends.fold import fold_state_dict, training_state
+
+        return fold_state_dict(self.inference_plan(), training_state(self, dict(state_dict)))
 
     def to_dot(self, *, level: str = "block", layout: str = "auto", shapes: bool = True,
                expand: bool = False) -> str:
@@ -180,20 +229,21 @@ class Net:
         return to_dot(self.graph, level=level, layout=layout, shapes=shapes, expand=expand)
 
     def render(self, path: str | os.PathLike, *, level: str = "block", layout: str = "auto",
-               shapes: bool = True, expand: bool = False) -> Any:
-        """Draw the network into ``path`` (``.svg``, ``.png``, ``.pdf`` or ``.dot``).
+               shapes: bool = True, expand: bool = False, dpi: int | None = None) -> Any:
+        """Draw the network into ``path`` (``.svg``, ``.png``, ``.pdf``, ``.dot`` or ``.html``).
 
         Returns a :class:`resdsl.render.RenderResult`; with no Graphviz installed it
-        writes the ``.dot`` instead and its ``note`` says how to install one.
+        writes the ``.dot`` instead and its ``note`` says how to install one. ``dpi``
+        sets a PNG's resolution; Graphviz's warnings (a PNG scaled down) are warned.
         """
+        import warnings
+
         from .render import render
 
         result = render(self.graph, path, level=level, layout=layout, shapes=shapes,
-                        expand=expand, protect=(self.filename, *self.inputs))
-        if result.note:
-            import warnings
-
-            warnings.warn(result.note, stacklevel=2)
+                        expand=expand, protect=(self.filename, *self.inputs), dpi=dpi)
+        for text in (*result.warnings, *([result.note] if result.note else [])):
+            warnings.warn(text, stacklevel=2)
         return result
 
     def _repr_svg_(self) -> str | None:
@@ -677,7 +727,8 @@ def loads(text: str, filename: str = "inline.res", *, fmt: str | None = None,
 
 def compile(path: str | os.PathLike, **kwargs: Any) -> Any:  # noqa: A001 - the product's verb
     """Load a spec and build its torch module in one call: ``load(path, **params).build()``."""
-    build_keys = ("zero_init_residual", "weights", "device", "dtype")
+    build_keys = ("zero_init_residual", "weights", "device", "dtype", "weights_map", "weights_by_order",
+                  "inference")
     build_args = {k: kwargs.pop(k) for k in build_keys if k in kwargs}
     return load(path, **kwargs).build(**build_args)
 

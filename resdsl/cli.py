@@ -3,7 +3,8 @@
 Exit codes: 0 ok, 1 the spec has errors, 2 usage error (bad flags, unreadable
 file, an output path that must not or cannot be written, a drawing too large to
 lay out), 3 internal error (a bug in resdsl; the message says how to report it);
-143 terminated by SIGTERM (temporary files removed), 141 output pipe closed.
+``resdsl diff``: 0 the two specs are the same architecture, 1 they differ (or one has errors,
+printed located); 143 terminated by SIGTERM (temporary files removed), 141 output pipe closed.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import argparse
 import json
 import sys
 from contextlib import contextmanager
+from types import SimpleNamespace
 from typing import Any, Iterator, Sequence
 
 from .elaborate.limits import Limits
@@ -70,6 +72,9 @@ def make_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     _add_render(sub)
+    _add_diff(sub)
+    _add_from_torch(sub)
+    _add_editor(sub)
 
     zoo = sub.add_parser("zoo", help="list the zoo's reference models (a zoo name can replace a spec file)")
     zoo.add_argument("--json", action="store_true",
@@ -84,10 +89,23 @@ def make_parser() -> argparse.ArgumentParser:
     compile_.add_argument("--zero-init-residual", action="store_true",
                           help="zero the last batchnorm of every residual body (each unit starts as the identity)")
     compile_.add_argument("--weights", metavar="FILE.pt", help="load a state dict strictly")
+    _weights_options(compile_)
+    compile_.add_argument("--inference", action="store_true",
+                          help="the eval-only inference build: norms folded, dropout out, channels_last "
+                               "(--weights: a training checkpoint, folded as it loads)")
     compile_.add_argument("--batch", type=int, default=1, help="batch size of the zero batch (default 1)")
     compile_.add_argument("--json", action="store_true", help="print one JSON object")
     compile_.add_argument("-o", "--output", metavar="FILE.py",
                           help="also write the model as one standalone PyTorch file (imports only torch)")
+
+    weights = sub.add_parser("weights-diff", help="compare a checkpoint with the spec's keys and shapes "
+                             "(no forward): exit 0 if they match, 1 if they differ")
+    _common(weights)
+    weights.add_argument("checkpoint", metavar="CHECKPOINT.pt", help="a file saved by torch.save")
+    _weights_options(weights)
+    weights.add_argument("--json", action="store_true", help="print one JSON object listing every key")
+    weights.add_argument("--write-map", metavar="FILE", help="when the tensors match in count, shape and "
+                         "order under other names: write a --weights-map file that renames them")
 
     analyze = sub.add_parser("analyze", help="cost per stage, receptive field and paths (no torch); "
                              "--init/--gradients build the module")
@@ -106,6 +124,13 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _weights_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--weights-map", metavar="FILE", help="rename the checkpoint's keys first: one "
+                        "`REGEX -> REPLACEMENT` rule a line, the first matching rule wins")
+    parser.add_argument("--weights-by-order", action="store_true",
+                        help="take the checkpoint's tensors by position when every shape matches in order")
+
+
 def _add_render(sub: Any) -> None:
     render = sub.add_parser("render", help="draw the architecture (svg, png, pdf or dot), skips typed")
     _common(render)
@@ -119,22 +144,168 @@ def _add_render(sub: Any) -> None:
                         help="tensor shapes on edges (default: on)")
     render.add_argument("--expand", action="store_true",
                         help="block level: one box per block, no 'x N' runs")
+    render.add_argument("--dpi", type=int, metavar="N",
+                        help="PNG resolution in dots per inch (24-600; default 96)")
+
+
+def _add_from_torch(sub: Any) -> None:
+    parser = sub.add_parser("from-torch", help="write a PyTorch model as a spec (traced with torch.fx), "
+                            "checked by loading its weights into the spec's build")
+    parser.add_argument("callable", metavar="DOTTED.CALLABLE",
+                        help="a callable that returns the nn.Module, e.g. torchvision.models.resnet50 "
+                        "(imported and called: name only code you trust)")
+    parser.add_argument("-D", "--define", dest="defines", action="append", type=_define, default=[],
+                        metavar="KEY=VALUE", help="a keyword argument of the callable (a Python literal, "
+                        "else a string), e.g. -D num_classes=10 (repeatable)")
+    parser.add_argument("--input", type=_shape_arg, default=(3, 224, 224), metavar="C,H,W",
+                        help="the per-sample input shape (default 3,224,224)")
+    parser.add_argument("--name", help="the network's name (default: the callable's)")
+    parser.add_argument("-o", "--output", metavar="FILE.res", help="write the spec there (default: print it)")
+    parser.add_argument("--no-check", action="store_true",
+                        help="skip the check (build the spec, load the weights strictly, compare outputs)")
+
+
+def _shape_arg(text: str) -> tuple[int, ...]:
+    try:
+        dims = tuple(int(part) for part in text.replace("x", ",").split(","))
+    except ValueError:
+        dims = ()
+    if not 1 <= len(dims) <= 4 or not all(0 < d <= 1 << 16 for d in dims):
+        raise argparse.ArgumentTypeError(f"expected 1 to 4 positive sizes such as 3,224,224, got {printable(text)!r}")
+    return dims
+
+
+def cmd_from_torch(args: argparse.Namespace) -> int:
+    if args.output:
+        _check_output(args.output, ())
+    from .fromtorch import from_torch
+    from .fromtorch.source import make_module
+
+    module, name = make_module(args.callable, dict(args.defines))
+    result = from_torch(module, args.input, name=args.name or name, check=not args.no_check,
+                        source=args.callable)
+    if args.output:
+        from .io import atomic_write
+
+        atomic_write(args.output, result.text)
+        _out(f"wrote {args.output}: {len(result.text.splitlines())} lines", file=sys.stderr)
+    else:
+        sys.stdout.write(result.text)
+    if result.verdict is None:
+        return EXIT_OK
+    _out(result.verdict.summary(), file=sys.stderr)
+    return EXIT_OK if result.exact else EXIT_SPEC
+
+
+def _add_diff(sub: Any) -> None:
+    diff = sub.add_parser("diff", help="the architecture difference of two specs: statements, parameters, "
+                          "checkpoint keys (exit 0 same, 1 different)")
+    diff.add_argument("spec_a", metavar="A", help="the spec before: a file or a zoo model's name")
+    diff.add_argument("spec_b", metavar="B", help="the spec after: a file or a zoo model's name")
+    diff.add_argument("-D", "--define", dest="defines", action="append", type=_define, default=[],
+                      metavar="NAME=VALUE", help="override a network parameter of both (repeatable)")
+    diff.add_argument("--define-a", dest="defines_a", action="append", type=_define, default=[],
+                      metavar="NAME=VALUE", help="override a network parameter of A only (repeatable)")
+    diff.add_argument("--define-b", dest="defines_b", action="append", type=_define, default=[],
+                      metavar="NAME=VALUE", help="override a network parameter of B only (repeatable)")
+    diff.add_argument("--network", help="which network, when the files define several")
+    diff.add_argument("--max-nodes", type=_positive, metavar="N",
+                      help=f"refuse networks of more than N ops (default {Limits().max_nodes:,})")
+    diff.add_argument("--no-keys", action="store_true",
+                      help="skip the checkpoint keys (no torch: statements and parameters only)")
+    diff.add_argument("--all", action="store_true", help="every line, not a screenful")
+    diff.add_argument("--json", action="store_true", help="print one JSON object (every change and key)")
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    from .archdiff import diff_nets
+
+    nets = []
+    for spec, own in ((args.spec_a, args.defines_a), (args.spec_b, args.defines_b)):
+        side = argparse.Namespace(spec=spec, defines=list(args.defines) + list(own), network=args.network,
+                                  plain=False, shortcut=None, max_nodes=args.max_nodes)
+        _resolve_spec(side)
+        nets.append(_load(side))
+    result = diff_nets(*nets, keys=not args.no_keys)
+    if args.json:
+        print(json.dumps(result.to_dict(), sort_keys=True))
+    else:
+        _out(result.render(full=args.all))
+    return EXIT_OK if result.same else EXIT_SPEC
+def _add_editor(sub: Any) -> None:
+    fmt = sub.add_parser("fmt", help="lay out .res specs the one canonical way (comments kept)")
+    fmt.add_argument("files", nargs="+", metavar="FILE", help="a .res spec; - reads standard input")
+    fmt.add_argument("--check", action="store_true",
+                     help="change nothing: print a diff and exit 1 when a file is not formatted")
+    fmt.add_argument("-i", "--in-place", action="store_true", help="rewrite each file that changes")
+    sub.add_parser("lsp", help="the language server for editors, over stdin/stdout (needs pygls)")
+
+
+def cmd_fmt(args: argparse.Namespace) -> int:
+    """Print the formatted text (one file), or rewrite (-i), or check; exit 1 on any
+    spec error or, with --check, on any file that would change."""
+    from .editor.fmt import format_text, read_spec, unified_diff
+    from .errors import SpecError
+    from .io import OutputError, atomic_write
+
+    if args.check and args.in_place:
+        raise UsageError("--check and -i exclude each other")
+    if not (args.check or args.in_place) and len(args.files) > 1:
+        raise UsageError("several files: pass -i to rewrite them or --check to check them")
+    status = EXIT_OK
+    for path in args.files:
+        if path.endswith((".yaml", ".yml")):
+            raise UsageError(f"'{printable(path)}': fmt lays out .res text; YAML has its own formatters")
+        try:
+            before = read_spec(path)
+            after = format_text(before, "<stdin>" if path == "-" else path)
+        except SpecError as err:
+            print(err.render(), file=sys.stderr)
+            status = EXIT_SPEC
+            continue
+        if args.check:
+            if after != before:
+                sys.stdout.write(unified_diff(before, after, path))
+                status = EXIT_SPEC
+        elif args.in_place and path != "-":
+            if after != before:
+                try:
+                    atomic_write(path, after)
+                except OutputError as err:
+                    raise UsageError(str(err)) from None
+                _out(f"formatted {path}", file=sys.stderr)
+        else:
+            sys.stdout.write(after)
+    return status
+
+
+def cmd_lsp(args: argparse.Namespace) -> int:
+    try:
+        from .editor.lsp import serve
+    except ImportError as err:  # pygls is an optional dependency
+        raise UsageError(f"the language server needs pygls ({err}): pip install 'resdsl[editor]'") from None
+    serve()
+    return EXIT_OK
 
 
 def cmd_render(args: argparse.Namespace) -> int:
     from .io import OutputError
-    from .render import RenderFailed, RenderOptionError, plan, render
+    from .render import RenderFailed, RenderOptionError, check_dpi, plan, render
 
     try:  # the format and the target (or the .dot fallback) first: before any work
+        check_dpi(args.dpi)
         plan(args.output, protect=(args.spec,))
     except (RenderOptionError, OutputError) as err:
         raise UsageError(str(err)) from None
     net = _load(args)
     try:
         result = render(net.graph, args.output, level=args.level, layout=args.layout,
-                        shapes=args.shapes, expand=args.expand, protect=(args.spec, *net.inputs))
+                        shapes=args.shapes, expand=args.expand, protect=(args.spec, *net.inputs),
+                        dpi=args.dpi)
     except (OutputError, RenderFailed, RenderOptionError) as err:  # RenderOptionError: too large
         raise UsageError(str(err)) from None
+    for warning in result.warnings:
+        _out(f"resdsl: warning: {warning}", file=sys.stderr)
     if result.note:
         _out(f"resdsl: {result.note}", file=sys.stderr)
     else:
@@ -225,11 +396,25 @@ def cmd_compile(args: argparse.Namespace) -> int:
     from .backends.torch import check_memory, observed_shapes
 
     check_memory(net, args.batch)  # the spec too big: exit 1; the batch too big: exit 2
-    model = net.build(zero_init_residual=args.zero_init_residual, weights=args.weights)
+    if (args.weights_map or args.weights_by_order) and not args.weights:
+        raise UsageError("--weights-map and --weights-by-order go with --weights")
+    if args.inference:  # load_weights's notes go to the "resdsl.weights" log
+        model = net.build(zero_init_residual=args.zero_init_residual, weights=args.weights,
+                          weights_map=args.weights_map, weights_by_order=args.weights_by_order,
+                          inference=True)
+    else:
+        model = net.build(zero_init_residual=args.zero_init_residual)
+    if args.weights and not args.inference:
+        from .backends.torch import load_weights
+
+        for note in load_weights(model, net, args.weights, weights_map=args.weights_map,
+                                 by_order=args.weights_by_order):
+            _out(note, file=sys.stderr if args.json else sys.stdout)
     model.eval()
+    built = SimpleNamespace(graph=net.inference_plan().graph) if args.inference else net
     with torch.no_grad():
-        observed = observed_shapes(model, net, net.sample_input(args.batch, zeros=True))
-    mismatched = [n for n, shape in observed.items() if op_node(net.graph, n).shape != shape]
+        observed = observed_shapes(model, built, net.sample_input(args.batch, zeros=True))
+    mismatched = [n for n, shape in observed.items() if op_node(built.graph, n).shape != shape]
     torch_params = sum(p.numel() for p in model.parameters())
     if args.json:
         result = _net_json(net)
@@ -242,7 +427,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
               f"{op_node(net.graph, mismatched[0]).module}", file=sys.stderr)
         return EXIT_INTERNAL
     if args.output:
-        _write_source(net, args.output, args.spec, quiet=args.json)
+        _write_source(net, args.output, args.spec, quiet=args.json, inference=args.inference)
     return EXIT_OK
 
 
@@ -255,12 +440,11 @@ def _check_output(output: str, protect: tuple[str, ...]) -> None:
         raise UsageError(str(err)) from None
 
 
-def _write_source(net: Any, output: str, spec: str, quiet: bool) -> None:
-    from .backends.torch import source_of
+def _write_source(net: Any, output: str, spec: str, quiet: bool, inference: bool = False) -> None:
     from .io import OutputError, atomic_write
 
     try:
-        path = atomic_write(output, source_of(net).text, protect=(spec, *net.inputs))
+        path = atomic_write(output, net.source(inference=inference).text, protect=(spec, *net.inputs))
     except OutputError as err:  # atomic_write turns every OSError about the path into one
         raise UsageError(str(err)) from None
     _out(f"wrote {path}", file=sys.stderr if quiet else sys.stdout)
@@ -329,6 +513,44 @@ def _gradient_rows(args: argparse.Namespace, probes: Any) -> list:
                                  train=not args.eval_mode)
 
 
+def cmd_weights_diff(args: argparse.Namespace) -> int:
+    from .backends.torch import diff_weights
+    from .backends.weights import write_map
+    from .errors import SpecError
+
+    if args.write_map:
+        _check_output(args.write_map, (args.spec, args.checkpoint, *filter(None, [args.weights_map])))
+    net = _load(args)
+    matched = diff_weights(net, args.checkpoint, weights_map=args.weights_map, by_order=args.weights_by_order)
+    if args.json:
+        print(json.dumps(matched.to_dict(), sort_keys=True))
+    else:
+        for note in matched.notes:
+            _out(note)
+        if matched.ok:
+            _out(f"{args.checkpoint}: matches {net.name}: {matched.found.spec_tensors:,} tensors, same names "
+                 "and shapes")
+        else:
+            print(SpecError(matched.diagnostics).render())  # Diagnostic.render escapes what it quotes
+    if args.write_map:
+        if matched.renamed is None:
+            raise UsageError("--write-map: the checkpoint's tensors do not match the spec's in count, shape and "
+                             "order, so no map follows from their positions")
+        _write_text(args.write_map, write_map(matched.renamed), (args.spec, args.checkpoint, *net.inputs),
+                    quiet=args.json)
+    return EXIT_OK if matched.ok else EXIT_SPEC
+
+
+def _write_text(output: str, text: str, protect: tuple[str, ...], quiet: bool) -> None:
+    from .io import OutputError, atomic_write
+
+    try:
+        path = atomic_write(output, text, protect=protect)
+    except OutputError as err:
+        raise UsageError(str(err)) from None
+    _out(f"wrote {path}", file=sys.stderr if quiet else sys.stdout)
+
+
 def cmd_zoo(args: argparse.Namespace) -> int:
     from .zoo import ENTRIES
 
@@ -346,7 +568,8 @@ def cmd_zoo(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"check": cmd_check, "compile": cmd_compile, "analyze": cmd_analyze, "render": cmd_render,
-            "zoo": cmd_zoo}
+            "zoo": cmd_zoo, "diff": cmd_diff, "weights-diff": cmd_weights_diff, "fmt": cmd_fmt, "lsp": cmd_lsp,
+            "from-torch": cmd_from_torch}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

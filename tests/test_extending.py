@@ -103,7 +103,7 @@ def test_the_documented_op_field_matches_torch(lppool):
 def test_the_documented_op_is_drawn_with_its_label(lppool):
     net = resdsl.loads(POOLED)
     for level in ("layer", "block"):
-        dot = to_dot(net.graph, level=level)
+        dot = to_dot(net.graph, level=level, shapes=False)  # the label alone, no shape line
         assert re.search(r'label="3x3 L2 pool, /2", shape=box', dot), level
 
 
@@ -154,10 +154,10 @@ def test_a_nonlinear_declaration_is_what_the_paths_count():
 def test_the_diagram_declaration_decides_folding():
     text = "network n:\n    input x: [3, 8, 8]\n    conv 3x3, 4\n    {act}\n    flatten\n    linear 2\n"
     boxed = dataclasses.replace(REGISTRY["relu"], name="relu_boxed", diagram=BOX)
-    folded = to_dot(resdsl.loads(text.format(act="relu")).graph, level="block")
+    folded = to_dot(resdsl.loads(text.format(act="relu")).graph, level="block", shapes=False)
     assert 'label="3x3 conv, 4\\nrelu"' in folded
     with registered(boxed):
-        drawn = to_dot(resdsl.loads(text.format(act="relu_boxed")).graph, level="block")
+        drawn = to_dot(resdsl.loads(text.format(act="relu_boxed")).graph, level="block", shapes=False)
     assert 'label="3x3 conv, 4"' in drawn and 'label="relu"' in drawn
 
 

@@ -330,7 +330,8 @@ def test_the_section_9_examples_of_docs_language_md_parse_and_elaborate():
 
     text = (Path(__file__).resolve().parents[1] / "docs" / "language.md").read_text()
     section = text[text.index("## 9. Language version 2"):]
-    examples = [b.strip("\n") for b in section.split("```")[1::2] if b.lstrip().startswith("block")]
+    bodies = [b.removeprefix("resdsl") for b in section.split("```")[1::2]]  # the fence's language, if any
+    examples = [b.strip("\n") for b in bodies if b.lstrip().startswith("block")]
     assert len(examples) >= 3
     calls = {"inverted": "inverted(8)", "conv_norm_act": "conv_norm_act(8, act=hardswish)", "cn_block": "cn_block(4)",
              "encoder_layer": "encoder_layer(8, 2, 16, 0.1, gelu, 1e-5, true)"}

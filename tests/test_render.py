@@ -67,7 +67,22 @@ def edges(dot: str, kind: str | None = None) -> list[tuple[str, str]]:
 
 
 def labels(dot: str) -> list[str]:
-    return re.findall(r'^\s*\w+ \[label="([^"]*)"', dot, re.M)
+    """Node texts, lines joined by a written '\\n' (an HTML label's shape line left out)."""
+    found = []
+    for plain, html in re.findall(r'^\s*\w+ \[label=(?:"([^"]*)"|<(.*?)>), ', dot, re.M):
+        found.append(plain if not html else html.split('<BR/><FONT')[0].replace("<BR/>", "\\n"))
+    return found
+
+
+def edge_labels(dot: str, kind: str) -> list[str]:
+    """The texts on the drawn edges of ``kind`` (dot's padding spaces stripped)."""
+    return ["\\n".join(part.strip() for part in text.split("\\n"))
+            for text in re.findall(rf'kind="{kind}"[^\n]*?label="([^"]*)"', dot) if "legend=true" not in text]
+
+
+def shapes_of(dot: str) -> dict[str, str]:
+    """Node id -> the shape line under its text."""
+    return dict(re.findall(r'^\s*(\w+) \[label=<.*?<FONT POINT-SIZE="9" COLOR="#555555">([^<]*)</FONT>>', dot, re.M))
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +106,9 @@ def test_block_level_collapses_runs_and_types_skips(resnet50):
     assert sum(counts) == 16  # every block of 3 + 4 + 6 + 3 is on the page
     assert len(edges(dot, "skip-projection")) == 4  # one per stage start
     assert len(edges(dot, "skip-identity")) == 4  # one around each collapsed run
-    assert 'label="1x1 conv, 512, /2"' in dot
+    # each block of a run has its own skip: the one arc drawn says so
+    assert edge_labels(dot, "skip-identity") == ["each of 2", "each of 3", "each of 5", "each of 2"]
+    assert "1x1 conv, 512, /2 + batch norm" in edge_labels(dot, "skip-projection")
     assert "cluster_legend" in dot and "projection skip (1x1 conv)" in dot and "identity skip" in dot
     assert "zero-pad" not in dot  # the legend names only the kinds drawn
 
@@ -109,7 +126,7 @@ def test_skips_are_beside_the_main_path(resnet50):
     assert all("weight=0" in line for line in dot.splitlines() if 'kind="skip-' in line and "legend" not in line)
     for src, dst in edges(dot, "skip-identity"):
         assert dst.endswith("__plus")  # a skip ends in a '+' after the box it goes around
-    assert re.search(r'g_layer2_1 \[label="bottleneck\(128, 512\) x 3", shape=box3d', dot)
+    assert re.search(r'g_layer2_1 \[label=<bottleneck\(128, 512\) x 3<BR/>.*shape=box3d', dot)
 
 
 def test_stage_level_one_box_per_stage(resnet50):
@@ -128,7 +145,9 @@ def test_layer_level_every_op_blocks_as_clusters(resnet50):
     dot = to_dot(resnet50.graph, level="layer")
     nodes = re.findall(r"^\s*n\d+ \[", dot, re.M)
     assert len(nodes) == resnet50.graph.number_of_nodes()
-    assert dot.count('label="layer2.0: bottleneck(128, 512), /2"') == 1
+    # frame titles sit beside the frame's first node; a stage's title joins its first block's
+    assert dot.count('label="layer2: bottleneck x 4\\nlayer2.0: bottleneck(128, 512), /2"') == 1
+    assert dot.count('label="layer2.1: bottleneck(128, 512)"') == 1
     assert dot.count("subgraph cluster_") == 4 + 16 + 1  # stages, blocks, legend
     # the projection's conv and bn are nodes on the skip, drawn as shortcut nodes
     assert len(edges(dot, "skip-projection")) == 4 * 3
@@ -138,7 +157,7 @@ def test_layer_level_every_op_blocks_as_clusters(resnet50):
 def test_zero_pad_skips_option_a():
     net = resdsl.loads(CIFAR_A, n=3)
     dot = to_dot(net.graph, level="block")
-    assert len(edges(dot, "skip-zero-pad")) == 1 and 'label="zero-pad"' in dot
+    assert len(edges(dot, "skip-zero-pad")) == 1 and edge_labels(dot, "skip-zero-pad") == ["zero-pad to 32, /2"]
     assert "zero-pad skip (option A)" in dot
     assert [t for t in labels(dot) if t.startswith("basic")] == [
         "basic(16) x 3", "basic(32), /2", "basic(32) x 2"]
@@ -148,19 +167,23 @@ def test_unet_long_concat_with_crop_and_u_rows(unet):
     dot = to_dot(unet.graph, level="block")
     concat = edges(dot, "long-concat")
     assert len(concat) == 4
-    assert dot.count('label="copy and crop\\n64x568x568"') == 1
-    assert "long skip, concat (copy)" in dot
+    assert "long skip, copy and crop (concat)" in dot  # said once, in the legend
+    assert shapes_of(dot)["g_enc1"] == "64x568x568"  # what is copied, on the box it leaves
     rows = re.findall(r"\{rank=same; ([^}]*)\}", dot)
-    assert len(rows) == 5  # the five resolutions of the U
     for src, dst in concat:  # long skips are horizontal: both ends on one row
-        assert any(f"{src};" in row and f"{dst};" in row for row in rows)
+        assert any(f"{src};" in row and f" {dst};" in row for row in rows)
+    row_of = {key: i for i, row in enumerate(rows) for key in row.replace(";", "").split()}
+    enc = [row_of[k] for k in ("g_enc1", "g_enc2", "g_enc3", "g_enc4", "g_bottom")]
+    dec = [row_of[k] for k in ("g_dec4", "g_dec3", "g_dec2", "g_dec1")]
+    assert enc == sorted(enc) and dec == sorted(dec, reverse=True)  # down the left, up the right
+    assert "subgraph cluster_1 " not in dot  # no frames around pinned rows
     # the decoder goes up: its up-convs are written reversed (dir=back)
     assert dot.count("dir=back") == 4
 
 
 def test_layouts_auto_and_forced(unet, resnet50):
     assert "rank=same" not in to_dot(unet.graph, layout="column")
-    assert "rank=same" not in to_dot(resnet50.graph, layout="auto")
+    assert "dir=back" not in to_dot(resnet50.graph, layout="auto")
     assert "rank=same" in to_dot(unet.graph, layout="auto")
 
 
@@ -174,7 +197,7 @@ def test_long_add_and_mul():
 def test_shapes_toggle(resnet50):
     with_shapes = to_dot(resnet50.graph, level="block", shapes=True)
     without = to_dot(resnet50.graph, level="block", shapes=False)
-    assert 'label="512x28x28"' in with_shapes and "512x28x28" not in without
+    assert shapes_of(with_shapes)["g_layer2_1"] == "512x28x28" and "512x28x28" not in without
 
 
 def test_deterministic_dot(resnet50):

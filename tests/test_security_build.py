@@ -352,15 +352,16 @@ def test_a_non_tensor_value_is_located_and_names_its_key(small_spec, tmp_path, v
     path = tmp_path / "w.pt"
     torch.save({"fc.weight": value, "fc.bias": torch.zeros(2)}, path)
     err = _weights_error(small_spec, path)
-    assert "'fc.weight'" in err.first.message and "not a tensor" in err.first.message
-    assert err.first.span.line == 3  # the statement that makes fc
+    fault = err.diagnostics[1]  # after the counts
+    assert "'fc.weight'" in fault.message and "not a tensor" in fault.message
+    assert fault.span.line == 3  # the statement that makes fc
     assert main(["compile", str(small_spec), "--weights", str(path)]) == 1
 
 
 def test_integer_tensors_for_float_parameters_are_refused(small_spec, tmp_path):
     path = tmp_path / "w.pt"
     torch.save({"fc.weight": torch.zeros(2, 4, dtype=torch.int64), "fc.bias": torch.zeros(2)}, path)
-    message = _weights_error(small_spec, path).first.message
+    message = _weights_error(small_spec, path).diagnostics[1].message
     assert "'fc.weight' holds integer values (torch.int64)" in message
 
 

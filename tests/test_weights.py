@@ -1,11 +1,13 @@
 """Pretrained weights: a torchvision state dict saved to a file loads strictly
 (``build(weights=...)``, ``resdsl compile --weights``); a mismatch is a spec error
-naming every missing, unexpected or ill-shaped key and the spec line that made it.
+grouping the missing, unexpected and ill-shaped keys by module and spec line
+(tests/test_weights_report.py has the grouping itself).
 No downloads: the "pretrained" weights are a randomly initialised torchvision model's.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -79,52 +81,51 @@ def test_cli_compile_with_weights(weights_file, capsys):
     assert "shapes match" in capsys.readouterr().out
 
 
-def test_missing_keys_name_each_key_and_its_statement(weights_file):
-    """resnet18's weights in resnet34: the extra blocks' keys are missing, each located."""
+def test_missing_keys_are_grouped_by_stage_at_its_statement(weights_file):
+    """resnet18's weights in resnet34: the extra blocks' keys are missing, one line a stage."""
     net = resdsl.load(RESNET34)
     with pytest.raises(resdsl.SpecError) as info:
         net.build(weights=weights_file)
-    ours = set(resdsl.load(RESNET34).build(device="meta").state_dict())
-    missing = ours - set(torch.load(weights_file, weights_only=True))
+    ours = resdsl.load(RESNET34).build(device="meta").state_dict()
+    missing = set(ours) - set(torch.load(weights_file, weights_only=True))
     assert "layer1.2.conv1.weight" in missing
-    assert sorted(_messages(info.value)) == sorted(f"weights: missing key '{k}'" for k in missing)
-    blocks = SPECS.parent / "std" / "resnet.res"
-    by_key = {d.message.split("'")[1]: d for d in info.value.diagnostics}
-    conv1 = by_key["layer1.2.conv1.weight"]
-    assert Path(conv1.span.file).resolve() == blocks.resolve()
-    assert conv1.span.line == _line_of(blocks, "conv1: conv 3, out, stride=stride, bias=false")
-    assert "conv1: conv 3, out, stride=stride, bias=false" in conv1.source_line
-    bn2 = by_key["layer3.5.bn2.running_var"]
-    assert bn2.span.line == _line_of(blocks, "bn2: batchnorm")
-    rendered = info.value.render()
-    assert f"resnet.res:{conv1.span.line}:" in rendered and f"{len(missing)} errors" in rendered
+    diags = info.value.diagnostics
+    assert diags[0].message.startswith(f"weights: the checkpoint does not match the spec: {len(missing)} missing, "
+                                       "0 unexpected, 0 of another shape")
+    layer3 = diags[3]
+    assert layer3.message == ("weights: stage 'layer3' makes 6 blocks; the checkpoint has 2 (layer3.0-layer3.1): "
+                              f"{sum(k.startswith('layer3.') for k in missing)} missing tensors under "
+                              "layer3.2-layer3.5")
+    assert Path(layer3.span.file).resolve() == RESNET34.resolve()
+    assert layer3.span.line == _line_of(RESNET34, "layer3: stage basic(256) x 6, stride=2")
+    assert "layer3: stage basic(256) x 6" in layer3.source_line
+    assert len(diags) == 5 and f"resnet34.res:{layer3.span.line}:" in info.value.render()
 
 
-def test_unexpected_keys_are_named(resnet34_weights):
-    with pytest.raises(resdsl.SpecError) as info:
-        resdsl.load(RESNET18).build(weights=resnet34_weights)
-    theirs = set(torch.load(resnet34_weights, weights_only=True))
-    ours = set(resdsl.load(RESNET18).build(device="meta").state_dict())
-    assert sorted(_messages(info.value)) == sorted(
-        f"weights: unexpected key '{k}' (no statement of the spec makes it)" for k in theirs - ours)
+def test_every_key_is_listed_for_machines(resnet34_weights, capsys):
+    """The grouped report shows stages; `weights-diff --json` still lists every key."""
+    theirs = torch.load(resnet34_weights, weights_only=True)
+    ours = resdsl.load(RESNET18).build(device="meta").state_dict()
+    assert main(["weights-diff", str(RESNET18), str(resnet34_weights), "--json"]) == 1
+    result = json.loads(capsys.readouterr().out)
+    assert result["unexpected"] == [k for k in theirs if k not in ours] and result["missing"] == []
 
 
 def test_ill_shaped_keys_name_the_statement(weights_file):
     with pytest.raises(resdsl.SpecError) as info:
         resdsl.load(RESNET18, num_classes=10).build(weights=weights_file)
-    assert _messages(info.value) == [
-        "weights: 'fc.weight' has shape [1000, 512] in the checkpoint but [10, 512] in the spec",
-        "weights: 'fc.bias' has shape [1000] in the checkpoint but [10] in the spec",
-    ]
-    span = info.value.first.span
-    assert Path(span.file).resolve() == RESNET18.resolve()
-    assert span.line == _line_of(RESNET18, "fc: linear num_classes")
+    shape = info.value.diagnostics[1]
+    assert shape.message == "weights: fc.weight: [10, 512] in the spec, [1000, 512] in the checkpoint"
+    assert shape.notes == ("this statement makes 1 more tensor of another shape: fc.bias",)
+    assert len(info.value.diagnostics) == 2
+    assert Path(shape.span.file).resolve() == RESNET18.resolve()
+    assert shape.span.line == _line_of(RESNET18, "fc: linear num_classes")
 
 
 def test_cli_weights_mismatch_is_a_spec_error(weights_file, capsys):
     assert main(["compile", str(RESNET18), "-D", "num_classes=10", "--weights", str(weights_file)]) == 1
     err = capsys.readouterr().err
-    assert "'fc.weight' has shape [1000, 512]" in err
+    assert "fc.weight: [10, 512] in the spec, [1000, 512] in the checkpoint" in err
     assert f"resnet18.res:{_line_of(RESNET18, 'fc: linear num_classes')}:" in err
     assert "fc: linear num_classes" in err
 

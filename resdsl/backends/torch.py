@@ -10,13 +10,12 @@ program. Submodule names are the spec's labels: ``layer1.0.conv1.weight``,
 
 from __future__ import annotations
 
+import logging
 import os
-import pickle
 import stat
-import zipfile
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
-from typing import IO, TYPE_CHECKING, Any, Callable, Iterator, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Protocol, Sequence
 
 import networkx as nx
 import torch
@@ -27,6 +26,8 @@ from ..graph import containers, op_node, op_nodes, residual_units
 from ..ops import REGISTRY
 from ..ops.base import batch_of
 from ..shapes import format_shape
+from . import weights as weights_mod
+from .weights import format_bytes as _bytes
 
 if TYPE_CHECKING:  # pragma: no cover
     from .codegen import Source
@@ -46,8 +47,9 @@ class Net(Protocol):
 #: weights for a float32 model, optimizer state beside the weights), plus WEIGHTS_SLACK.
 WEIGHTS_FACTOR = 4
 WEIGHTS_SLACK = 1 << 20
-#: Unexpected keys of a checkpoint that a weights mismatch names (the rest are counted).
-MAX_DIAGNOSTICS = 1000
+
+
+_log = logging.getLogger("resdsl.weights")
 
 
 class BatchTooLarge(UsageError, ValueError):
@@ -60,9 +62,16 @@ def source_of(net: "Net") -> "Source":
 
 
 def build_module(net: "Net", *, zero_init_residual: bool = False,
-                 weights: str | os.PathLike | None = None, device: Any = None,
-                 dtype: Any = None) -> nn.Module:
+                 weights: str | os.PathLike | dict | None = None, device: Any = None,
+                 dtype: Any = None, weights_map: "str | os.PathLike | Mapping[str, str] | None" = None,
+                 weights_by_order: bool = False, inference: bool = False) -> nn.Module:
     """Instantiate the generated network class; see :meth:`resdsl.api.Net.build`."""
+    if inference:
+        from .fold import build_inference
+
+        return build_inference(net, zero_init_residual=zero_init_residual, weights=weights,
+                               device=device, dtype=dtype, weights_map=weights_map,
+                               weights_by_order=weights_by_order)
     check_memory(net, 0, dtype=dtype, device=device)
     network_class = source_of(net).module_class()
     with torch.device(device) if device is not None else nullcontext():
@@ -72,7 +81,10 @@ def build_module(net: "Net", *, zero_init_residual: bool = False,
     if dtype is not None:
         root.to(dtype=dtype)
     if weights is not None:
-        load_weights(root, net, weights)
+        for note in load_weights(root, net, weights, weights_map=weights_map, by_order=weights_by_order):
+            _log.info("%s", note)
+    elif weights_map is not None or weights_by_order:
+        raise TypeError("weights_map and weights_by_order go with weights=")
     return root
 
 
@@ -232,13 +244,6 @@ def check_memory(net: "Net", batch: int, *, dtype: Any = None, device: Any = Non
                             f"more than the {_bytes(room)} available (about {fits:,} samples fit)")
 
 
-def _bytes(count: int) -> str:
-    for unit, size in (("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if count >= size:
-            return f"{count / size:,.1f} {unit}"
-    return f"{count} bytes"
-
-
 def zero_residual_norms(model: nn.Module, net: "Net") -> int:
     """Zero the weight of the last batchnorm in every residual body; returns how many."""
     count = 0
@@ -252,156 +257,47 @@ def zero_residual_norms(model: nn.Module, net: "Net") -> int:
     return count
 
 
-def _module_spans(net: "Net") -> dict[str, Span]:
-    return {data.module: data.span for data in op_nodes(net.graph) if data.module}
+def load_weights(model: nn.Module, net: "Net", weights: str | os.PathLike | dict, *,
+                 weights_map: "str | os.PathLike | Mapping[str, str] | None" = None,
+                 by_order: bool = False) -> list[str]:
+    """Load a checkpoint strictly into ``model``; returns notes saying what was done
+    (a wrapper unwrapped, keys renamed, float tensors cast).
 
-
-def load_weights(model: nn.Module, net: "Net", weights: str | os.PathLike | dict) -> None:
-    """Load a state dict strictly; a mismatch names every bad key and its spec line.
-
-    A file is opened once and checked before torch reads it: a regular file (a FIFO
-    or device would block), no larger than the spec's state dict allows (see
-    ``WEIGHTS_FACTOR``), and, for torch's zip format, with every entry stored as torch
-    writes it (a compressed entry inflates without bound: a zip bomb).
+    A difference is one SpecError whose diagnostics are grouped by module subtree and
+    spec line (see :mod:`resdsl.backends.weights`). A file is opened once and checked
+    before torch reads it (:func:`resdsl.backends.weights.read_checkpoint`), and may be
+    at most ``WEIGHTS_FACTOR`` times the spec's state dict plus ``WEIGHTS_SLACK``.
+    ``weights_map`` renames keys first (a map file, or ``{regex: replacement}`` rules in
+    order); ``by_order`` then takes the checkpoint's tensors by position.
     """
-    expected = model.state_dict()
+    expected = weights_mod.expected_of(model)
     if isinstance(weights, dict):
-        state, where = weights, Span(net.filename)
+        checkpoint = weights_mod.unwrap(weights, Span(net.filename))
     else:
-        where = Span(str(weights))
-        need = sum(t.numel() * t.element_size() for t in expected.values())
-        with _open_weights(weights, where) as stream:
-            _check_weights_file(stream, where, WEIGHTS_FACTOR * need + WEIGHTS_SLACK)
-            try:
-                state = torch.load(stream, map_location="cpu", weights_only=True)
-            except (OSError, RuntimeError, ValueError, EOFError, TypeError, KeyError, AttributeError,
-                    pickle.UnpicklingError, zipfile.BadZipFile) as exc:
-                # torch's weights-only messages run to many lines; the first says what failed.
-                reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
-                raise _weights_error(where, f"cannot load weights: {reason}") from None
-        if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-            state = state["state_dict"]
-        if not isinstance(state, dict):
-            raise _weights_error(where, f"cannot load weights: the file holds a "
-                                 f"{type(state).__name__}, not a state dict")
-    diagnostics = _weight_mismatches(net, expected, state, where)
-    if diagnostics:
-        raise SpecError(diagnostics)
+        need = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+        checkpoint = weights_mod.read_checkpoint(weights, WEIGHTS_FACTOR * need + WEIGHTS_SLACK, available_memory())
+    matched = weights_mod.match(net, expected, checkpoint, weights_mod.rules_of(weights_map), by_order)
+    if matched.diagnostics:
+        raise SpecError(matched.diagnostics)
     try:
-        model.load_state_dict(state, strict=True)
+        model.load_state_dict(matched.state, strict=True)
     except (RuntimeError, TypeError, ValueError) as exc:  # a tensor torch cannot copy from
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[-1][:300]
-        raise _weights_error(where, f"cannot load weights: {reason}") from None
+        raise weights_mod.weights_error(checkpoint.where, f"cannot load weights: {reason}") from None
+    return matched.notes
 
 
-def _weights_error(where: Span, message: str) -> SpecError:
-    return SpecError([Diagnostic(where, message,
-                                 hint="pass a file saved with torch.save(model.state_dict(), path)")])
-
-
-def _open_weights(path: str | os.PathLike, where: Span) -> IO[bytes]:
-    """Open once, without blocking, and check the opened file: a regular file only."""
-    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_BINARY", 0)
-    try:
-        fd = os.open(path, flags)
-    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the name
-        raise _weights_error(where, f"cannot load weights: {getattr(exc, 'strerror', None) or exc}") from None
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise _weights_error(where, "cannot load weights: not a regular file")
-        return os.fdopen(fd, "rb")
-    except BaseException:
-        os.close(fd)
-        raise
-
-
-def _check_weights_file(stream: IO[bytes], where: Span, limit: int) -> None:
-    """Refuse a file bigger than ``limit`` and a zip checkpoint with a compressed entry."""
-    size = os.fstat(stream.fileno()).st_size
-    if size > limit:
-        raise _weights_error(where, f"cannot load weights: the file has {_bytes(size)}, more than "
-                             f"the {_bytes(limit)} a checkpoint of this spec can need")
-    room = available_memory()
-    if room is not None and size > room:
-        raise _weights_error(where, f"cannot load weights: the file has {_bytes(size)}, more than the "
-                             f"{_bytes(room)} of memory available")
-    if not zipfile.is_zipfile(stream):
-        stream.seek(0)
-        return  # a legacy (pickle) checkpoint: its size is the bound
-    try:
-        with zipfile.ZipFile(stream) as archive:
-            entries = archive.infolist()
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
-        raise _weights_error(where, f"cannot load weights: not a valid checkpoint ({exc})") from None
-    stored = 0
-    for entry in entries:
-        if entry.compress_type != zipfile.ZIP_STORED or entry.file_size != entry.compress_size:
-            raise _weights_error(where, f"cannot load weights: entry '{entry.filename[:80]}' is compressed "
-                                 "(torch.save stores entries uncompressed; a compressed one can inflate "
-                                 "without bound)")
-        stored += entry.file_size
-    if stored > limit:
-        raise _weights_error(where, f"cannot load weights: the entries hold {_bytes(stored)}, more than "
-                             f"the {_bytes(limit)} a checkpoint of this spec can need")
-    stream.seek(0)
-
-
-def _kind(tensor: torch.Tensor) -> str:
-    if tensor.dtype == torch.bool:
-        return "bool"
-    if tensor.is_complex():
-        return "complex"
-    return "floating-point" if tensor.is_floating_point() else "integer"
-
-
-def _shown_key(key: Any) -> str:
-    text = key if type(key) is str else repr(key) if isinstance(key, (int, tuple)) else type(key).__name__
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
-def _weight_mismatches(net: "Net", expected: dict, state: dict, where: Span) -> list[Diagnostic]:
-    """Every missing, ill-typed, ill-shaped or unexpected key, each at its statement."""
-    spans = _module_spans(net)
-    diagnostics: list[Diagnostic] = []
-
-    def span_of(key: str) -> Span:
-        module = key.rsplit(".", 1)[0]
-        while module and module not in spans:
-            module = module.rsplit(".", 1)[0] if "." in module else ""
-        return spans.get(module, Span(net.filename))
-
-    def add(key: str, message: str, hint: str) -> None:
-        span = span_of(key)
-        diagnostics.append(Diagnostic(span, message, source_line=_source_line(net, span), hint=hint))
-
-    for key, want in expected.items():  # the spec's own keys: every one is named
-        if key not in state:
-            add(key, f"weights: missing key '{key}'", "the checkpoint has no value for this statement's parameter")
-            continue
-        got = state[key]
-        if not isinstance(got, torch.Tensor):
-            add(key, f"weights: '{key}' is a {type(got).__name__} in the checkpoint, not a tensor",
-                "every value of a state dict is a tensor")
-        elif got.layout != torch.strided or got.device.type == "meta":
-            add(key, f"weights: '{key}' is a {got.layout} tensor on {got.device.type} in the checkpoint, "
-                "not a dense one with values", "save the model's own state_dict()")
-        elif _kind(got) != _kind(want):
-            add(key, f"weights: '{key}' holds {_kind(got)} values ({got.dtype}) in the checkpoint but the "
-                f"spec's parameter is {_kind(want)} ({want.dtype})",
-                "the checkpoint was saved from a different kind of model")
-        elif tuple(got.shape) != tuple(want.shape):
-            add(key, f"weights: '{key}' has shape {list(got.shape)} in the checkpoint but "
-                f"{list(want.shape)} in the spec",
-                "the statement's arguments differ from the checkpoint's architecture")
-    unexpected = [key for key in state if key not in expected]  # the file's: shown up to a cap
-    for key in unexpected[:MAX_DIAGNOSTICS]:
-        diagnostics.append(Diagnostic(
-            where, f"weights: unexpected key '{_shown_key(key)}' (no statement of the spec makes it)",
-            hint="a statement is missing or labelled differently from the checkpoint's module"))
-    if len(unexpected) > MAX_DIAGNOSTICS:
-        diagnostics.append(Diagnostic(where, f"weights: {len(unexpected) - MAX_DIAGNOSTICS:,} more unexpected keys",
-                                      hint="is this the checkpoint of another model?"))
-    return diagnostics
+def diff_weights(net: "Net", checkpoint: str | os.PathLike, *,
+                 weights_map: "str | os.PathLike | Mapping[str, str] | None" = None,
+                 by_order: bool = False) -> "weights_mod.Matched":
+    """Match a checkpoint file against the spec's keys and shapes without allocating the
+    model (it is built on the meta device) or running it: ``resdsl weights-diff``."""
+    model = build_module(net, device="meta")
+    expected = weights_mod.expected_of(model)
+    default = _element_size(torch.get_default_dtype())
+    need = sum(_elements(shape) for shape, _ in expected.values()) * default
+    loaded = weights_mod.read_checkpoint(checkpoint, WEIGHTS_FACTOR * need + WEIGHTS_SLACK, available_memory())
+    return weights_mod.match(net, expected, loaded, weights_mod.rules_of(weights_map), by_order)
 
 
 def _source_line(net: "Net", span: Span) -> str | None:

@@ -63,6 +63,9 @@ class Elaborator(ParamsMixin, BlocksMixin, ResidualsMixin, RefsMixin, Sequential
         net = self.network
         env = self.network_params()
         self.graph.graph["params"] = dict(env)
+        # what the caller set (-D, a zoo variant): the diagram's title names them
+        self.graph.graph["overrides"] = {p.name: env[p.name] for p in net.params
+                                          if p.name in self.overrides and p.name in env}
         in_shape = self.input_shape(net.input, env)
         root = Scope(path="", container="", env=env, labels={},
                      reserved=_declared_labels(net.body))

@@ -41,12 +41,14 @@ def from_torch(module: Any, input_shape: tuple[int, ...], *, name: str | None = 
     Raises :class:`resdsl.SpecError` naming the module path, its type and where its
     ``forward`` is, for a module the language cannot express.
 
-    >>> import torchvision, resdsl
-    >>> result = resdsl.from_torch(torchvision.models.resnet18(), (3, 64, 64))
+    >>> import torchvision
+    >>> result = from_torch(torchvision.models.resnet18(), (3, 64, 64))
     >>> result.exact, result.text.count("stage basic_block")
     (True, 4)
     """
-    text = convert(module, tuple(input_shape), name=name or _name_of(module), source=source)
+    from ..editor.fmt import format_text
+
+    text = format_text(convert(module, tuple(input_shape), name=name or _name_of(module), source=source))
     verdict = verify(text, module, tuple(input_shape)) if check else None
     return FromTorch(text, verdict)
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 from torch import nn
 
@@ -38,6 +38,8 @@ class Hole:
     site: str
     op: OpStmt | None = None
     optional: bool = False  # a word some instances leave out (a residual's proj=)
+    nested: bool = False  # in a scope of its own (a sequential, a shortcut path): there
+    # ``input`` is that scope's input, not the block's, so channels(input) means another thing
 
     def get_optional(self) -> Any:
         return self.box.get(self.key)
@@ -53,6 +55,10 @@ def _scalar(value: Any) -> bool:
 def holes_and_key(stmts: list[Stmt]) -> tuple[tuple, list[Hole]]:
     """The statements' shape with numbers left out (the grouping key) and the numbers."""
     holes: list[Hole] = []
+    depth = [0]
+
+    def hole(box: Any, key: Any, site: str, op: OpStmt | None = None, optional: bool = False) -> None:
+        holes.append(Hole(box, key, site, op, optional, depth[0] > 0))
 
     def arg_key(box: dict, site: str, op: OpStmt | None = None, skip: tuple[str, ...] = ()) -> tuple:
         parts = []
@@ -60,11 +66,18 @@ def holes_and_key(stmts: list[Stmt]) -> tuple[tuple, list[Hole]]:
             if name in skip:
                 continue
             if _scalar(value):
-                holes.append(Hole(box, name, f"{site}{name}", op))
+                hole(box, name, f"{site}{name}", op)
                 parts.append((name, type(value).__name__))
             else:
                 parts.append((name, repr(value)))
         return tuple(parts)
+
+    def nested(stmts: list[Stmt]) -> tuple:
+        depth[0] += 1
+        try:
+            return tuple(key(s) for s in stmts)
+        finally:
+            depth[0] -= 1
 
     def key(stmt: Stmt) -> tuple:
         if isinstance(stmt, OpStmt):
@@ -72,20 +85,20 @@ def holes_and_key(stmts: list[Stmt]) -> tuple[tuple, list[Hole]]:
         if isinstance(stmt, CallStmt):
             return ("call", stmt.label, stmt.block, arg_key(stmt.args, f"{stmt.label or stmt.block}."))
         if isinstance(stmt, SeqStmt):
-            return ("seq", stmt.label, tuple(key(s) for s in stmt.body))
+            return ("seq", stmt.label, nested(stmt.body))
         if isinstance(stmt, ResidualStmt):
             # an identity shortcut has no projection to name: proj= may differ among instances
-            holes.append(Hole(stmt.options, "proj", "proj", optional=True))
+            hole(stmt.options, "proj", "proj", optional=True)
             # the holes' box is the statement's own dict (a copy's id would name nothing)
             options = arg_key(stmt.options, "", skip=("proj",))
             if stmt.shortcut is not None:
                 options += (("proj", stmt.options.get("proj")),)
             return ("residual", options, tuple(key(s) for s in stmt.body),
-                    None if stmt.shortcut is None else tuple(key(s) for s in stmt.shortcut))
+                    None if stmt.shortcut is None else nested(stmt.shortcut))
         if isinstance(stmt, ParamStmt):
             for k in range(len(stmt.dims)):
-                holes.append(Hole(stmt.dims, k, f"{stmt.label}.dim{k}"))
-            holes.append(Hole(stmt, "init", f"{stmt.label}.init"))
+                hole(stmt.dims, k, f"{stmt.label}.dim{k}")
+            hole(stmt, "init", f"{stmt.label}.init")
             return ("param", stmt.label, len(stmt.dims), stmt.std, stmt.batch)
         if isinstance(stmt, StageStmt):
             return ("stage", stmt.label, stmt.block, arg_key(stmt.args, ""), stmt.count, repr(stmt.options))
@@ -213,7 +226,7 @@ class Grouper:
                 hole.op.omit.discard(hole.key)
             if len(set(map(_typed, values))) == 1:
                 continue
-            expr = _relation(values, columns, _widths(members))
+            expr = _relation(values, columns, None if hole.nested else _widths(members))
             if expr is None:
                 pname = _param_name(hole.site, used)
                 used.add(pname)
@@ -258,16 +271,19 @@ def _type_of(values: tuple) -> str:
 
 
 def _widths(members: list[Instance]) -> list[tuple[str, list[int]]]:
-    """What the input's width is called: its channels, and for a channels-last map or a token
-    sequence [.., D] (Swin, ViT) its last dim."""
+    """What the block input's width is called: its channels, and for a channels-last map or
+    a token sequence [.., D] (Swin, ViT) its last dim."""
     widths = [("channels(input)", [m.in_shape[0] for m in members])]
     if all(len(m.in_shape) >= 2 for m in members) and any(m.in_shape[-1] != m.in_shape[0] for m in members):
         widths.append(("dim(input, -1)", [m.in_shape[-1] for m in members]))
     return widths
 
 
-def _relation(values: tuple, columns: list[tuple[str, tuple]], widths: list[tuple[str, list[int]]]) -> str | None:
-    """An expression for ``values`` from earlier parameters or the input's width."""
+def _relation(values: tuple, columns: list[tuple[str, tuple]],
+              widths: list[tuple[str, list[int]]] | None) -> str | None:
+    """An expression for ``values`` from earlier parameters or (``widths`` given) the block
+    input's width."""
+    widths = widths or []
     if all(isinstance(v, int) and not isinstance(v, bool) for v in values):
         for width, known in widths:
             if list(values) == known:
@@ -370,6 +386,8 @@ def _as_stage(seq: SeqStmt, blocks: dict[str, Block], subst: dict) -> StageStmt 
                 args[name] = values[0]
             continue
         rest = values[1:]
+        if len(calls) < 3 and name != "stride":
+            return None  # two calls that differ read better as two calls than as conditions
         if len(set(map(_typed, rest))) == 1:
             if name == "stride":
                 options["stride"] = values[0]

@@ -10,7 +10,8 @@ from ..errors import Diagnostic, SpecError, Span
 from .blocks import Block, Grouper, stages
 from .describe import Describer
 from .emit import write_spec
-from .stmts import CallStmt, OrderStmt, ResidualStmt, SeqStmt, StageStmt, Stmt, OpStmt
+from ..ops import REGISTRY
+from .stmts import CallStmt, DefaultsStmt, OpStmt, OrderStmt, ResidualStmt, SeqStmt, StageStmt, Stmt
 from .trace import record_inputs
 
 
@@ -31,6 +32,7 @@ def convert(module: nn.Module, input_shape: tuple[int, ...], *, name: str, sourc
                                         hint="give the per-sample input shape it takes (--input C,H,W)")]) from None
         describer = Describer(inputs)
         root = describer.describe("", module)
+        describer.unreached(module)
         blocks = Grouper(describer.instances, root).run()
     finally:
         module.train(was_training)
@@ -41,9 +43,39 @@ def convert(module: nn.Module, input_shape: tuple[int, ...], *, name: str, sourc
     body = stages(root.body, by_name, {})
     _order(body, module)
     used = _used_blocks(body, by_name)
+    prelude = _network_defaults([body] + [b.body for b in blocks if b.name in used], blocks)
     header = [f"{name}: written by `resdsl from-torch`" + (f" from {source}" if source else "") + ".",
               "Module names are the source's: its state dict loads strictly into this spec."]
-    return write_spec(name, input_shape, [b for b in blocks if b.name in used], body, header)
+    return write_spec(name, input_shape, [b for b in blocks if b.name in used], body, header, prelude)
+
+
+def _network_defaults(bodies: list[list[Stmt]], blocks: list[Block]) -> list[Stmt]:
+    """``defaults conv(bias=false)`` when most uses of an op set a flag one way: said once."""
+    subst = {key for block in blocks for key in block.subst}
+    uses: dict[str, list[OpStmt]] = {}
+    for body in bodies:
+        for stmt in _walk(body):
+            if isinstance(stmt, OpStmt):
+                uses.setdefault(stmt.op, []).append(stmt)
+    prelude: list[Stmt] = []
+    for op_name, stmts in sorted(uses.items()):
+        op = REGISTRY[op_name]
+        chosen = {}
+        for spec in op.keywords:
+            if spec.kind != "bool" or callable(spec.default):
+                continue
+            literal = [s for s in stmts if spec.name in s.args and (id(s.args), spec.name) not in subst]
+            flipped = [s for s in literal if s.args[spec.name] != spec.default]
+            if len(literal) == len([s for s in stmts if spec.name in s.args]) and len(flipped) * 2 > len(literal) >= 3:
+                chosen[spec.name] = not spec.default
+                for s in literal:  # now the flipped value goes without saying, the default does not
+                    if s.args[spec.name] == spec.default:
+                        s.omit.discard(spec.name)
+                    else:
+                        s.omit.add(spec.name)
+        if chosen:
+            prelude.append(DefaultsStmt(op_name, chosen))
+    return prelude
 
 
 def _used_blocks(body: list[Stmt], blocks: dict[str, Block]) -> set[str]:

@@ -39,6 +39,17 @@ class Describer:
     def __init__(self, inputs: dict[nn.Module, tuple]):
         self.inputs = inputs
         self.instances: list[Instance] = []  # children before parents
+        self.reached: set[int] = set()  # ids of the modules a statement stands for
+
+    def unreached(self, root: nn.Module) -> None:
+        """A module with weights that no forward calls (GoogLeNet's auxiliary classifiers in
+        eval mode) has no statement, so its weights could not load: say so."""
+        for path, module in root.named_modules():
+            own = any(True for _ in module.parameters(recurse=False)) or any(True for _ in module.buffers(recurse=False))
+            if own and id(module) not in self.reached:
+                raise unsupported_error(path, module, "holds weights that the model's forward never uses",
+                                        "a spec has a statement per module its forward runs; build the model "
+                                        "without it (e.g. aux_logits=False), or call it in forward")
 
     def describe(self, path: str, module: nn.Module) -> Instance:
         if module not in self.inputs:
@@ -61,6 +72,8 @@ class Describer:
     def _statements(self, path: str, module: nn.Module, traced) -> Instance:
         builder = _Builder(traced)
         entry, order, output = builder.build()
+        self.reached.add(id(module))
+        self.reached.update(id(n.child) for n in order if n.child is not None)
         children: dict[int, Instance] = {}
         for node in order:
             if node.kind == "child":

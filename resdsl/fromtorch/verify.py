@@ -21,6 +21,13 @@ class Verdict:
     def exact(self) -> bool:
         return self.same_keys and self.loads and self.max_error <= 1e-5
 
+    def summary(self) -> str:
+        """One line for a person: what was checked and how it came out."""
+        if self.exact:
+            return (f"checked: the same state-dict keys in the same order, a strict load, and outputs "
+                    f"equal within {self.max_error:.1g} of their scale")
+        return f"NOT exact: {self.problem}"
+
 
 def verify(text: str, source: nn.Module, input_shape: tuple[int, ...], filename: str = "from-torch.res") -> Verdict:
     """Build ``text``, load ``source``'s state strictly, compare eval outputs on a random batch."""

@@ -240,6 +240,27 @@ class OpSpec:
     # tuple result), and gives the arguments the call sets, or None when the call is not
     # this op's (nn.MultiheadAttention as ``m(x, x, x, need_weights=False)[0]``).
     from_module_call: Callable[["TorchCall"], dict | None] | None = None
+    # ---- the inference build (resdsl/passes/inference.py): what eval mode makes of it ------
+    # The identity in eval mode (dropout): the inference build leaves it out.
+    eval_identity: bool = False
+    # Arguments without effect in eval mode, with the value that writes them out of the
+    # code (a residual's ``drop_path``: 0.0), as (name, value) pairs.
+    eval_args: tuple[tuple[str, Any], ...] = ()
+    # In eval mode a per-channel affine map of dim 0, ``x * scale + shift`` with
+    # ``scale = weight / sqrt(running_var + eps)``, ``shift = bias - running_mean * scale``
+    # (batchnorm): its state-dict entries are ``weight``, ``bias``, ``running_mean``,
+    # ``running_var``, and ``eps`` is its argument. It may fold into a weight layer.
+    affine_eval: bool = False
+    # Such a map right after this op folds exactly into its ``weight`` (output channels on
+    # dim 0) and its ``bias`` argument: ``absorbs_after(in_shape, args)`` says whether.
+    absorbs_after: Callable[[Shape, dict], bool] | None = None
+    # Such a map right before it folds exactly into its weight's input channels (dim 1,
+    # per group) and its bias: only where nothing pads the input (a padded border would
+    # see 0 where the map gives ``shift``). ``absorbs_before(in_shape, args)`` says whether.
+    absorbs_before: Callable[[Shape, dict], bool] | None = None
+    # Its kernels run faster on a channels-last tensor (convolutions): a network with such
+    # an op on maps of its input's rank runs in that memory format in the inference build.
+    fast_channels_last: bool = False
 
     def build(self, in_shape: Shape, args: dict) -> Any:
         """The torch module for this op (imports torch)."""

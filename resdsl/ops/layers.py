@@ -73,6 +73,14 @@ def _conv_field(in_shape: Shape, out_shape: Shape, args: dict) -> Window:
     return Window(dilated, args["stride"])
 
 
+def _unpadded(in_shape: Shape, args: dict) -> bool:
+    """No padding reaches the input (a 1x1 conv, pad=0): a per-channel map before the conv
+    then commutes with it exactly, borders included."""
+    if args["pad"] == "same":
+        return all(d * (k - 1) == 0 for k, d in zip(args["kernel"], args["dilation"]))
+    return all(p == 0 for p in args["pad"])
+
+
 def _conv_code(c):
     # pad=same is written as torch's word (and so recorded: the code depends on it).
     pad = c.lit(c.args["pad"]) if c.value("pad") == "same" else c.kw("pad", 0)
@@ -110,6 +118,9 @@ register(OpSpec(
     diagram=BOX,
     fresh_output=True,
     width_args=("out_channels",),
+    absorbs_after=lambda s, a: True,
+    absorbs_before=_unpadded,
+    fast_channels_last=True,
 ))
 
 
@@ -167,6 +178,7 @@ register(OpSpec(
     diagram=BOX,
     fresh_output=True,
     width_args=("out_channels",),
+    fast_channels_last=True,
 ))
 
 
@@ -201,4 +213,7 @@ register(OpSpec(
     diagram=BOX,
     fresh_output=True,
     width_args=("out_features",),
+    # Over a flat input only: on [C, ..., L] a norm's channels are not the features.
+    absorbs_after=lambda s, a: len(s) == 1 and not a.get("tie"),
+    absorbs_before=lambda s, a: len(s) == 1 and not a.get("tie"),
 ))

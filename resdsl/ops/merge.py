@@ -92,7 +92,7 @@ def _merge(name: str, doc: str, infer, label, code: Callable[[MergeCode], str],
            macs=lambda i, o, a: prod(o), in_place: bool = False, fresh: bool = True,
            receptive_field=POINTWISE, diagram: Diagram = MERGE, broadcasts: bool = False,
            expands: bool = False, torch_calls: tuple[str, ...] = (),
-           from_call: Callable[[TorchCall], dict | None] | None = None) -> None:
+           from_call: Callable[[TorchCall], dict | None] | None = None, eval_args: tuple = ()) -> None:
     # Merges are statements, not modules: the code generator writes them inline. A merge's
     # receptive field is the widest of its inputs' (the analysis takes it) and its own.
     register(OpSpec(
@@ -101,6 +101,7 @@ def _merge(name: str, doc: str, infer, label, code: Callable[[MergeCode], str],
         receptive_field=receptive_field, nonlinear=False, diagram=diagram,
         merge_code=code, in_place=in_place, fresh_output=fresh, takes_unbatched=broadcasts,
         takes_single=broadcasts or expands, torch_calls=torch_calls, from_call=from_call,
+        eval_args=eval_args,
     ))
 
 
@@ -153,7 +154,8 @@ register(OpSpec(
     receptive_field=POINTWISE, nonlinear=False, diagram=Diagram(kind="input"),
 ))
 _merge("residual_add", "out = scale * drop_path(body) + shortcut", _same_shapes, lambda a, i, o: "+",
-       _residual_code, in_place=True)  # out += identity
+       _residual_code, in_place=True,  # out += identity
+       eval_args=(("drop_path", 0.0),))  # stochastic depth is the identity in eval mode
 _merge("add", "Element-wise sum with an earlier tensor (long skip); shapes broadcast (numpy's rule).",
        broadcast, lambda a, i, o: "+", _broadcast_code("+"), broadcasts=True,
        torch_calls=("_operator.add", "_operator.iadd", "torch.add", "Tensor.add", "Tensor.add_"),
@@ -172,9 +174,17 @@ def _zero_pad_shape(in_shape: Shape, args: dict) -> Shape:
     return (in_shape[0] + args["channels"], *sizes)
 
 
+def _zero_pad_label(args: dict, in_shape: Shape, out_shape: Shape) -> str:
+    """``zero-pad to 32, /2``: the channels it pads to and its stride, as He et al. describe option A."""
+    strides = set(args["stride"])
+    step = f", /{strides.pop()}" if len(strides) == 1 and max(args["stride"]) > 1 else \
+        "" if max(args["stride"]) == 1 else ", /" + "x".join(map(str, args["stride"]))
+    return f"zero-pad to {out_shape[0]}{step}"
+
+
 _merge("zero_pad", "Option-A shortcut: strided subsampling, then zero channels appended.",
        lambda shapes, args: _zero_pad_shape(shapes[0], args),
-       lambda a, i, o: "zero-pad", _zero_pad_code, macs=lambda i, o, a: 0, fresh=False,
+       _zero_pad_label, _zero_pad_code, macs=lambda i, o, a: 0, fresh=False,
        receptive_field=lambda i, o, a: Window((1,) * len(a["stride"]), a["stride"]),
        diagram=BOX)  # drawn as a box on the shortcut, not as a merge
 

@@ -82,6 +82,7 @@ register(OpSpec(
     label=lambda a, i, o: f"dropout {a['p']:g}",
     code=lambda c: c.call("nn.Dropout", c.arg("p")),
     receptive_field=POINTWISE, nonlinear=False, diagram=REGULARIZER,
+    eval_identity=True,
 ))
 
 def _flatten_call(call: TorchCall) -> dict | None:

@@ -70,6 +70,7 @@ register(OpSpec(
     receptive_field=POINTWISE, nonlinear=False, diagram=ANNOTATION,
     zero_init_norm=True,  # torchvision's zero_init_residual: the last BN of each block
     fresh_output=True,
+    affine_eval=True,  # running statistics: folded into a neighbouring conv or linear
 ))
 
 register(OpSpec(

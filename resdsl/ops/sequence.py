@@ -195,6 +195,7 @@ register(OpSpec(
     nonlinear=False,
     diagram=BOX,
     fresh_output=True,
+    eval_args=(("dropout", 0.0),),
 ))
 
 

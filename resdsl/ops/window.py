@@ -110,6 +110,7 @@ register(OpSpec(
     nonlinear=False,
     diagram=BOX,
     fresh_output=True,
+    eval_args=(("attention_dropout", 0.0), ("dropout", 0.0)),
 ))
 
 

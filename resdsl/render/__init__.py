@@ -25,7 +25,7 @@ import networkx as nx
 from ..io import OutputError, atomic_write, check_output
 from .dot import (LAYOUTS, LEVELS, MAX_DOT_NODES, MAX_LAYOUT_SIZE, DrawingTooLarge, RenderOptionError,
                   build_view, is_u_shaped, layout_size, to_dot)
-from .graphviz import FORMATS, INSTALL_HINT, RenderFailed, RendererMissing, find_renderer
+from .graphviz import DPI_RANGE, FORMATS, INSTALL_HINT, PDF_HINT, RenderFailed, RendererMissing, find_renderer
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,7 @@ class RenderResult:
     path: Path
     renderer: str | None
     note: str = ""  # one line for the user when the requested format could not be written
+    warnings: tuple[str, ...] = ()  # what the layout program warned (a PNG scaled down), one line each
 
 
 def format_of(path: str | os.PathLike) -> str:
@@ -72,17 +73,29 @@ def _fallback_target(target: Path, fmt: str, protect: tuple[str | os.PathLike, .
     except OutputError as err:
         raise OutputError(f"cannot draw '{target}': {_why_not(fmt)}, and the DOT text cannot go "
                           f"beside it ({err}). Write it with -o {fallback} (replaces that file) "
-                          f"or -o another.dot, or {INSTALL_HINT}") from None
+                          f"or -o another.dot, or {_hint(fmt)}") from None
 
 
 def _why_not(fmt: str) -> str:
     return "no Graphviz found" if fmt != "pdf" or find_renderer("svg") is None else \
-        "PDF needs Graphviz's dot"
+        "PDF needs Graphviz's dot (graphviz-pure, found here, writes only SVG and PNG)"
+
+
+def _hint(fmt: str) -> str:
+    """How to get the format: for PDF with graphviz-pure already there, Graphviz itself."""
+    return PDF_HINT if fmt == "pdf" and find_renderer("svg") is not None else INSTALL_HINT
+
+
+def check_dpi(dpi: int | None) -> None:
+    """``--dpi`` must lie in :data:`DPI_RANGE` (raises :class:`RenderOptionError`)."""
+    if dpi is not None and not DPI_RANGE[0] <= dpi <= DPI_RANGE[1]:
+        raise RenderOptionError(f"--dpi {dpi} is outside {DPI_RANGE[0]}-{DPI_RANGE[1]} "
+                                "(Graphviz's default is 96; 300 prints well)")
 
 
 def render(graph: nx.DiGraph, path: str | os.PathLike, *, level: str = "block",
            layout: str = "auto", shapes: bool = True, expand: bool = False,
-           protect: tuple[str | os.PathLike, ...] = ()) -> RenderResult:
+           protect: tuple[str | os.PathLike, ...] = (), dpi: int | None = None) -> RenderResult:
     """Draw ``graph`` into ``path``; the format is the file's suffix.
 
     Without any renderer the DOT text goes to ``path`` with the suffix ``.dot``,
@@ -92,7 +105,10 @@ def render(graph: nx.DiGraph, path: str | os.PathLike, *, level: str = "block",
     (image formats) or :data:`MAX_DOT_NODES` (``.dot``), :class:`RenderFailed` if
     the layout program fails or runs past its timeout, and
     :class:`~resdsl.io.OutputError` if ``path`` must not or cannot be written.
+    ``dpi`` sets a PNG's resolution (Graphviz's default is 96); ``warnings`` in the
+    result say what Graphviz warned, e.g. that a PNG over 32,767 pixels was scaled.
     """
+    check_dpi(dpi)
     fmt = format_of(path)
     target = plan(path, protect=protect)
     if fmt == "dot":
@@ -104,15 +120,16 @@ def render(graph: nx.DiGraph, path: str | os.PathLike, *, level: str = "block",
                   max_nodes=MAX_DOT_NODES, max_layout=MAX_LAYOUT_SIZE if renderer else None)
     if renderer is not None:
         try:
-            image = renderer.render(text, fmt)
+            image, warnings = renderer.draw(text, fmt, dpi if fmt == "png" else None)
         except RendererMissing:
             renderer = None
         else:
-            return RenderResult(atomic_write(target, image, protect=protect), renderer.name)
+            return RenderResult(atomic_write(target, image, protect=protect), renderer.name,
+                                warnings=tuple(warnings))
     fallback = _fallback_target(Path(path), fmt, protect)
     atomic_write(fallback, text, protect=protect, create_only=True)
     return RenderResult(fallback, None, f"{_why_not(fmt)}; wrote {fallback} instead of {path}. "
-                                        f"To draw it, {INSTALL_HINT}")
+                                        f"To draw it, {_hint(fmt)}")
 
 
 def svg(graph: nx.DiGraph, *, level: str = "block", layout: str = "auto",
@@ -130,6 +147,6 @@ def svg(graph: nx.DiGraph, *, level: str = "block", layout: str = "auto",
         return None
 
 
-__all__ = ["to_dot", "render", "plan", "svg", "build_view", "is_u_shaped", "layout_size", "format_of",
+__all__ = ["to_dot", "render", "plan", "svg", "check_dpi", "build_view", "is_u_shaped", "layout_size", "format_of",
            "RenderResult", "RenderOptionError", "DrawingTooLarge", "RenderFailed", "RendererMissing",
            "find_renderer", "LEVELS", "LAYOUTS", "FORMATS", "MAX_LAYOUT_SIZE", "MAX_DOT_NODES"]

@@ -30,7 +30,7 @@ section below (labels, the view, the U layout, text).
 ...     b: unit(8)
 ... ''')
 >>> text = to_dot(net.graph, level="block")
->>> 'label="unit(8) x 2' in text, 'kind="skip-identity"' in text
+>>> 'label=<unit(8) x 2<BR/>' in text, 'each of 2' in text  # the run's one arc: a skip per block
 (True, True)
 """
 
@@ -95,6 +95,8 @@ class VNode:
     folded: list[str] = field(default_factory=list)  # labels of folded ops (Diagram.fold)
     last: int = -1  # last graph node mapped here: its tensor leaves the node
     plain: bool = False  # itself a foldable op (a norm, an activation): folded ops continue its line
+    shape: tuple[int, ...] | None = None  # the tensor it outputs, written under its label
+    side: bool = False  # on a gate's side branch (squeeze-excitation): off the straight main path
 
 
 @dataclass
@@ -103,7 +105,7 @@ class VEdge:
     dst: str
     kind: str
     label: str = ""
-    shape: tuple[int, ...] | None = None
+    main: bool = False  # a long skip drawn as the main path (the tensor a gate multiplies)
 
 
 @dataclass
@@ -146,6 +148,8 @@ def to_dot(graph: nx.DiGraph, *, level: str = "block", layout: str = "auto",
                    "its edges span)", f"the {max_layout:,} Graphviz lays out in seconds", True)
     if layout == "auto":
         layout = "u" if is_u_shaped(graph) else "column"
+    if layout == "u" and _u_cells(graph, view) > MAX_U_CELLS:
+        layout = "column"  # a U that large is no picture of a U
     return emit(graph, view, layout=layout, shapes=shapes, legend=legend, level=level)
 
 
@@ -245,25 +249,63 @@ def _value(value: Any) -> str:
     return str(value)
 
 
-def _varying_args(graph: nx.DiGraph) -> dict[str, list[str]]:
-    """Per block definition, the arguments whose value differs between instances.
+def _structures(graph: nx.DiGraph) -> dict[str, tuple]:
+    """Per block container, what its drawing depends on: each op with its shapes, its
+    shortcut flag and its non-float arguments, and its residuals' shortcut kinds. Floats
+    (drop-path rates, init values, eps) change no box, so blocks that differ only there
+    (ConvNeXt's growing drop-path rate) still collapse into one run."""
+    boxes = containers(graph)
+    ops: dict[str, list] = {}
+    for data in op_nodes(graph):
+        item = (data.op, tuple((k, repr(v)) for k, v in data.args.items() if not isinstance(v, float)),
+                data.in_shapes, data.shape, data.shortcut)
+        for prefix in _prefixes(data.container):
+            if boxes[prefix].kind == "block":
+                ops.setdefault(prefix, []).append(item)
+    kinds: dict[str, list[str]] = {}
+    for unit in residual_units(graph):
+        for prefix in _prefixes(unit.container):
+            kinds.setdefault(prefix, []).append(unit.shortcut)
+    return {path: (boxes[path].block, tuple(items), tuple(kinds.get(path, ())))
+            for path, items in ops.items()}
 
-    Arguments that never vary say nothing about one instance (unless none varies);
-    ``stride`` is shown as ``/2`` from the shapes instead.
+
+def _keyword_args(box: Container) -> set[str]:
+    """The arguments the spec names at the block's use (``groups=32``): the author
+    thought them defining, so the box shows them even when they never vary."""
+    args = getattr(box.stmt, "args", ()) or ()
+    return {arg.name for arg in args if getattr(arg, "name", None)}
+
+
+def _varying_args(graph: nx.DiGraph, structures: dict[str, tuple] | None = None) -> dict[str, list[str]]:
+    """Per block definition, the arguments a box shows: those whose value differs
+    between structurally different instances, and those named at the use
+    (``groups=32``); all of them when none varies and none is named.
+
+    An argument that differs between instances of one structure (a drop-path rate)
+    changes nothing drawn and is left out; ``stride`` is shown as ``/2`` from the shapes.
     """
+    structures = _structures(graph) if structures is None else structures
     seen: dict[str, dict[str, set]] = {}
+    within: dict[tuple, dict[str, set]] = {}  # (block, structure) -> argument values
     order: dict[str, list[str]] = {}
+    named: dict[str, set[str]] = {}
     for box in containers(graph).values():
         if box.kind != "block" or box.block is None:
             continue
         values = seen.setdefault(box.block, {})
+        same = within.setdefault((box.block, structures.get(box.path)), {})
         order.setdefault(box.block, list(box.args))
+        named.setdefault(box.block, set()).update(_keyword_args(box))
         for name, value in box.args.items():
             values.setdefault(name, set()).add(repr(value))
+            same.setdefault(name, set()).add(repr(value))
+    cosmetic = {(block, name) for (block, _), values in within.items()
+                for name, found in values.items() if len(found) > 1}
     shown = {}
     for block in sorted(seen):
-        names = [n for n in order[block] if n != "stride"]
-        varying = [n for n in names if len(seen[block][n]) > 1]
+        names = [n for n in order[block] if n != "stride" and (block, n) not in cosmetic]
+        varying = [n for n in names if len(seen[block][n]) > 1 or n in named[block]]
         shown[block] = varying or names  # a block used one way: all its arguments
     return shown
 
@@ -279,7 +321,9 @@ def _downsampling(graph: nx.DiGraph, first: int, last: int) -> str:
 
 def _block_text(box: Container, varying: dict[str, list[str]]) -> str:
     names = varying.get(box.block or "", [])
-    args = ", ".join(_value(box.args[n]) for n in names)
+    named = _keyword_args(box)
+    args = ", ".join(f"{n}={_value(box.args[n])}" if n in named or isinstance(box.args[n], bool)
+                     else _value(box.args[n]) for n in names)
     return f"{box.block}({args})" if args else f"{box.block or box.path}"
 
 
@@ -306,7 +350,8 @@ class _Builder:
         self.expand = expand
         self.boxes = containers(graph)
         self.held = _direct_units(graph)
-        self.varying = _varying_args(graph)
+        self.structures = _structures(graph)
+        self.varying = _varying_args(graph, self.structures)
         self.nodes: dict[str, VNode] = {}
         self.node_of: dict[int, str] = {}
         self.edges: list[VEdge] = []
@@ -327,11 +372,11 @@ class _Builder:
         vnode.last = max(vnode.last, node)
         return vnode
 
-    def edge(self, src: str, dst: str, kind: str, label: str = "", shape=None) -> None:
+    def edge(self, src: str, dst: str, kind: str, label: str = "") -> None:
         if src == dst or (src, dst, kind) in self.edge_seen:
             return
         self.edge_seen.add((src, dst, kind))
-        self.edges.append(VEdge(src, dst, kind, label, shape))
+        self.edges.append(VEdge(src, dst, kind, label))
 
     def build(self) -> View:
         if self.level == "layer":
@@ -339,15 +384,52 @@ class _Builder:
         else:
             self._assign_grouped()
         self._contract_edges()
+        self._shapes()
+        self._gates()
         clusters = self._clusters() if self.level != "stage" else {}
         return View(self.nodes, self.edges, clusters, self.node_of)
+
+    def _gates(self) -> None:
+        """A gate that multiplies the main tensor by a smaller one computed from it
+        (squeeze-excitation: pool, fc, fc, sigmoid, then x * gate) is a side branch: its
+        ops leave the straight main path, and the main tensor's edge into the multiply
+        becomes that path."""
+        for edge in self.edges:
+            if edge.kind != "long-mul":
+                continue
+            merge = op_node(self.graph, self.nodes[edge.dst].order)
+            if len(merge.in_shapes) != 2 or math.prod(merge.in_shapes[0]) >= math.prod(merge.shape):
+                continue
+            edge.main = True
+            source, target = self.nodes[edge.src], self.nodes[edge.dst]
+            for vnode in self.nodes.values():
+                if source.last < vnode.order < target.order:
+                    vnode.side = True
+
+    def _shapes(self) -> None:
+        """Each box writes the shape of the tensor it outputs (at layer level only where
+        the op changed it), so no shape sits on an edge where a skip could strike it."""
+        for vnode in self.nodes.values():
+            first, data = op_node(self.graph, vnode.order), op_node(self.graph, vnode.last)
+            if vnode.kind == "input" or (vnode.kind == "merge" and (not vnode.folded and len(vnode.label) == 1
+                                                                    or first.in_shapes[0] == first.shape)):
+                continue  # a '+' circle holds no text; its tensor's shape is on the box before it
+            if self.level == "layer" and data.in_shapes and data.in_shapes[0] == data.shape:
+                continue
+            if len(data.shape) == 1 and str(data.shape[0]) in vnode.label.replace(",", " ").split():
+                continue  # "fc 1000" says it already
+            vnode.shape = data.shape
 
     # layer: one drawn node per op
     def _assign_layer(self) -> None:
         cluster_paths = self._cluster_paths()
+        padded = {n for u in residual_units(self.graph) if u.shortcut == "zero-pad"
+                  for n in range(u.input + 1, u.merge)}
         for data in op_nodes(self.graph):
             node = data.id
             kind = _drawn_kind(data)
+            if kind == "shortcut" and node in padded:
+                kind = "zero-pad"  # option A has no weights: drawn in its skip's style, not a projection's
             cluster = ""
             for prefix in _prefixes(data.container):
                 if prefix in cluster_paths:
@@ -366,10 +448,11 @@ class _Builder:
         for vnode in self.nodes.values():
             used.update(_prefixes(vnode.cluster))
         titles = {}
+        framed = ("block", "stage", "residual") if self.level == "layer" else ("block", "stage")
         for path in sorted(used):
             box = self.boxes.get(path)
-            if box is None:
-                continue
+            if box is None or box.kind not in framed:
+                continue  # a sequential is no frame: the ops between its stages lie outside them
             if box.kind == "stage":
                 titles[path] = f"{path}: {box.block} x {len(box.children)}"
             elif box.kind == "block":
@@ -420,8 +503,11 @@ class _Builder:
                                  or data.shortcut and self._container_in(data, run[0])):
             return  # drawn as the label of the skip around the box
         if lift is not None and node >= lift.merge and self._container_in(data, run[-1]):
-            self.add(key + "__plus", "merge", op_label(op_node(self.graph, lift.merge)), node, cluster,
-                     tooltip=op_node(self.graph, lift.merge).module or "")
+            vnode = self.add(key + "__plus", "merge", op_label(op_node(self.graph, lift.merge)), node,
+                             cluster, tooltip=op_node(self.graph, lift.merge).module or "")
+            if node > lift.merge and REGISTRY[data.op].diagram.fold != "silent":
+                vnode.folded.append(op_label(data))  # the activation after the add: "+, relu"
+                vnode.plain = True
             return
         if key in self.nodes:  # the label scans the run's children and units: build it once
             self.add(key, "", "", node)
@@ -467,9 +553,8 @@ class _Builder:
 
     def _signature(self, path: str) -> tuple:
         box = self.boxes[path]
-        units = tuple(u.shortcut for u in self.units_under.get(path, []))
-        return (box.block, tuple((k, repr(v)) for k, v in box.args.items()),
-                op_node(self.graph, box.input).shape, op_node(self.graph, box.output).shape, units)
+        return (box.block, self.structures.get(path), op_node(self.graph, box.input).shape,
+                op_node(self.graph, box.output).shape)
 
     def _runs(self, box_paths: set[str]) -> dict[str, list[str]]:
         """Each box path -> the run of identical, chained sibling blocks it belongs to."""
@@ -529,21 +614,12 @@ class _Builder:
             if kind in SHORT_SKIPS and self.nodes[dst].kind in ("block", "run", "stage"):
                 continue  # a residual inside a box
             label = ""
-            shape = edge.shape if self._shows_shape(u, kind) else None
             if kind == "long-concat" and op_node(self.graph, v).args.get("crop") == "center" \
                     and edge.shape[1:] != op_node(self.graph, v).shape[1:]:
                 label = "copy and crop"
-            self.edge(src, dst, kind, label, shape)
+            self.edge(src, dst, kind, label)
             if v in lift_edges:
                 self._lifted_edge(*lift_edges[v])
-
-    def _shows_shape(self, source: int, kind: str) -> bool:
-        """Shapes on data and long-skip edges; at layer level only where the tensor changed."""
-        if kind in SHORT_SKIPS:
-            return False  # the same tensor as the data edge beside it
-        data = op_node(self.graph, source)
-        return (self.level != "layer" or kind != "data" or not data.in_shapes
-                or data.in_shapes[0] != data.shape)
 
     def _into_shortcut_of_lifted(self, node: int) -> bool:
         return node not in self.node_of and op_node(self.graph, node).shortcut
@@ -556,16 +632,20 @@ class _Builder:
                     if op_edge(self.graph, n, first_unit.merge).kind in SHORT_SKIPS]
         kind = op_edge(self.graph, shortcut[0], first_unit.merge).kind if shortcut else "skip-identity"
         label = self._shortcut_text(first_unit)
+        if len(run) > 1:  # one arc stands for the skip of each block in the stacked box
+            label = "\n".join(t for t in (label, f"each of {len(run)}") if t)
         self.edge(source, plus, kind, label)
 
     def _shortcut_text(self, unit: ResidualUnit) -> str:
-        """The ops on a shortcut path, e.g. ``1x1 conv, 512, /2``; empty for identity."""
-        texts = []
+        """The ops on a shortcut path, ``1x1 conv, 512, /2 + batch norm``; empty for identity.
+        Boxes are named one by one; a norm or activation after them is added with ``+``."""
+        boxes, annotations = [], []
         for node in range(unit.input + 1, unit.merge):
             data = op_node(self.graph, node)
-            if data.shortcut and REGISTRY[data.op].diagram.on_skip:
-                texts.append(op_label(data))
-        return ", ".join(texts)
+            if not data.shortcut or REGISTRY[data.op].diagram.fold == "silent":
+                continue
+            (boxes if REGISTRY[data.op].diagram.on_skip else annotations).append(op_label(data))
+        return " + ".join(t for t in (", ".join(boxes), ", ".join(annotations)) if t)
 
 
 def build_view(graph: nx.DiGraph, *, level: str = "block", expand: bool = False) -> View:
@@ -595,22 +675,29 @@ def spatial_levels(graph: nx.DiGraph) -> dict[int, int]:
 
 
 def is_u_shaped(graph: nx.DiGraph) -> bool:
-    """True when long skips join an encoder to a decoder at the same resolution (a U-Net)."""
+    """True when a long skip joins an encoder to a decoder at the same resolution: some
+    op between its ends lowers the resolution and a later one raises it again (a U-Net).
+    A squeeze-excitation gate (pool to 1x1, broadcast back by the multiply itself) has
+    no op that raises it, so it is no U."""
     longs = [(u, v) for u, v, edge in op_edges(graph) if edge.kind in LONG_SKIPS]
     if not longs:
         return False
     levels = spatial_levels(graph)
-    # Does some op strictly between u and v lower the resolution (an encoder step)?
-    # Prefix counts answer each long skip in O(1); a scan per skip was quadratic.
-    before: dict[int, int] = {}  # such ops before the node
-    upto: dict[int, int] = {}  # ... up to and including it
-    total = 0
+    # Per node, the last op up to it that lowered / raised the resolution: each long
+    # skip is answered in O(1) (a scan per skip was quadratic).
+    last_down: dict[int, int] = {}
+    last_up: dict[int, int] = {}
+    down = up = -1
     for node in sorted(graph.nodes):
-        before[node] = total
         inputs = op_node(graph, node).inputs
-        total += bool(inputs) and levels[inputs[0]] < levels[node]
-        upto[node] = total
-    return any(levels[v] == levels[u] and before[v] > upto[u] for u, v in longs)
+        if inputs and levels[inputs[0]] < levels[node]:
+            down = node
+        if inputs and levels[inputs[0]] > levels[node]:
+            up = node
+        last_down[node], last_up[node] = down, up
+    # an up-step strictly inside (u, v) whose input came after a down-step inside (u, v)
+    return any(levels[v] == levels[u] and u < last_up[v - 1] and u < last_down[last_up[v - 1] - 1]
+               for u, v in longs if v - 1 in last_up and last_up[v - 1] - 1 in last_down)
 
 
 # ---- text -----------------------------------------------------------------------------
@@ -637,6 +724,7 @@ NODE_STYLE = {
     "input": 'shape=box, style="rounded,filled", fillcolor="#eeeeee"',
     "op": 'shape=box, style="rounded,filled", fillcolor="#ffffff"',
     "shortcut": 'shape=box, style="rounded,filled,dashed", fillcolor="#fde0c5", color="#d95f02"',
+    "zero-pad": 'shape=box, style="rounded,filled,dotted", fillcolor="#ecdff0", color="#7b3294"',
     "merge": 'shape=circle, width=0.32, fixedsize=true, style=filled, fillcolor="#ffffff"',
     "block": 'shape=box, style="filled", fillcolor="#e8f0fa"',
     "run": 'shape=box3d, style="filled", fillcolor="#d4e3f5"',
@@ -644,7 +732,20 @@ NODE_STYLE = {
 }
 
 
-def _node_line(vnode: VNode) -> str:
+def _html(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
+
+
+def _label(text: str, shape: tuple[int, ...] | None) -> str:
+    """``label="..."``, or with a shape an HTML label: the text, then the shape smaller and grey."""
+    if shape is None:
+        return f"label={_quote(text)}"
+    lines = "<BR/>".join(_html(line) for line in _shorten(text).split("\n"))
+    return (f'label=<{lines}<BR/><FONT POINT-SIZE="9" COLOR="#555555">'
+            f'{_html(_shorten(format_dims(shape)))}</FONT>>')
+
+
+def _node_line(vnode: VNode, shapes: bool = True) -> str:
     label = vnode.label
     if vnode.folded:
         label += (", " if vnode.plain else "\n") + ", ".join(vnode.folded)
@@ -652,21 +753,19 @@ def _node_line(vnode: VNode) -> str:
         style = 'shape=box, style="rounded,filled", fillcolor="#f2f2f2", height=0.3'
     else:
         style = NODE_STYLE[vnode.kind]
-    attrs = f"label={_quote(label)}, {style}"
+    attrs = f"{_label(label, vnode.shape if shapes else None)}, {style}"
     if vnode.tooltip:
         attrs += f", tooltip={_quote(vnode.tooltip)}"
     return f"{vnode.key} [{attrs}];"
 
 
-def _edge_line(edge: VEdge, shapes: bool, reverse: bool, extra: str = "", xlabel: bool = False) -> str:
-    style, _ = EDGE_STYLE[edge.kind]
+def _edge_line(edge: VEdge, reverse: bool, extra: str = "") -> str:
+    style, _ = EDGE_STYLE["data" if edge.main else edge.kind]  # a gated tensor is the main path
     parts = [f"kind={_quote(edge.kind)}", style]
-    text = [t for t in (edge.label, format_dims(edge.shape) if shapes else "") if t]
-    if text:
-        # xlabels are placed after layout: 2-4x faster than labels on thousands of edges
-        attr = "xlabel" if xlabel and edge.kind == "data" else "label"
-        parts.append(f"{attr}={_quote(chr(10).join(text))}, fontsize=9, fontcolor=\"#555555\"")
-    if edge.kind == "data":
+    if edge.label:  # dot puts a label's box against its curve: two spaces keep the text off it
+        text = "\n".join("  " + line for line in edge.label.split("\n"))
+        parts.append(f"label={_quote(text)}, fontsize=9, fontcolor=\"#555555\"")
+    if edge.kind == "data" or edge.main:
         parts.append("weight=8")
     else:
         parts.append("weight=0")
@@ -683,36 +782,48 @@ def emit(graph: nx.DiGraph, view: View, *, layout: str, shapes: bool, legend: bo
     name = str(graph.graph.get("name", "network"))
     lines = [f"digraph {_quote(name)} {{",
              f"  graph [{FONT}, rankdir=TB, nodesep=0.3, ranksep=0.3, splines=spline, "
-             f"labelloc=t, fontsize=16, label={_quote(name + ' (' + level + ' level)')}];",
-             f"  node [{FONT}, fontsize=11, margin=\"0.12,0.04\", height=0.3];",
+             f"labelloc=t, fontsize=16, label={_quote(title(graph, level))}];",
+             f"  node [{FONT}, fontsize=11, margin=\"0.12,0.06\", height=0.3];",
              f"  edge [{FONT}, fontsize=9, arrowsize=0.6];"]
     ordered = sorted(view.nodes.values(), key=lambda n: n.order)
-    lines += _emit_nodes(ordered, view.clusters, layout)
-    levels = _node_levels(graph, view) if layout == "u" else {}
-    # main path: one group so dot keeps it straight and routes skips beside it
-    for edge in view.edges:
-        reverse = bool(levels) and levels[edge.dst] < levels[edge.src]
-        extra = ""
-        if edge.kind != "data" and levels and levels[edge.dst] != levels[edge.src]:
-            extra = "constraint=false"
-        lines.append("  " + _edge_line(edge, shapes, reverse, extra, xlabel=level == "layer"))
-    if levels:
-        rows: dict[int, list[str]] = {}
-        for vnode in ordered:
-            rows.setdefault(levels[vnode.key], []).append(vnode.key)
-        for row in sorted(rows):
-            lines.append("  {rank=same; " + "; ".join(rows[row]) + ";}")
+    # a U pins every node's row: frames around nodes of pinned rows break dot's ranking
+    lines += _emit_nodes(ordered, view.clusters if layout != "u" else {}, layout, shapes)
+    rows = _u_rows(graph, view, ordered) if layout == "u" else {}
+    # column: the main path is one group, so dot keeps it straight and routes skips beside
+    # it. U: every node's row is fixed (see _u_rows), so no edge may move a node.
+    for edge in view.edges:  # in a U an edge up (an up-conv into its concat) is written reversed
+        reverse = bool(rows) and rows[edge.dst][0] < rows[edge.src][0]
+        if rows and edge.label == "copy and crop":  # said by the legend: dot strikes a flat edge's label
+            edge = VEdge(edge.src, edge.dst, edge.kind, "", edge.main)
+        lines.append("  " + _edge_line(edge, reverse))
+    if rows:
+        lines += _u_rank_lines(rows, ordered)
     if legend:
-        lines += _legend(sorted({e.kind for e in view.edges} - {"data"}, key=list(EDGE_STYLE).index))
+        cropped = any(e.label == "copy and crop" for e in view.edges)
+        lines += _legend(sorted({e.kind for e in view.edges if not e.main} - {"data"},
+                                key=list(EDGE_STYLE).index), cropped)
     lines.append("}")
     return "\n".join(lines) + "\n"
 
 
-def _emit_nodes(ordered: list[VNode], clusters: dict[str, str], layout: str) -> list[str]:
+def title(graph: nx.DiGraph, level: str) -> str:
+    """``cifar_resnet, n=18 (block level)``: the name and every parameter the caller set,
+    so two depths of one spec never share a title."""
+    name = str(graph.graph.get("name", "network"))
+    overrides = graph.graph.get("overrides", {})
+    settings = ", ".join(f"{key}={_value(value)}" for key, value in overrides.items())
+    return f"{name}{', ' + settings if settings else ''} ({level} level)"
+
+
+def _emit_nodes(ordered: list[VNode], clusters: dict[str, str], layout: str,
+                shapes: bool = True) -> list[str]:
+    """Nodes inside nested clusters. In a column a frame's title is a text node beside
+    its first node (on its left): a title on the frame's top edge is struck by the
+    edge that enters the frame."""
     group = "" if layout == "u" else ", group=main"
     by_cluster: dict[str, list[VNode]] = {}
     for vnode in ordered:
-        by_cluster.setdefault(vnode.cluster, []).append(vnode)
+        by_cluster.setdefault(vnode.cluster if clusters else "", []).append(vnode)
     first: dict[str, int] = {}  # cluster -> first node inside it, nested clusters included
     for vnode in ordered:
         for prefix in _prefixes(vnode.cluster):
@@ -727,28 +838,43 @@ def _emit_nodes(ordered: list[VNode], clusters: dict[str, str], layout: str) -> 
     lines: list[str] = []
     index = [0]
 
-    def write(path: str, depth: int) -> None:
+    def write(path: str, depth: int, titles: list[str]) -> None:
         pad = "  " * depth
-        for vnode in by_cluster.get(path, []):
-            line = _node_line(vnode)
-            if vnode.kind not in ("shortcut",) and group:
+        direct = by_cluster.get(path, [])
+        if titles and direct and direct[0].order == first.get(path):
+            title = f"{direct[0].key}__title"  # beside the frame's first node, on its left
+            lines.append(f"{pad}{title} [label={_quote(chr(10).join(titles))}, shape=plaintext, "
+                         "fontsize=10, fontcolor=\"#444444\", margin=\"0.04,0.02\"];")
+            lines.append(f"{pad}{{rank=same; {title}; {direct[0].key};}}")
+            lines.append(f"{pad}{title} -> {direct[0].key} [style=invis, weight=0];")
+            titles = []
+        for vnode in direct:
+            line = _node_line(vnode, shapes)
+            if vnode.kind not in ("shortcut", "zero-pad") and not vnode.side and group:
                 line = line[:-2] + group + "];"
             lines.append(pad + line)
         for child in children.get(path, []):
             index[0] += 1
             lines.append(f"{pad}subgraph cluster_{index[0]} {{")
-            lines.append(f"{pad}  label={_quote(clusters[child])}; labeljust=l; fontsize=10; "
-                         f"style=\"rounded\"; color=\"#aaaaaa\";")
-            write(child, depth + 1)
+            inherited = titles if first.get(child) == first.get(path) else []
+            if group:  # the title goes beside the first node (of this or of a nested frame)
+                lines.append(f"{pad}  label=\"\"; style=\"rounded\"; color=\"#aaaaaa\";")
+                write(child, depth + 1, inherited + [clusters[child]])
+            else:
+                lines.append(f"{pad}  label={_quote(clusters[child])}; labeljust=l; fontsize=10; "
+                             f"style=\"rounded\"; color=\"#aaaaaa\";")
+                write(child, depth + 1, [])
+            if inherited:
+                titles = []
             lines.append(pad + "}")
 
-    write("", 1)
+    write("", 1, [])
     return lines
 
 
 def _node_levels(graph: nx.DiGraph, view: View) -> dict[str, int]:
-    """Row of each drawn node in the U: the resolution of the tensor entering it, so a
-    pooling sits at the end of its row and points down, an up-conv points up."""
+    """Resolution of the tensor entering each drawn node: a pooling belongs to the
+    resolution it reads, an up-conv to the one it reads (below the row it feeds)."""
     levels = spatial_levels(graph)
     rows = {}
     for key, vnode in view.nodes.items():
@@ -757,7 +883,79 @@ def _node_levels(graph: nx.DiGraph, view: View) -> dict[str, int]:
     return rows
 
 
-def _legend(kinds: list[str]) -> list[str]:
+def _u_rows(graph: nx.DiGraph, view: View, ordered: list[VNode]) -> dict[str, tuple[int, int]]:
+    """Row and column of each node in a U, as in Ronneberger et al.'s figure.
+
+    Consecutive nodes at one resolution form a segment, drawn as a short column; the
+    segments go left to right in drawing order, each resolution a band of rows, lower
+    resolutions lower: the encoder steps down on the left, the decoder up on the right.
+    A decoder segment is shifted down within its band so that the long skip into it
+    leaves its encoder node on the same row: the skip is horizontal.
+    """
+    levels = _node_levels(graph, view)
+    segment: dict[str, int] = {}
+    index: dict[str, int] = {}
+    lengths: list[int] = []
+    seg_level: list[int] = []
+    for vnode in ordered:
+        if not lengths or levels[vnode.key] != seg_level[-1]:
+            lengths.append(0)
+            seg_level.append(levels[vnode.key])
+        segment[vnode.key], index[vnode.key] = len(lengths) - 1, lengths[-1]
+        lengths[-1] += 1
+    offset = [0] * len(lengths)
+    for edge in sorted(view.edges, key=lambda e: (segment[e.dst], index[e.dst])):
+        if edge.kind in LONG_SKIPS and levels[edge.src] == levels[edge.dst] \
+                and segment[edge.src] < segment[edge.dst]:
+            need = offset[segment[edge.src]] + index[edge.src] - index[edge.dst]
+            if need >= 0:
+                offset[segment[edge.dst]] = max(offset[segment[edge.dst]], need)
+            else:
+                offset[segment[edge.src]] -= need
+    height: dict[int, int] = {}
+    for seg, level in enumerate(seg_level):
+        height[level] = max(height.get(level, 0), offset[seg] + lengths[seg])
+    start, top = {}, 0
+    for level in sorted(height):
+        start[level], top = top, top + height[level]
+    return {key: (start[seg_level[segment[key]]] + offset[segment[key]] + index[key], segment[key])
+            for key in segment}
+
+
+#: A U is drawn on a grid of rows x segments (invisible cells fill it); past this many
+#: cells the network is drawn as a column instead.
+MAX_U_CELLS = 4_000
+
+
+def _u_cells(graph: nx.DiGraph, view: View) -> int:
+    rows = _u_rows(graph, view, sorted(view.nodes.values(), key=lambda n: n.order))
+    return (max(r for r, _ in rows.values()) + 1) * (max(s for _, s in rows.values()) + 1) if rows else 0
+
+
+def _u_rank_lines(rows: dict[str, tuple[int, int]], ordered: list[VNode]) -> list[str]:
+    """Pin the U on a grid: every row x segment cell holds its node or an invisible one;
+    each row is ranked together and chained left to right, each segment's cells are
+    chained top to bottom with a heavy weight, so segments are straight columns in order."""
+    cell = {(row, seg): key for key, (row, seg) in rows.items()}
+    count = max(r for r, _ in rows.values()) + 1
+    columns = max(s for _, s in rows.values()) + 1
+    lines = []
+    for row in range(count):
+        names = []
+        for seg in range(columns):
+            if (row, seg) not in cell:
+                cell[row, seg] = f"u_{row}_{seg}"
+                lines.append(f"  u_{row}_{seg} [shape=point, style=invis, width=0, height=0, label=\"\"];")
+            names.append(cell[row, seg])
+        lines.append("  {rank=same; " + "; ".join(names) + ";}")
+        lines += [f"  {a} -> {b} [style=invis];" for a, b in zip(names, names[1:])]
+    for seg in range(columns):
+        lines += [f"  {cell[row, seg]} -> {cell[row + 1, seg]} [style=invis, weight=20];"
+                  for row in range(count - 1)]
+    return lines
+
+
+def _legend(kinds: list[str], cropped: bool = False) -> list[str]:
     """A boxed key: one short sample edge per skip kind in the drawing."""
     if not kinds:
         return []
@@ -765,6 +963,8 @@ def _legend(kinds: list[str]) -> list[str]:
              '    label="skips"; fontsize=10; style="rounded"; color="#aaaaaa"; labeljust=l;']
     for kind in kinds:
         style, text = EDGE_STYLE[kind]
+        if kind == "long-concat" and cropped:
+            text = "long skip, copy and crop (concat)"
         slug = kind.replace("-", "_")
         lines.append(f"    legend_{slug}_a [shape=point, width=0.05, label=\"\"];")
         lines.append(f"    legend_{slug}_b [shape=plaintext, fontsize=10, label={_quote(text)}];")

@@ -14,6 +14,7 @@ No subprocess error reaches a user: failures become :class:`RendererMissing` or
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -24,6 +25,10 @@ from pathlib import Path
 FORMATS = ("svg", "png", "pdf", "dot")
 INSTALL_HINT = ("install Graphviz (apt-get install graphviz, brew install graphviz, "
                 "or https://graphviz.org/download) or run 'pip install graphviz-pure'")
+#: PDF needs Graphviz itself: graphviz-pure writes SVG and PNG only.
+PDF_HINT = ("install Graphviz for PDF (apt-get install graphviz, brew install graphviz, "
+            "or https://graphviz.org/download); graphviz-pure writes only .svg and .png")
+DPI_RANGE = (24, 600)  # --dpi: below 24 text is unreadable, above 600 a diagram is a poster
 TIMEOUT_S = 30  # the drawing is capped (MAX_LAYOUT_SIZE) to lay out in seconds; this backs it up
 
 
@@ -43,18 +48,34 @@ class Renderer:
     executable: str
     formats: tuple[str, ...]
 
-    def render(self, dot_text: str, fmt: str) -> bytes:
+    def render(self, dot_text: str, fmt: str, dpi: int | None = None) -> bytes:
         """The image bytes of ``dot_text`` in ``fmt`` (``svg``, ``png``, ``pdf``)."""
+        return self.draw(dot_text, fmt, dpi)[0]
+
+    def draw(self, dot_text: str, fmt: str, dpi: int | None = None) -> tuple[bytes, list[str]]:
+        """The image bytes and the program's warnings, each made one line for a user
+        (a PNG over Graphviz's 32,767-pixel limit is scaled down: that is said)."""
         if fmt not in self.formats:
-            raise RendererMissing(f"{self.name} cannot write {fmt}; {INSTALL_HINT}")
-        return _run(self.executable, dot_text, fmt)
+            raise RendererMissing(f"{self.name} cannot write {fmt}; "
+                                  + (PDF_HINT if fmt == "pdf" else INSTALL_HINT))
+        image, stderr = _run(self.executable, dot_text, fmt, dpi)
+        return image, [_warning(line) for line in _lines(stderr)]
 
 
-def _run(executable: str, dot_text: str, fmt: str) -> bytes:
+def _warning(line: str) -> str:
+    scaled = re.search(r"too large for .*bitmaps\. Scaling by ([0-9.]+)", line)
+    if scaled:
+        return (f"the PNG was over Graphviz's 32,767-pixel limit and was scaled by "
+                f"{float(scaled.group(1)):.2f} (text smaller); write .svg or .pdf, or pass a lower --dpi")
+    return line.removeprefix("Warning: ").strip()
+
+
+def _run(executable: str, dot_text: str, fmt: str, dpi: int | None = None) -> tuple[bytes, bytes]:
     """Run the layout program with a time limit (the ``graphviz`` package's ``pipe`` has
     none); on timeout or any exception, ``subprocess.run`` kills it."""
+    command = [executable, f"-T{fmt}"] + ([f"-Gdpi={int(dpi)}"] if dpi is not None else [])
     try:
-        done = subprocess.run([executable, f"-T{fmt}"], input=dot_text.encode("utf-8"),
+        done = subprocess.run(command, input=dot_text.encode("utf-8"),
                               capture_output=True, timeout=TIMEOUT_S, check=False)
     except OSError as exc:
         raise RendererMissing(f"cannot run {executable}: {exc.strerror or exc}; {INSTALL_HINT}") from exc
@@ -63,13 +84,17 @@ def _run(executable: str, dot_text: str, fmt: str) -> bytes:
                            "(stopped); draw less (--level block or stage) or write a .dot file") from exc
     if done.returncode != 0:
         raise RenderFailed(_first_line(done.stderr) or f"{executable} exited {done.returncode}")
-    return done.stdout
+    return done.stdout, done.stderr
+
+
+def _lines(stderr: bytes | str | None) -> list[str]:
+    text = stderr.decode("utf-8", "replace") if isinstance(stderr, bytes) else (stderr or "")
+    return [line.strip() for line in text.splitlines() if line.strip()][:5]
 
 
 def _first_line(stderr: bytes | str | None) -> str:
-    text = stderr.decode("utf-8", "replace") if isinstance(stderr, bytes) else (stderr or "")
-    lines = [line for line in text.splitlines() if line.strip()]
-    return lines[0].strip() if lines else "the layout program failed"
+    lines = _lines(stderr)
+    return lines[0] if lines else "the layout program failed"
 
 
 def _beside_python(name: str) -> str | None:

@@ -46,13 +46,24 @@ from .loader import Source, load_source
 from .text import lit, pyname
 
 
-def generate(net: CompiledSpec) -> Source:
-    """Standalone PyTorch source for ``net``: deterministic, imports only torch."""
-    gen = Generator(net)
+def generate(net: CompiledSpec, *, inference: bool = False) -> Source:
+    """Standalone PyTorch source for ``net``: deterministic, imports only torch.
+
+    ``inference=True`` writes the inference build: the eval-mode rewrite of
+    :func:`resdsl.passes.inference.inference_plan` (norms folded into weight layers,
+    dropout and drop-path gone, channels-last memory format for conv nets), an
+    eval-only module whose weights come from ``Net.fold`` (docs/codegen.md).
+    """
+    plan = None
+    if inference:
+        from ...passes.inference import inference_plan
+
+        plan = inference_plan(net.graph)
+    gen = Generator(net, plan)
     text = gen.run()
     digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
     name = pyname(net.name) if net.name.isidentifier() else "net"
-    return Source(text, gen.class_of[""].name, f"<resdsl:{name}:{digest}>")
+    return Source(text, gen.class_of[""].name, f"<resdsl:{name}{'-inference' if inference else ''}:{digest}>")
 
 
 def frozen_params(net: CompiledSpec) -> dict[str, Any]:

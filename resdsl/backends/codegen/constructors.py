@@ -105,7 +105,8 @@ class Constructors:
         args, shape = data.args, data.shape
         spec = REGISTRY[data.op]
         forms = self.dependence.args[node]
-        exprs = self.arg_exprs(node)
+        neutral = self.eval_neutral(node)
+        exprs = {name: e for name, e in self.arg_exprs(node).items() if name not in neutral}
         if data.container == ctx.path and self.boxes[ctx.path].kind == "block":
             # ``channels(input)`` in the block's own scope is the class's ``in_channels``
             exprs = {k: substitute_input(e) for k, e in exprs.items()}
@@ -150,7 +151,7 @@ class Constructors:
         """For a projection: the stride expressions written in its residual body, in order."""
         for unit in self.units_of_shortcut.get(op_node(self.graph, node).container, ()):
             body = range(unit.input + 1, unit.body_output + 1)
-            return [e for n in body if (e := self.arg_exprs(n).get("stride")) is not None]
+            return [e for n in body if n in self.graph and (e := self.arg_exprs(n).get("stride")) is not None]
         return []
 
     def merge_chan(self, node: int, ctx: Ctx, chan: dict) -> ir.Expr | None:

@@ -195,7 +195,7 @@ class MergeWriter:
         kinds = tuple(batch_of(d.op, d.args) for d in (op_node(gen.graph, n) for n in data.inputs))
         self.batched = tuple(kind != "none" for kind in kinds)
         self.single = tuple(kind == "one" for kind in kinds)
-        self.options = {o.name for o in getattr(data.stmt, "options", ())}
+        self.options = {o.name for o in getattr(data.stmt, "options", ())} - gen.eval_neutral(node)
         self.module: str | None = None  # ``self.NAME`` of an op with a module and a ``call``
 
     def lit(self, value: Any) -> str:

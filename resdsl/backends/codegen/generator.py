@@ -74,9 +74,11 @@ class Rendered:
 class Generator(Plan, Constructors, ForwardWriter, Assembler):
     """Renders every container of one net; see :func:`resdsl.backends.codegen.generate`."""
 
-    def __init__(self, net: CompiledSpec):
+    def __init__(self, net: CompiledSpec, inference: Any = None):
         self.net = net
-        self.graph = net.graph
+        # The inference build (an InferencePlan): its rewritten graph stands in for the net's.
+        self.inference = inference
+        self.graph = net.graph if inference is None else inference.graph
         self.boxes = containers(self.graph)
         self.file = safe_file(net.filename)
         self.frozen: dict[str, Any] = {}
@@ -189,6 +191,13 @@ class Generator(Plan, Constructors, ForwardWriter, Assembler):
         self.classes.append(info)
         return info
 
+    def eval_neutral(self, node: int) -> set[str]:
+        """The arguments of ``node`` the inference build set (a folded conv's ``bias``, a
+        residual's ``drop_path``): written from their values, not the spec's expressions."""
+        if self.inference is None:
+            return set()
+        return set(self.inference.rewritten.get(node, ()))
+
     def frozen_params(self) -> dict[str, Any]:
         """The parameters the code does not follow, in the spec's order (see :mod:`.params`);
         complete once every class below the network is written."""
@@ -279,6 +288,8 @@ class Generator(Plan, Constructors, ForwardWriter, Assembler):
         init = self._arranged(path, init, starts, shortcut_lines)
         forward, inplace = self.forward(path, ops, box)
         init = self._in_place(init, inplace, calls)
+        if box.kind == "network" and self.inference is not None:
+            init, forward = self._eval_only(init, forward, box)
         out_sym = chan.get(box.output)
         params = self.signature_of(path, ctx)
         net_params = [n for n in sorted(ctx.used & ctx.net_params)
@@ -291,6 +302,22 @@ class Generator(Plan, Constructors, ForwardWriter, Assembler):
         body = self.class_body(path, ctx, params, net_params, flags, init, forward)
         return Rendered(body, params, net_params, flags, out_sym, flag_values, placeholders, filled)
 
+    def _eval_only(self, init: list[str], forward: list[str], box: Any) -> tuple[list[str], list[str]]:
+        """The inference build's network class: eval mode from ``__init__`` on, and for a conv
+        net the weights and the input in channels-last memory format (the output, when it is
+        a map, handed back in the usual one)."""
+        inner, fmt = INDENT * 2, self.inference.memory_format
+        if fmt is None:
+            return init + [f"{inner}self.eval()  # eval only: norms are folded"], forward
+        init = init + [f"{inner}self.to(memory_format=torch.{fmt})  # the kernels' fast layout",
+                       f"{inner}self.eval()  # eval only: norms are folded"]
+        name = forward[0].split("(self, ", 1)[1].split(":", 1)[0]
+        forward = [forward[0], f"{inner}{name} = {name}.contiguous(memory_format=torch.{fmt})"] + forward[1:]
+        rank = len(op_node(self.graph, box.input).shape)
+        if len(op_node(self.graph, box.output).shape) == rank and forward[-1].startswith(f"{inner}return "):
+            forward[-1] += ".contiguous()"
+        return init, forward
+
     def _merge_attributes(self, node: int, ctx, init: list[str], indent: str, taken: set[str]) -> dict:
         """A merge's float options written with the instance's own names (``drop_path=p``)
         become attributes set in ``__init__`` (``self.drop_path = p``), so that blocks whose
@@ -299,7 +326,8 @@ class Generator(Plan, Constructors, ForwardWriter, Assembler):
         stmt = data.stmt
         found: dict[str, str] = {}
         for option in getattr(stmt, "options", ()) if isinstance(stmt, ir.Residual) else ():
-            if option.name not in ("drop_path", "scale") or option.name not in data.args:
+            if option.name not in ("drop_path", "scale") or option.name not in data.args or \
+                    option.name in self.eval_neutral(node):
                 continue
             sym = ctx.sym(option.value, data.args[option.name], "float")
             if sym is None or not names(sym):

@@ -94,7 +94,7 @@ class Plan:
 
     def _sequential_block(self, path: str) -> bool:
         block = self.block_ir.get(self.boxes[path].block or "")
-        return block is not None and is_sequential_block(block) and self._positional(path) and \
+        return block is not None and is_sequential_block(block) and self._numbered(path) and \
             self._chain(path)
 
     def _positional(self, path: str) -> bool:
@@ -102,6 +102,14 @@ class Plan:
         locals_ = [self._local(ref) if kind == "child" else
                    op_node(self.graph, ref).module.rsplit(".", 1)[-1] for kind, ref in self.children[path]]
         return locals_ == [str(i) for i in range(len(locals_))]
+
+    def _numbered(self, path: str) -> bool:
+        """Whether a container's children are numbered in increasing order: 0, 1, 2, ..., or
+        with gaps where the inference build left a module out (0, 2: an ``OrderedDict``)."""
+        locals_ = [self._local(ref) if kind == "child" else
+                   op_node(self.graph, ref).module.rsplit(".", 1)[-1] for kind, ref in self.children[path]]
+        return all(name.isdigit() for name in locals_) and \
+            [int(name) for name in locals_] == sorted({int(name) for name in locals_})
 
     def _chain(self, path: str) -> bool:
         """Whether each child of a container takes the previous one's output."""

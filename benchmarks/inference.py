@@ -1,0 +1,185 @@
+"""The inference build against torchvision's eager module, on the CPU.
+
+    python benchmarks/inference.py                    # the five targets of issue 17, eager
+    python benchmarks/inference.py --compile          # also torch.compile on both sides
+    python benchmarks/inference.py --memory           # also peak memory (resnet50, batch 8)
+    python benchmarks/inference.py --rows resnet18:8  # chosen rows (model:batch, comma-separated)
+
+Ours is ``resdsl.zoo.load(NAME).build(inference=True, weights=W)`` with W the
+torchvision model's own state dict (a training-build checkpoint: its keys are the
+training build's), folded as it loads. The two outputs are checked within 1e-4 of
+the output's scale, then timed in interleaved rounds (A B, B A, ...) under
+``torch.inference_mode`` with 2 threads, and each figure is the median of the
+rounds. "floor" is what a generic rewrite of torchvision's module reaches
+(``torch.fx.experimental.optimization.fuse``: batchnorm folded, then
+channels_last), timed in the same rounds. The load average is printed before and
+after: compare ratios from runs on a quiet machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+#: (model, batch) -> the ratio issue 17 asks for, inference build / torchvision eager.
+TARGETS = {("resnet50", 8): 0.75, ("resnet50", 1): 0.90, ("resnet18", 8): 0.70,
+           ("mobilenet_v2", 8): 0.45, ("efficientnet_b0", 8): 0.60}
+TOLERANCE = 1e-4
+
+
+def models(name: str) -> tuple[Any, Any, Any]:
+    """Ours (inference build with torchvision's weights), torchvision's, the generic floor."""
+    import torch
+    import torchvision
+    from torch.fx.experimental.optimization import fuse
+
+    import resdsl
+
+    theirs = getattr(torchvision.models, name)().eval()
+    ours = resdsl.zoo.load(name).build(inference=True, weights=theirs.state_dict())
+    floor = fuse(getattr(torchvision.models, name)().eval())
+    floor.load_state_dict(fuse(theirs).state_dict())
+    floor = floor.to(memory_format=torch.channels_last)
+    return ours, theirs, floor
+
+
+def interleaved(fns: list[Callable[[], Any]], rounds: int, warmup: int = 2) -> list[float]:
+    """Median seconds of each function, timed in rotating order ``rounds`` times each."""
+    for _ in range(warmup):
+        for fn in fns:
+            fn()
+    samples: list[list[float]] = [[] for _ in fns]
+    for index in range(rounds):
+        order = list(range(len(fns)))
+        order = order[index % len(fns):] + order[:index % len(fns)]
+        for k in order:
+            start = time.perf_counter()
+            fns[k]()
+            samples[k].append(time.perf_counter() - start)
+    return [statistics.median(s) for s in samples]
+
+
+def _check(a: Any, b: Any, x: Any, what: str) -> None:
+    import torch
+
+    with torch.inference_mode():
+        want, got = b(x), a(x)
+    error = ((got - want).abs().max() / want.abs().max()).item()
+    if error > TOLERANCE:
+        raise AssertionError(f"{what}: outputs differ by {error:.2e} of their scale")
+
+
+def rows(chosen: list[tuple[str, int]], rounds: int, compiled: bool) -> list[dict[str, Any]]:
+    import torch
+
+    table = []
+    for name in dict.fromkeys(n for n, _ in chosen):
+        ours, theirs, floor = models(name)
+        modes = [("eager", ours, theirs, floor)]
+        if compiled:
+            modes.append(("compiled", torch.compile(ours, dynamic=False),
+                          torch.compile(theirs, dynamic=False), None))
+        for mode, a, b, c in modes:
+            for batch in [b_ for n, b_ in chosen if n == name]:
+                x = torch.randn(batch, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+                _check(a, b, x, f"{name} {mode} batch {batch}")
+                fns = [lambda: a(x), lambda: b(x)] + ([lambda: c(x)] if c is not None else [])
+                with torch.inference_mode():
+                    times = interleaved(fns, rounds)
+                row = {"model": name, "mode": mode, "batch": batch, "ours_ms": times[0] * 1e3,
+                       "torchvision_ms": times[1] * 1e3, "ratio": times[0] / times[1],
+                       "floor": times[2] / times[1] if c is not None else None,
+                       "target": TARGETS.get((name, batch), 1.0) if mode == "eager" else 1.0}
+                table.append(row)
+                print(format_table([row]).splitlines()[-1], flush=True)
+    return table
+
+
+PROBE = """
+import json, sys, torch
+torch.set_num_threads(2)
+import torchvision, resdsl
+theirs = torchvision.models.resnet50().eval()
+model = resdsl.zoo.load("resnet50").build(inference=True, weights=theirs.state_dict()) \\
+    if sys.argv[1] == "resdsl" else theirs
+del theirs
+x = torch.randn(8, 3, 224, 224)
+
+def status_kib(field):
+    for line in open("/proc/self/status"):
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+
+with open("/proc/self/clear_refs", "w") as handle:
+    handle.write("5")  # reset VmHWM (the peak RSS) to the current RSS
+before = status_kib("VmRSS")
+with torch.inference_mode():
+    model(x)
+print(json.dumps({"peak_rise_mib": (status_kib("VmHWM") - before) / 1024}))
+"""
+
+
+def memory(runs: int = 3) -> dict[str, float]:
+    """Peak resident-memory rise of one forward (resnet50, batch 8), each in a fresh process."""
+    def measure(which: str) -> float:
+        out = subprocess.run([sys.executable, "-c", PROBE, which], cwd=ROOT, check=True,
+                             capture_output=True, text=True).stdout
+        return json.loads(out.strip().splitlines()[-1])["peak_rise_mib"]
+
+    ours, theirs = [], []
+    for _ in range(runs):
+        ours.append(measure("resdsl"))
+        theirs.append(measure("torchvision"))
+    o, t = statistics.median(ours), statistics.median(theirs)
+    return {"ours_mib": o, "torchvision_mib": t, "ratio": o / t}
+
+
+def format_table(table: list[dict[str, Any]]) -> str:
+    lines = ["| model | mode | batch | ours (ms) | torchvision (ms) | ours / torchvision | target "
+             "| generic floor / torchvision |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for r in table:
+        floor = f"{r['floor']:.3f}" if r["floor"] is not None else "-"
+        lines.append(f"| {r['model']} | {r['mode']} | {r['batch']} | {r['ours_ms']:.1f} | "
+                     f"{r['torchvision_ms']:.1f} | {r['ratio']:.3f} | <= {r['target']:.2f} | {floor} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    import torch
+
+    from forward import machine
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=15, help="timed rounds per side (default 15)")
+    parser.add_argument("--compile", action="store_true", help="also torch.compile on both sides")
+    parser.add_argument("--memory", action="store_true", help="also peak memory, resnet50 batch 8")
+    parser.add_argument("--rows", default=",".join(f"{n}:{b}" for n, b in TARGETS),
+                        help="model:batch pairs, comma-separated")
+    args = parser.parse_args(argv if argv is not None else [])
+    torch.set_num_threads(2)
+    chosen = [(item.split(":")[0], int(item.split(":")[1])) for item in args.rows.split(",")]
+    print(f"machine: {machine()}; load average before {os.getloadavg()}")
+    table = rows(chosen, args.rounds, args.compile)
+    print(format_table(table))
+    if args.memory:
+        m = memory()
+        print(f"peak memory, resnet50 batch 8: ours {m['ours_mib']:.1f} MiB, torchvision "
+              f"{m['torchvision_mib']:.1f} MiB, ratio {m['ratio']:.3f} (target <= 1.0)")
+    missed = [r for r in table if r["ratio"] > r["target"]]
+    print(f"load average after {os.getloadavg()}; {len(table) - len(missed)} of {len(table)} ratios "
+          "within target")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,59 @@
+"""``resdsl from-torch DOTTED.CALLABLE``: import the callable, call it with ``-D`` arguments."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import re
+from typing import Any
+
+from ..errors import UsageError
+
+_DOTTED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+\Z")
+
+
+def _literal(text: str) -> Any:
+    """A ``-D`` value: a Python literal (``10``, ``0.5``, ``True``, ``(1, 2)``), else the text."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return text
+
+
+def make_module(dotted: str, defines: dict[str, str]) -> tuple[Any, str]:
+    """Import ``package.module.callable`` and call it; returns (module, the callable's name).
+
+    Only a dotted name is accepted (no paths, no expressions); the callable runs with the
+    user's rights, as ``python -c`` would: from-torch is for code the user trusts.
+    """
+    if not _DOTTED.match(dotted) or len(dotted) > 300:
+        raise UsageError(f"expected a dotted name such as torchvision.models.resnet50, got {dotted!r}")
+    from torch import nn
+
+    module_name, _, attribute = dotted.rpartition(".")
+    target = None
+    parts = module_name.split(".")
+    # the longest importable prefix, then attributes (torchvision.models.video.r3d_18)
+    for cut in range(len(parts), 0, -1):
+        try:
+            target = importlib.import_module(".".join(parts[:cut]))
+        except ImportError:
+            continue
+        try:
+            for part in parts[cut:] + [attribute]:
+                target = getattr(target, part)
+        except AttributeError:
+            raise UsageError(f"{dotted}: no attribute {part!r} in {'.'.join(parts[:cut])}") from None
+        break
+    else:
+        raise UsageError(f"{dotted}: cannot import {parts[0]!r}")
+    if not callable(target):
+        raise UsageError(f"{dotted} is not callable")
+    kwargs = {key: _literal(value) for key, value in defines.items()}
+    try:
+        module = target(**kwargs)
+    except TypeError as exc:
+        raise UsageError(f"{dotted}({', '.join(f'{k}={v!r}' for k, v in kwargs.items())}): {exc}") from None
+    if not isinstance(module, nn.Module):
+        raise UsageError(f"{dotted}() returned {type(module).__name__}, not a torch.nn.Module")
+    return module, attribute
