@@ -114,7 +114,8 @@ def test_swin_is_written_in_blocks_and_stages(swin):
     assert text.count("residual drop_path=drop_path:") == 2  # the block's two residuals
     # the third stage: stochastic depth growing with the index, the shift alternating
     assert "shift=0 if i % 2 == 0 else" in text and "x 6, index=i" in text
-    assert text.count("stage ") == 4 and text.count("patch_merge\n") == 1
+    # (the runs of two blocks that differ are written as two calls)
+    assert text.count("stage ") == 1 and text.count("patch_merge\n") == 1
     assert "linear 4 * dim(input, -1)" in text and "reduction: linear 2 * dim(input, -1), bias=false" in text
     written, by_hand = statements(text), statements((ZOO / "swin.res").read_text())
     assert written <= 2 * by_hand, (written, by_hand)
