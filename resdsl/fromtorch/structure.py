@@ -183,10 +183,10 @@ class _Builder:
                 label = None  # a stateless module's name is in no state dict: a label only if read again
             return Node(result.name, "op", inputs[:1], self._shape(result),
                         stmt=OpStmt(label, match.op.name, match.args, in_shape), child=child, target=target)
-        if not plain:
+        if len(inputs) != 1 or fx_node.kwargs or index is not None:
             raise Unsupported(f"calls its child '{target}' ({type(child).__name__}) otherwise than "
                               f"'{target}(x)', and no op of the catalogue is called so",
-                              "an op called otherwise declares from_module_call (docs/extending.md)")
+                              "an op called otherwise declares from_module_call (resdsl/ops/base.py)")
         if type(child).__name__ == _DROP_PATH and getattr(child, "mode", None) == "row":
             return Node(fx_node.name, "drop_path", inputs, self._shape(fx_node), child=child, target=target)
         if "." in target or label is None:
