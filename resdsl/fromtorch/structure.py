@@ -278,8 +278,11 @@ class _Builder:
         return nodes
 
 
-def _unknown(fx_node: fx.Node, name: str, more: str = "") -> Unsupported:
-    return Unsupported(f"'{fx_node.format_node()}' ({name}) is no op of the catalogue{more}",
+def _unknown(fx_node: fx.Node, name: str) -> Unsupported:
+    """``fx_node`` is no op; ``name``: the calls from it on that were tried as one (a chain)."""
+    first = name.split("+")[0]
+    chain = f", nor are the calls from it on ({name.replace('+', ', ')})" if "+" in name else ""
+    return Unsupported(f"'{fx_node.format_node()}' ({first}) is no op of the catalogue{chain}",
                        "resdsl.ops lists the ops; a new one is one catalogue entry (docs/extending.md)")
 
 
