@@ -166,10 +166,10 @@ class Net:
         return self._source
 
     def inference_plan(self) -> Any:
-        """What the inference build changes (a :class:`resdsl.passes.inference.InferencePlan`:
+        """What the inference build changes (a :class:`resdsl.backends.inference.InferencePlan`:
         the rewritten graph, the folds, the modules left out), made once; no torch."""
         if getattr(self, "_inference_plan", None) is None:
-            from .passes.inference import inference_plan
+            from .backends.inference import inference_plan
 
             self._inference_plan = inference_plan(self.graph)
         return self._inference_plan

@@ -38,3 +38,17 @@ def unet_net():
     import resdsl
 
     return resdsl.load(SPECS / "unet.res")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "giant: every variant of a big table (opt in: RESDSL_GIANTS=1)")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Giants run only when asked for (RESDSL_GIANTS=1): CI checks one variant per family."""
+    if os.environ.get("RESDSL_GIANTS") == "1":
+        return
+    skip = pytest.mark.skip(reason="a giant: set RESDSL_GIANTS=1 to run it")
+    for item in items:
+        if "giant" in item.keywords:
+            item.add_marker(skip)

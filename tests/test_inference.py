@@ -21,7 +21,7 @@ from resdsl import zoo
 from resdsl.backends.fold import fold_state_dict
 from resdsl.cli import main
 from resdsl.graph import op_node
-from resdsl.passes.inference import inference_plan
+from resdsl.backends.inference import inference_plan
 from tests.parity import randomize
 
 #: One variant per family, with the small-input overrides its spec allows.

@@ -59,7 +59,9 @@ def test_no_eval_exec_or_unsafe_yaml_in_package(path):
             assert node.func.id not in ("eval", "exec", "__import__"), f"{path.name}:{node.lineno}"
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
             owner = node.func.value
-            if isinstance(owner, ast.Name) and owner.id in ("pickle", "marshal", "importlib"):
+            # from-torch imports the module a user names (docs/security.md): that one place only
+            importer = path.relative_to(PACKAGE).as_posix() == "fromtorch/source.py"
+            if isinstance(owner, ast.Name) and owner.id in ("pickle", "marshal") + (() if importer else ("importlib",)):
                 pytest.fail(f"{path.name}:{node.lineno}: {owner.id}.{node.func.attr}")
 
 
@@ -336,7 +338,7 @@ def test_cli_has_output_commands():
     assert "render" in _output_commands()
 
 
-@pytest.mark.parametrize("command", _output_commands())
+@pytest.mark.parametrize("command", [c for c in _output_commands() if c != "from-torch"])  # reads no file
 def test_cli_output_never_overwrites_the_spec(command, tmp_path):
     spec = _write(tmp_path / "net.res", "network n:\n    input x: [3, 8, 8]\n    conv 3, 4\n")
     before = spec.read_bytes()
@@ -354,6 +356,7 @@ def test_cli_output_never_overwrites_the_spec(command, tmp_path):
 def test_cli_output_is_written_whole(command, tmp_path):
     spec = _write(tmp_path / "net.res", "network n:\n    input x: [3, 8, 8]\n    conv 3, 4\n")
     out = tmp_path / ("out.dot" if command == "render" else "out.py")
-    code, err = _run_cli(command, str(spec), "-o", str(out))
+    source = [str(spec)] if command != "from-torch" else ["torchvision.models.resnet18", "--input", "3,32,32"]
+    code, err = _run_cli(command, *source, "-o", str(out))
     assert code == 0, err
     assert out.stat().st_size > 0 and _leftovers(tmp_path) == []

@@ -207,7 +207,7 @@ def test_pre_ln_paths_and_plain_twin():
 def test_render_and_standalone_source_reproduce(tmp_path):
     net = resdsl.load(SPEC, **SMALL, norm_first=True)
     net.render(tmp_path / "block.dot", level="block")
-    assert "encoder_layer(16, 4, 32, 0.1, relu, 1e-05, true) x 2" in (tmp_path / "block.dot").read_text()
+    assert "layers: encoder_layer x 2" in (tmp_path / "block.dot").read_text()  # arguments all alike: not repeated
     net.render(tmp_path / "layer.dot", level="layer")
     dot = (tmp_path / "layer.dot").read_text()
     assert dot.count('label="4-head attention"') == 2 and dot.count('label="+"') == 4  # two units a layer

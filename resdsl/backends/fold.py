@@ -1,6 +1,6 @@
 """The inference build's weights: a training build's state dict, folded.
 
-:func:`fold_state_dict` applies an :class:`~resdsl.passes.inference.InferencePlan`'s
+:func:`fold_state_dict` applies an :class:`~resdsl.backends.inference.InferencePlan`'s
 folds to a training-build state dict. The key mapping is the identity on every key
 that stays: module paths do not change in the inference build (``nn.Sequential``
 positions keep their numbers). For each fold of norm ``N`` into layer ``L``:
@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..passes.inference import Fold, InferencePlan
+    from .inference import Fold, InferencePlan
 
 _log = logging.getLogger("resdsl.weights")
 

@@ -33,6 +33,7 @@ from typing import IO, TYPE_CHECKING, Any, Iterable, Mapping
 
 import torch
 
+from ..shapes import format_shape
 from ..errors import Diagnostic, Span, SpecError, did_you_mean
 from ..graph import containers, op_nodes
 
@@ -595,7 +596,7 @@ def _root(key: str, other: set[str]) -> str:
 
 
 def _shape(shape: Iterable[int]) -> str:
-    return "[" + ", ".join(str(size) for size in shape) + "]"
+    return format_shape(tuple(shape))
 
 
 def _plural(count: int, word: str) -> str:
@@ -645,11 +646,10 @@ def report(net: "Net", expected: Expected, state: dict[Any, Any], found: Mismatc
 
 
 def _summary(found: Mismatch, where: Span) -> Diagnostic:
-    counts = found.counts()
-    parts = [f"{counts['missing']:,} missing", f"{counts['unexpected']:,} unexpected",
-             f"{counts['shape']:,} of another shape"]
-    parts += [f"{counts['kind']:,} of another kind"] * bool(counts["kind"])
-    parts += [f"{counts['not_tensor']:,} not tensors"] * bool(counts["not_tensor"])
+    parts = [f"{len(found.missing):,} missing", f"{len(found.unexpected):,} unexpected",
+             f"{len(found.shape):,} of another shape"]
+    parts += [f"{len(found.kind):,} of another kind"] * bool(found.kind)
+    parts += [f"{len(found.not_tensor):,} not tensors"] * bool(found.not_tensor)
     return Diagnostic(where, f"weights: the checkpoint does not match the spec: {', '.join(parts)} (the spec "
                       f"makes {found.spec_tensors:,} tensors, the checkpoint holds {found.checkpoint_tensors:,})")
 

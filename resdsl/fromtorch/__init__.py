@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ..errors import SpecError
 from .convert import convert
 from .verify import Verdict, verify
 
@@ -48,7 +49,11 @@ def from_torch(module: Any, input_shape: tuple[int, ...], *, name: str | None = 
     """
     from ..editor.fmt import format_text
 
-    text = format_text(convert(module, tuple(input_shape), name=name or _name_of(module), source=source))
+    text = convert(module, tuple(input_shape), name=name or _name_of(module), source=source)
+    try:
+        text = format_text(text)
+    except SpecError:
+        pass  # a spec that does not parse: the check below says so, with the text as written
     verdict = verify(text, module, tuple(input_shape)) if check else None
     return FromTorch(text, verdict)
 

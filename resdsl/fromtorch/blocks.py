@@ -353,6 +353,8 @@ def stages(stmts: list[Stmt], blocks: dict[str, Block], subst: dict) -> list[Stm
         if isinstance(stmt, SeqStmt):
             stmt.body = stages(stmt.body, blocks, subst)
             stage = _as_stage(stmt, blocks, subst)
+            if stage is None:
+                _labels_or_fail(stmt)
             out.append(stage if stage is not None else stmt)
         elif isinstance(stmt, ResidualStmt):
             stmt.body = stages(stmt.body, blocks, subst)
@@ -362,6 +364,21 @@ def stages(stmts: list[Stmt], blocks: dict[str, Block], subst: dict) -> list[Stm
         else:
             out.append(stmt)
     return out
+
+
+def _labels_or_fail(seq: SeqStmt) -> None:
+    """A sequential's children named ``block4-0`` are a stage's instances (``prefix=``) or
+    nothing the language can name: say which, and why no stage formed."""
+    odd = [s.label for s in seq.body if getattr(s, "label", None) and not re.match(r"[A-Za-z_]\w*\Z", s.label)]
+    if odd:
+        from ..errors import Diagnostic, SpecError, Span
+
+        blocks = sorted({s.block for s in seq.body if isinstance(s, CallStmt)})
+        raise SpecError([Diagnostic(
+            Span("<from-torch>"),
+            f"sequential '{seq.label}': its children are named {odd[0]!r} .. {odd[-1]!r}, which only a stage's "
+            f"prefix= can name, and they are not one stage (they are {', '.join(blocks) or 'not all blocks'})",
+            hint="the first block often differs only at a tiny input (a stride on a 1x1 map): try a larger --input")])
 
 
 def _as_stage(seq: SeqStmt, blocks: dict[str, Block], subst: dict) -> StageStmt | None:

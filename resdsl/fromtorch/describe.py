@@ -44,9 +44,16 @@ class Describer:
     def unreached(self, root: nn.Module) -> None:
         """A module with weights that no forward calls (GoogLeNet's auxiliary classifiers in
         eval mode) has no statement, so its weights could not load: say so."""
+        reached_below: set[int] = set()  # modules with a reached module in their subtree
+        for module in root.modules():
+            if any(id(m) in self.reached for m in module.modules()):
+                reached_below.add(id(module))
+        parents = {id(child): parent for parent in root.modules() for child in parent.children()}
         for path, module in root.named_modules():
-            own = any(True for _ in module.parameters(recurse=False)) or any(True for _ in module.buffers(recurse=False))
-            if own and id(module) not in self.reached:
+            weights = any(True for _ in module.parameters()) or any(True for _ in module.buffers())
+            parent = parents.get(id(module))
+            top = parent is None or id(parent) in reached_below  # the highest module nothing reaches
+            if weights and id(module) not in reached_below and top:
                 raise unsupported_error(path, module, "holds weights that the model's forward never uses",
                                         "a spec has a statement per module its forward runs; build the model "
                                         "without it (e.g. aux_logits=False), or call it in forward")
@@ -134,7 +141,7 @@ def _classify(fork: Node, short: list[Node], add: Node, children: dict[int, Inst
         options["proj"] = node.target
     if is_projection(node.child, fork.shape, node.shape):
         if fork.shape == node.shape:
-            options["shortcut"] = "C"  # a projection although the shapes match
+            options.update(shortcut="C")  # a projection although the shapes match
         return options, None
     if isinstance(node.child, nn.Sequential):
         return options, clone(children[id(node)].body)

@@ -6,6 +6,7 @@ import re
 from typing import Any
 
 from ..ops import REGISTRY
+from ..shapes import format_shape
 from .blocks import Block
 from .stmts import (
     CallStmt, DefaultsStmt, Expr, FromStmt, MergeStmt, OpStmt, OrderStmt, ParamStmt, ResidualStmt,
@@ -135,7 +136,7 @@ def write_spec(name: str, input_shape: tuple[int, ...], blocks: list[Block], bod
     writer.lines.extend(f"# {line}" if line else "#" for line in header)
     writer.line(0, f"network {name}:")
     writer.stmts(list(prelude), 1)
-    writer.line(1, "input x: [" + ", ".join(map(str, input_shape)) + "]")
+    writer.line(1, f"input x: {format_shape(input_shape)}")
     for block in blocks:
         writer.lines.append("")
         params = ", ".join(f"{p}: {kind} = {value_text(default)}" for p, kind, default in block.params)

@@ -23,6 +23,7 @@ from torch import nn
 from ..ops import REGISTRY, OpError, OpSpec, bind
 from ..ops import torch_layers
 from ..ops.base import OMIT, TorchArgs, TorchCall
+from .source import resolve as _resolve
 
 _PROBE_SIZE = 8  # the spatial size a probe pretends its input has
 
@@ -130,16 +131,6 @@ def _by_class() -> dict[type, list[Recipe]]:
                     entries.append(Recipe(op, recipe.rank, recipe.fixed, cls, recipe.bound)
                                    if cls is not recipe.cls else recipe)
     return table
-
-
-def _resolve(dotted: str) -> type | None:
-    """``torchvision.models.convnext.LayerNorm2d`` -> the class, or None if not importable."""
-    module_name, _, attr = dotted.rpartition(".")
-    try:
-        module = __import__(module_name, fromlist=[attr])
-    except ImportError:
-        return None
-    return getattr(module, attr, None)
 
 
 def _read(module: nn.Module, attribute: str) -> Any:

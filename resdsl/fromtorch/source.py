@@ -1,4 +1,8 @@
-"""``resdsl from-torch DOTTED.CALLABLE``: import the callable, call it with ``-D`` arguments."""
+"""``resdsl from-torch DOTTED.CALLABLE``: import the callable, call it with ``-D`` arguments.
+
+The one module of resdsl that imports modules by name (a test checks): the callable a
+user names, and the classes and functions the op catalogue names for recognition.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,17 @@ from typing import Any
 from ..errors import UsageError
 
 _DOTTED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+\Z")
+
+
+def resolve(dotted: str) -> Any:
+    """``torchvision.models.convnext.LayerNorm2d`` (a name the catalogue declares) -> the
+    object, or None when its package is not installed."""
+    module_name, _, attribute = dotted.rpartition(".")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError:
+        return None
+    return getattr(module, attribute, None)
 
 
 def _literal(text: str) -> Any:

@@ -240,7 +240,7 @@ class OpSpec:
     # tuple result), and gives the arguments the call sets, or None when the call is not
     # this op's (nn.MultiheadAttention as ``m(x, x, x, need_weights=False)[0]``).
     from_module_call: Callable[["TorchCall"], dict | None] | None = None
-    # ---- the inference build (resdsl/passes/inference.py): what eval mode makes of it ------
+    # ---- the inference build (resdsl/backends/inference.py): what eval mode makes of it ------
     # The identity in eval mode (dropout): the inference build leaves it out.
     eval_identity: bool = False
     # Arguments without effect in eval mode, with the value that writes them out of the

@@ -50,13 +50,13 @@ def generate(net: CompiledSpec, *, inference: bool = False) -> Source:
     """Standalone PyTorch source for ``net``: deterministic, imports only torch.
 
     ``inference=True`` writes the inference build: the eval-mode rewrite of
-    :func:`resdsl.passes.inference.inference_plan` (norms folded into weight layers,
+    :func:`resdsl.backends.inference.inference_plan` (norms folded into weight layers,
     dropout and drop-path gone, channels-last memory format for conv nets), an
     eval-only module whose weights come from ``Net.fold`` (docs/codegen.md).
     """
     plan = None
     if inference:
-        from ...passes.inference import inference_plan
+        from ..inference import inference_plan
 
         plan = inference_plan(net.graph)
     gen = Generator(net, plan)
