@@ -159,7 +159,8 @@ class Grouper:
 
     def __init__(self, instances: list[Instance], root: Instance):
         # a plain nn.Sequential is written where it stands (its statements are the caller's)
-        self.instances = [i for i in instances if i is not root and type(i.module) is not nn.Sequential]
+        self.instances = [i for i in instances
+                          if i is not root and type(i.module) is not nn.Sequential and not i.inline]
         self.root = root
         self.blocks: list[Block] = []
 

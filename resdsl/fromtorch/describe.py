@@ -13,7 +13,7 @@ from typing import Any
 
 from torch import nn
 
-from .stmts import CallStmt, ResidualStmt, SeqStmt, Stmt, clone
+from .stmts import CallStmt, FromStmt, MergeStmt, ResidualStmt, SeqStmt, Stmt, clone
 from .structure import (
     Chain, Labels, Node, Unsupported, _Builder, find_residuals, is_projection, unsupported_error,
 )
@@ -31,6 +31,7 @@ class Instance:
     sequential: bool  # an nn.Sequential (or subclass): its children are named by position
     block: str = ""  # set by blocks.py
     args: dict[str, Any] = field(default_factory=dict)
+    inline: bool = False  # written where it is called (a chain of calls: a sequential or a stage)
 
 
 class Describer:
@@ -99,7 +100,7 @@ class Describer:
             if node.kind == "child":
                 child = children[id(node)]
                 label = None if node.target.isdigit() and isinstance(module, nn.Sequential) else node.target
-                if type(child.module) is nn.Sequential:
+                if type(child.module) is nn.Sequential or child.inline:
                     return SeqStmt(label, child.body)
                 return CallStmt(label, child)
             if node.kind == "residual":
@@ -118,11 +119,43 @@ class Describer:
                 node.stmt.label = None  # a position of a sequential
             return node.stmt
 
-        chain = Chain(entry, Labels(taken), make)
+        labels = Labels(taken)
+        chain = Chain(entry, labels, make)
         body = chain.write(entry, order, output)
         if not body:
             raise Unsupported("its forward returns its input unchanged", "write `identity`")
+        calls = _dense_chain(body)
+        if calls is not None:  # DenseNet: each layer's concat moves into the layer, a chain remains
+            for call in calls:
+                _concat_input(call.instance)
+            return Instance(path, module, list(calls), entry.shape, True, inline=True)
         return Instance(path, module, body, entry.shape, isinstance(module, nn.Sequential))
+
+
+def _dense_chain(body: list[Stmt]) -> list[CallStmt] | None:
+    """``L1; from input; c1: concat L1; L2; from c1; c2: concat L2; ...``: each call of one
+    block concatenated to its own input (DenseNet's dense block), or None."""
+    if len(body) < 6 or len(body) % 3:
+        return None
+    calls, before = [], "input"
+    for k in range(0, len(body), 3):
+        call, back, join = body[k:k + 3]
+        if not (isinstance(call, CallStmt) and call.label and isinstance(back, FromStmt) and back.ref == before
+                and isinstance(join, MergeStmt) and join.op == "concat" and join.ref == call.label):
+            return None
+        calls.append(call)
+        before = join.label or ""
+    if len({type(c.instance.module) for c in calls}) != 1:
+        return None
+    return calls
+
+
+def _concat_input(instance: Instance) -> None:
+    """The instance's output, concatenated after its input (``from input``, ``concat L``)."""
+    last = instance.body[-1]
+    if getattr(last, "label", None) is None:
+        last.label = "out" if "out" not in {getattr(s, "label", None) for s in instance.body} else "out_"
+    instance.body += [FromStmt("input"), MergeStmt("concat", last.label)]
 
 
 def _join(path: str, name: str) -> str:

@@ -21,7 +21,7 @@ from torch import fx, nn
 from ..errors import Diagnostic, SpecError, Span
 from ..ops import REGISTRY, OpSpec
 from ..ops.base import TensorRef, TorchCall
-from .recipes import recognise_module
+from .recipes import _coerce, recognise_module
 from .stmts import (
     FromStmt, MergeStmt, OpStmt, ParamStmt, ResidualStmt, Stmt,
 )
@@ -89,6 +89,8 @@ class _Builder:
         self.values = traced.values
         self.nodes: dict[fx.Node, Node] = {}
         self.used_modules: set[str] = set()
+        self.prefixes: dict[tuple[int, ...], Node] = {}
+        self.order: list[Node] = []
         # calls that are no op alone, waiting for the one call that reads them: a chain
         # (x.reshape(n, c, h * w).permute(0, 2, 1) is ``tokens``). Each: its TorchCall, the
         # chain's input and the chain's first fx node (named in the error if no op is the chain)
@@ -97,25 +99,33 @@ class _Builder:
     def build(self) -> tuple[Node, list[Node], Node]:
         entry = output = None
         order: list[Node] = []
+        self.order = order
+        placeholders = [n for n in self.traced.graph.nodes if n.op == "placeholder" and n.users]
+        joined = _joined_at_entry(placeholders)
         for fx_node in self.traced.graph.nodes:
             if fx_node.op == "placeholder":
-                if entry is not None:
-                    if fx_node.users:
-                        raise Unsupported("its forward takes more than one input",
-                                          "a spec's block takes one tensor")
-                    continue
-                entry = Node("input", "input", [], self._shape(fx_node))
-                self.nodes[fx_node] = entry
+                if fx_node is (placeholders[0] if placeholders else fx_node) and entry is None:
+                    at = joined or fx_node  # a list of tensors concatenated first: the caller joins them
+                    entry = Node("input", "input", [], self._shape(at))
+                    self.nodes[at] = entry
+                elif fx_node.users and joined is None:
+                    raise Unsupported("its forward takes more than one input",
+                                      "a spec's block takes one tensor")
+            elif fx_node is joined:
+                continue
             elif fx_node.op == "output":
                 source = fx_node.args[0]
+                if isinstance(source, (list, tuple)) and len(source) == 1:
+                    source = source[0]  # returned as a one-element list (a pytree output)
                 if not isinstance(source, fx.Node) or source not in self.nodes:
                     raise Unsupported("its forward does not return one tensor")
                 output = self.nodes[source]
             else:
                 made = self._node(fx_node)
                 for node in made if isinstance(made, list) else [made] if made is not None else []:
-                    node.order = len(order)
-                    order.append(node)
+                    if node.kind != "input" and not any(node is n for n in order):  # a prefix is placed once
+                        node.order = len(order)
+                        order.append(node)
                     self.nodes[fx_node] = node
         for call, _, first in self.pending.values():  # read by nothing that completes a chain
             raise _unknown(first, call.name)
@@ -162,24 +172,43 @@ class _Builder:
                          0.0 if constant else _round_std(float(flat.std())), batch=batch)
         return Node(fx_node.target, "param", [], dims[1:] if batch else dims, stmt=stmt)
 
+    def joined(self, parts: list[Node]) -> Node:
+        """``torch.cat(parts, 1)`` as concats, one prefix at a time and each prefix once
+        (DenseNet concatenates a growing list: [x0], [x0, y1], [x0, y1, y2], ...)."""
+        key = tuple(id(p) for p in parts)
+        if len(parts) == 1:
+            return parts[0]
+        if key not in self.prefixes:
+            head = self.joined(parts[:-1])
+            shape = (head.shape[0] + parts[-1].shape[0], *head.shape[1:])
+            node = Node(f"cat_{len(self.prefixes)}", "merge", [head, parts[-1]], shape, stmt=MergeStmt("concat", ""))
+            node.order = len(self.order)
+            self.order.append(node)
+            self.prefixes[key] = node
+        return self.prefixes[key]
+
     def _module(self, fx_node: fx.Node, index: int | None = None, result: fx.Node | None = None) -> Node:
         """A call of a child; ``index``: the element of its result that ``result`` takes."""
         target = str(fx_node.target)
         result = result or fx_node
         call, inputs = self._torch_call(fx_node, "module", index, self._shape(result))
+        head = fx_node.args[0] if len(fx_node.args) == 1 else None
+        listed = isinstance(head, (list, tuple)) and len(inputs) == len(head) >= 1 and not fx_node.kwargs
+        if listed and index is None:
+            inputs = [self.joined(inputs)]  # a child given a list of tensors joins them first
+        plain = len(inputs) == 1 and (listed or (not call.args and not call.kwargs)) and index is None
         if len({id(n) for n in inputs}) != 1:
             raise Unsupported(f"calls its child '{target}' with {len({id(n) for n in inputs})} tensors",
                               "each statement of a spec takes one tensor")
         child = self.traced.module.get_submodule(target)
         in_shape = inputs[0].shape
-        plain = len(inputs) == 1 and not call.args and not call.kwargs and index is None
         first_use = target not in self.used_modules
         in_sequential = isinstance(self.traced.module, nn.Sequential)
         label = target if (_IDENTIFIER.match(target) or in_sequential) and first_use else None
         self.used_modules.add(target)
         match = recognise_module(child, in_shape, None if plain else call)
         if match is not None:
-            if not any(True for _ in child.state_dict()):
+            if not in_sequential and not any(True for _ in child.state_dict()):
                 label = None  # a stateless module's name is in no state dict: a label only if read again
             return Node(result.name, "op", inputs[:1], self._shape(result),
                         stmt=OpStmt(label, match.op.name, match.args, in_shape), child=child, target=target)
@@ -205,6 +234,8 @@ class _Builder:
         head = source.args[0] if source.args else None
         chain = self.pending.pop(head, None) if isinstance(head, fx.Node) else None
         call, inputs = self._torch_call(source, call_name(source), index, self._shape(fx_node), chain)
+        if call.name in ("torch.cat", "torch.concat") and _cat_list(source, self) is not None:
+            return self.joined(_cat_list(source, self))
         for op in _ops_for(call.name):
             found = op.from_call(call)
             if found is None:
@@ -217,6 +248,7 @@ class _Builder:
             if isinstance(found, list):  # several ops in a row: x.mean([2, 3]) is a pool, then a flatten
                 return self._steps(fx_node, inputs[0], found)
             kind = "merge" if op.merge_code is not None else "op"
+            found = _coerce(op, found)  # (1, 1) -> 1, as a module's arguments are read
             stmt = MergeStmt(op.name, "") if kind == "merge" else OpStmt(None, op.name, found, inputs[0].shape)
             return Node(fx_node.name, kind, inputs, self._shape(fx_node), stmt=stmt)
         first = chain[2] if chain is not None else fx_node
@@ -268,6 +300,7 @@ class _Builder:
         nodes, current = [], source
         for name, args in steps:
             op = REGISTRY[name]
+            args = _coerce(op, args)
             shape = tuple(op.infer(current.shape, _bound(op, args, current.shape)))
             node = Node(fx_node.name, "op", [current], shape, stmt=OpStmt(None, name, args, current.shape))
             nodes.append(node)
@@ -303,6 +336,32 @@ def _shift(arg: Any) -> Any:
 
 def _ops_for(name: str) -> list[OpSpec]:
     return [op for op in REGISTRY.values() if name in op.torch_calls and op.from_call is not None]
+
+
+def _joined_at_entry(placeholders: list[fx.Node]) -> fx.Node | None:
+    """The ``torch.cat(inputs, 1)`` that a forward given a list of tensors starts with."""
+    if not placeholders or any(len(p.users) != 1 for p in placeholders):
+        return None
+    (cat,) = placeholders[0].users
+    tensors = cat.args[0] if cat.args else None
+    dim = cat.args[1] if len(cat.args) > 1 else cat.kwargs.get("dim", 0)
+    if call_name(cat) in ("torch.cat", "torch.concat") and list(tensors or ()) == placeholders and dim == 1:
+        return cat
+    return None
+
+
+def _cat_list(fx_node: fx.Node, builder: "_Builder") -> list[Node] | None:
+    """The tensors of ``torch.cat([a, b, ...], 1)`` along the channels, or None."""
+    tensors = fx_node.args[0] if fx_node.args else fx_node.kwargs.get("tensors")
+    dim = fx_node.args[1] if len(fx_node.args) > 1 else fx_node.kwargs.get("dim", 0)
+    if not isinstance(tensors, (list, tuple)) or not tensors:
+        return None
+    if not all(isinstance(t, fx.Node) and t in builder.nodes and builder._tensor(t) for t in tensors):
+        return None
+    rank = len(builder.nodes[tensors[0]].shape)
+    if not isinstance(dim, int) or (dim + rank + 1 if dim < 0 else dim) != 1:
+        return None
+    return [builder.nodes[t] for t in tensors]
 
 
 def _plain(value: Value | None) -> bool:

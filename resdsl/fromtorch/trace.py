@@ -83,7 +83,8 @@ def record_inputs(model: nn.Module, example: torch.Tensor) -> dict[nn.Module, tu
     handles = []
 
     def hook(module: nn.Module, args: tuple, kwargs: dict) -> None:
-        inputs.setdefault(module, (args, kwargs))
+        # a list argument is copied: DenseNet appends to it after the call
+        inputs.setdefault(module, (tuple(list(a) if isinstance(a, list) else a for a in args), kwargs))
 
     for module in model.modules():
         handles.append(module.register_forward_pre_hook(hook, with_kwargs=True))
@@ -120,15 +121,20 @@ class _Recorder(fx.Interpreter):
 
 def trace(path: str, module: nn.Module, args: tuple, kwargs: dict) -> Traced:
     """``module``'s forward, one level deep, with the value of every node for ``args``."""
+    concrete, flat = None, args
+    if len(args) == 1 and isinstance(args[0], (list, tuple)) and args[0] and not kwargs:
+        # a list of tensors (DenseNet's layers): one placeholder per tensor
+        first = next(iter(inspect.signature(module.forward).parameters))
+        concrete, flat = {first: [fx.PH] * len(args[0])}, tuple(args[0])
     try:
-        graph = _OneLevel(module).trace(module)
+        graph = _OneLevel(module).trace(module, concrete_args=concrete)
     except Exception as exc:  # fx raises many kinds (TraceError, TypeError, NotImplementedError)
         raise TraceFailure(path, module, _first_line(exc)) from None
     traced = Traced(path, module, graph)
     gm = fx.GraphModule(module, graph)
     with torch.no_grad():
         try:
-            _Recorder(gm, traced.values).run(*args, **kwargs)
+            _Recorder(gm, traced.values).run(*flat, **kwargs)
         except Exception as exc:
             raise TraceFailure(path, module, f"re-running its traced forward failed: {_first_line(exc)}") from None
     return traced

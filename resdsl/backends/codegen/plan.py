@@ -94,7 +94,7 @@ class Plan:
 
     def _sequential_block(self, path: str) -> bool:
         block = self.block_ir.get(self.boxes[path].block or "")
-        return block is not None and is_sequential_block(block) and self._numbered(path) and \
+        return block is not None and is_sequential_block(block) and \
             self._chain(path)
 
     def _positional(self, path: str) -> bool:
