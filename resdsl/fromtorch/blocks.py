@@ -60,9 +60,11 @@ def holes_and_key(stmts: list[Stmt]) -> tuple[tuple, list[Hole]]:
     def hole(box: Any, key: Any, site: str, op: OpStmt | None = None, optional: bool = False) -> None:
         holes.append(Hole(box, key, site, op, optional, depth[0] > 0))
 
-    def arg_key(box: dict, site: str, op: OpStmt | None = None) -> tuple:
+    def arg_key(box: dict, site: str, op: OpStmt | None = None, skip: tuple[str, ...] = ()) -> tuple:
         parts = []
         for name, value in box.items():
+            if name in skip:
+                continue
             if _scalar(value):
                 hole(box, name, f"{site}{name}", op)
                 parts.append((name, type(value).__name__))
@@ -87,7 +89,8 @@ def holes_and_key(stmts: list[Stmt]) -> tuple[tuple, list[Hole]]:
         if isinstance(stmt, ResidualStmt):
             # an identity shortcut has no projection to name: proj= may differ among instances
             hole(stmt.options, "proj", "proj", optional=True)
-            options = arg_key({k: v for k, v in stmt.options.items() if k != "proj"}, "")
+            # the holes' box is the statement's own dict (a copy's id would name nothing)
+            options = arg_key(stmt.options, "", skip=("proj",))
             if stmt.shortcut is not None:
                 options += (("proj", stmt.options.get("proj")),)
             return ("residual", options, tuple(key(s) for s in stmt.body),
@@ -224,7 +227,7 @@ class Grouper:
                 hole.op.omit.discard(hole.key)
             if len(set(map(_typed, values))) == 1:
                 continue
-            expr = _relation(values, columns, None if hole.nested else [m.in_shape[0] for m in members])
+            expr = _relation(values, columns, None if hole.nested else _widths(members))
             if expr is None:
                 pname = _param_name(hole.site, used)
                 used.add(pname)
@@ -268,12 +271,24 @@ def _type_of(values: tuple) -> str:
     return "str"
 
 
-def _relation(values: tuple, columns: list[tuple[str, tuple]], channels: list[int] | None) -> str | None:
-    """An expression for ``values`` from earlier parameters or (``channels`` given) the block
-    input's channels."""
+def _widths(members: list[Instance]) -> list[tuple[str, list[int]]]:
+    """What the block input's width is called: its channels, and for a channels-last map or
+    a token sequence [.., D] (Swin, ViT) its last dim."""
+    widths = [("channels(input)", [m.in_shape[0] for m in members])]
+    if all(len(m.in_shape) >= 2 for m in members) and any(m.in_shape[-1] != m.in_shape[0] for m in members):
+        widths.append(("dim(input, -1)", [m.in_shape[-1] for m in members]))
+    return widths
+
+
+def _relation(values: tuple, columns: list[tuple[str, tuple]],
+              widths: list[tuple[str, list[int]]] | None) -> str | None:
+    """An expression for ``values`` from earlier parameters or (``widths`` given) the block
+    input's width."""
+    widths = widths or []
     if all(isinstance(v, int) and not isinstance(v, bool) for v in values):
-        if channels is not None and list(values) == channels:
-            return "channels(input)"
+        for width, known in widths:
+            if list(values) == known:
+                return width
         for pname, known in columns:
             if known == values:
                 return pname
@@ -286,16 +301,16 @@ def _relation(values: tuple, columns: list[tuple[str, tuple]], channels: list[in
                     return f"{int(ratio)} * {pname}"
                 if ratio > 0 and (1 / ratio).is_integer() and all(k % int(1 / ratio) == 0 for k in known):
                     return f"{pname} // {int(1 / ratio)}"
-        if channels is None:
-            return None
-        ratios = {v / c for v, c in zip(values, channels)}
-        if len(ratios) == 1:
-            ratio = ratios.pop()
-            if ratio.is_integer() and ratio > 1:
-                return f"{int(ratio)} * channels(input)"
-        for divisor in (2, 3, 4, 6, 8, 16):  # a squeeze-excitation's width: channels(input) // 4
-            if all(v == c // divisor for v, c in zip(values, channels)) and any(c % divisor for c in channels) is False:
-                return f"channels(input) // {divisor}"
+        for width, known in widths:
+            ratios = {v / c for v, c in zip(values, known)}
+            if len(ratios) == 1:
+                ratio = ratios.pop()
+                if ratio.is_integer() and ratio > 1:
+                    return f"{int(ratio)} * {width}"
+        for width, known in widths:
+            for divisor in (2, 3, 4, 6, 8, 16):  # a squeeze-excitation's width: channels(input) // 4
+                if all(v == c // divisor for v, c in zip(values, known)) and not any(c % divisor for c in known):
+                    return f"{width} // {divisor}"
     else:
         for pname, known in columns:
             if known == values:
@@ -400,7 +415,7 @@ def _as_stage(seq: SeqStmt, blocks: dict[str, Block], subst: dict) -> StageStmt 
             args[name] = Expr(f"{_literal(values[0])} if i == 0 else {_literal(rest[0])}")
             index_used = True
             continue
-        progression = _progression(values)
+        progression = _progression(values) or _alternation(values)
         if progression is None:
             return None
         args[name] = Expr(progression)
@@ -443,6 +458,14 @@ def _progression(values: list[Any]) -> str | None:
         return None
     start = _literal(values[0])
     return f"{start} + {_literal(step)} * i" if values[0] else f"{_literal(step)} * i"
+
+
+def _alternation(values: list[Any]) -> str | None:
+    """``A if i % 2 == 0 else B`` when the values alternate (Swin's shift: 0, w // 2, 0, ...)."""
+    if len(values) < 3 or any(values[k] != values[k % 2] for k in range(len(values))) or any(
+            type(values[k]) is not type(values[k % 2]) for k in range(len(values))):
+        return None
+    return f"{_literal(values[0])} if i % 2 == 0 else {_literal(values[1])}"
 
 
 def _literal(value: Any) -> str:

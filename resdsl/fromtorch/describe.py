@@ -82,6 +82,9 @@ class Describer:
         entry, order, output = builder.build()
         self.reached.add(id(module))
         self.reached.update(id(n.child) for n in order if n.child is not None)
+        # an op stands for its module's submodules too (nn.MultiheadAttention's out_proj)
+        self.reached.update(id(m) for n in order if n.kind == "op" and n.child is not None
+                            for m in n.child.modules())
         children: dict[int, Instance] = {}
         for node in order:
             if node.kind == "child":

@@ -22,7 +22,7 @@ from torch import nn
 
 from ..ops import REGISTRY, OpError, OpSpec, bind
 from ..ops import torch_layers
-from ..ops.base import OMIT, TorchArgs
+from ..ops.base import OMIT, TorchArgs, TorchCall
 from .source import resolve as _resolve
 
 _PROBE_SIZE = 8  # the spatial size a probe pretends its input has
@@ -212,8 +212,25 @@ def _recipes_for(cls: type) -> list[Recipe]:
     return []
 
 
-def recognise_module(module: nn.Module, in_shape: tuple[int, ...]) -> Match | None:
+def _plain_call(call: TorchCall | None) -> bool:
+    """``module(x)``: one tensor, nothing else, the whole result."""
+    return call is None or (len(call.inputs) == 1 and not call.args and not call.kwargs and call.index is None)
+
+
+def _call_args(op: OpSpec, call: TorchCall | None) -> dict[str, Any] | None:
+    """The arguments a call of the module sets ({} for ``module(x)``), or None when the op
+    is not called that way (an op with ``call`` is read by its ``from_module_call``)."""
+    if op.call is None:
+        return {} if _plain_call(call) else None
+    if op.from_module_call is None or call is None:
+        return None
+    return op.from_module_call(call)
+
+
+def recognise_module(module: nn.Module, in_shape: tuple[int, ...], call: TorchCall | None = None) -> Match | None:
     """The catalogue op that ``module`` is for an input of per-sample ``in_shape``, or None.
+    ``call``: how ``forward`` calls it, when not ``module(x)`` (nn.MultiheadAttention's
+    ``m(x, x, x, need_weights=False)[0]``).
 
     >>> import torch
     >>> match = recognise_module(torch.nn.Conv2d(3, 8, 3, stride=2, bias=False), (3, 32, 32))
@@ -224,11 +241,14 @@ def recognise_module(module: nn.Module, in_shape: tuple[int, ...]) -> Match | No
     for recipe in _recipes_for(type(module)):
         if recipe.rank != rank:
             continue
+        called = _call_args(recipe.op, call)
+        if called is None:
+            continue
         args = dict(recipe.fixed)
         if recipe.op.from_module is not None:
             found = recipe.op.from_module(module)
-            if found is not None and _verified(recipe.op, module, in_shape, found):
-                return Match(recipe.op, found)
+            if found is not None and _verified(recipe.op, module, in_shape, {**found, **called}):
+                return Match(recipe.op, {**found, **called})
             continue
         try:
             for attribute, source in recipe.bound:
@@ -236,7 +256,7 @@ def recognise_module(module: nn.Module, in_shape: tuple[int, ...]) -> Match | No
                     args[source.name] = _as_arg(_read(module, attribute))
         except AttributeError:
             continue
-        args = _coerce(recipe.op, args)
+        args = _coerce(recipe.op, {**args, **called})
         if _verified(recipe.op, module, in_shape, args):
             return Match(recipe.op, args)
     return None
@@ -259,4 +279,13 @@ def _verified(op: OpSpec, module: nn.Module, in_shape: tuple[int, ...], args: di
             built = op.build(in_shape, bound)
     except (OpError, TypeError, ValueError, KeyError):
         return False
+    if op.from_module is not None and type(built) is not type(module):
+        # another class (torchvision's ShiftedWindowAttention for resdsl's): its attributes
+        # are named otherwise and were read by ``from_module``; the state must be the same,
+        # key for key, in order
+        return _state(built) == _state(module)
     return _same(built, module)
+
+
+def _state(module: nn.Module) -> list[tuple[str, tuple[int, ...]]]:
+    return [(key, tuple(value.shape)) for key, value in module.state_dict().items()]

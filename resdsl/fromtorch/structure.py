@@ -91,6 +91,10 @@ class _Builder:
         self.used_modules: set[str] = set()
         self.prefixes: dict[tuple[int, ...], Node] = {}
         self.order: list[Node] = []
+        # calls that are no op alone, waiting for the one call that reads them: a chain
+        # (x.reshape(n, c, h * w).permute(0, 2, 1) is ``tokens``). Each: its TorchCall, the
+        # chain's input and the chain's first fx node (named in the error if no op is the chain)
+        self.pending: dict[fx.Node, tuple[TorchCall, Node, fx.Node]] = {}
 
     def build(self) -> tuple[Node, list[Node], Node]:
         entry = output = None
@@ -123,6 +127,8 @@ class _Builder:
                         node.order = len(order)
                         order.append(node)
                     self.nodes[fx_node] = node
+        for call, _, first in self.pending.values():  # read by nothing that completes a chain
+            raise _unknown(first, call.name)
         if entry is None or output is None:
             raise Unsupported("its forward takes no tensor or returns none")
         return entry, order, output
@@ -155,13 +161,16 @@ class _Builder:
         if tensor is None or "." in fx_node.target:
             raise Unsupported(f"reads the tensor '{fx_node.target}', which is not a parameter of its own",
                               "learnable tensors are written as `LABEL: parameter D1, ...` in the block that owns them")
-        value = self.values[fx_node]
         dims = tuple(tensor.shape)
         flat = tensor.detach().float().flatten()
         constant = bool((flat == flat[0]).all()) if flat.numel() else True
+        # [1, N, D] read where its dim 0 is the batch's (torch aligns dims from the right: a
+        # result of its rank), as ViT's class token and position embedding: ``batch=true``
+        batch = len(dims) >= 2 and dims[0] == 1 and any(
+            self._tensor(user) and len(self.values[user].shape) + 1 == len(dims) for user in fx_node.users)
         stmt = ParamStmt(fx_node.target, list(dims), float(flat[0]) if constant and flat.numel() else 0.0,
-                         0.0 if constant else _round_std(float(flat.std())))
-        return Node(fx_node.target, "param", [], value.shape or dims, stmt=stmt)
+                         0.0 if constant else _round_std(float(flat.std())), batch=batch)
+        return Node(fx_node.target, "param", [], dims[1:] if batch else dims, stmt=stmt)
 
     def joined(self, parts: list[Node]) -> Node:
         """``torch.cat(parts, 1)`` as concats, one prefix at a time and each prefix once
@@ -178,14 +187,18 @@ class _Builder:
             self.prefixes[key] = node
         return self.prefixes[key]
 
-    def _module(self, fx_node: fx.Node) -> Node:
+    def _module(self, fx_node: fx.Node, index: int | None = None, result: fx.Node | None = None) -> Node:
+        """A call of a child; ``index``: the element of its result that ``result`` takes."""
         target = str(fx_node.target)
-        inputs = self._tensor_args(fx_node)
+        result = result or fx_node
+        call, inputs = self._torch_call(fx_node, "module", index, self._shape(result))
         head = fx_node.args[0] if len(fx_node.args) == 1 else None
-        if isinstance(head, (list, tuple)) and len(inputs) == len(head) >= 1 and not fx_node.kwargs:
+        listed = isinstance(head, (list, tuple)) and len(inputs) == len(head) >= 1 and not fx_node.kwargs
+        if listed and index is None:
             inputs = [self.joined(inputs)]  # a child given a list of tensors joins them first
-        if len(inputs) != 1 or fx_node.kwargs:
-            raise Unsupported(f"calls its child '{target}' with {len(inputs)} tensors",
+        plain = len(inputs) == 1 and (listed or (not call.args and not call.kwargs)) and index is None
+        if len({id(n) for n in inputs}) != 1:
+            raise Unsupported(f"calls its child '{target}' with {len({id(n) for n in inputs})} tensors",
                               "each statement of a spec takes one tensor")
         child = self.traced.module.get_submodule(target)
         in_shape = inputs[0].shape
@@ -196,12 +209,16 @@ class _Builder:
         in_sequential = isinstance(self.traced.module, nn.Sequential)
         label = target if (_IDENTIFIER.match(target) or in_sequential) and first_use else None
         self.used_modules.add(target)
-        match = recognise_module(child, in_shape)
+        match = recognise_module(child, in_shape, None if plain else call)
         if match is not None:
             if not in_sequential and not any(True for _ in child.state_dict()):
                 label = None  # a stateless module's name is in no state dict: a label only if read again
-            return Node(fx_node.name, "op", inputs, self._shape(fx_node),
+            return Node(result.name, "op", inputs[:1], self._shape(result),
                         stmt=OpStmt(label, match.op.name, match.args, in_shape), child=child, target=target)
+        if len(inputs) != 1 or fx_node.kwargs or index is not None:
+            raise Unsupported(f"calls its child '{target}' ({type(child).__name__}) otherwise than "
+                              f"'{target}(x)', and no op of the catalogue is called so",
+                              "an op called otherwise declares from_module_call (resdsl/ops/base.py)")
         if type(child).__name__ == _DROP_PATH and getattr(child, "mode", None) == "row":
             return Node(fx_node.name, "drop_path", inputs, self._shape(fx_node), child=child, target=target)
         if "." in target or label is None:
@@ -209,26 +226,51 @@ class _Builder:
                               "a spec names each submodule once, by its label")
         return Node(fx_node.name, "child", inputs, self._shape(fx_node), child=child, target=target)
 
-    def _tensor_args(self, fx_node: fx.Node) -> list[Node]:
-        found: list[Node] = []
-
-        def visit(arg: Any) -> None:
-            if isinstance(arg, fx.Node) and arg in self.nodes and self._tensor(arg):
-                found.append(self.nodes[arg])
-            elif isinstance(arg, (list, tuple)):
-                for item in arg:
-                    visit(item)
-
-        visit(fx_node.args)
-        visit(tuple(fx_node.kwargs.values()))
-        return found
-
-    def _call(self, fx_node: fx.Node) -> Node:
+    def _call(self, fx_node: fx.Node) -> Node | list[Node] | None:
         source, index = fx_node, None
         if fx_node.op == "call_function" and call_name(fx_node) == "_operator.getitem":
             head = fx_node.args[0]
             if isinstance(head, fx.Node) and _is_multi(head, self.values) and isinstance(fx_node.args[1], int):
+                if head.op == "call_module":  # m(x, x, x)[0]: the module call, one result taken
+                    return self._module(head, fx_node.args[1], fx_node)
                 source, index = head, fx_node.args[1]
+        head = source.args[0] if source.args else None
+        chain = self.pending.pop(head, None) if isinstance(head, fx.Node) else None
+        call, inputs = self._torch_call(source, call_name(source), index, self._shape(fx_node), chain)
+        if call.name in ("torch.cat", "torch.concat") and _cat_list(source, self) is not None:
+            return self.joined(_cat_list(source, self))
+        for op in _ops_for(call.name):
+            found = op.from_call(call)
+            if found is None:
+                continue
+            if op.source:  # a learnable tensor's own call (the class token expanded to the batch)
+                if inputs[0].kind != "param" or found.get("batch") != inputs[0].stmt.batch:
+                    continue
+                self.nodes[fx_node] = inputs[0]
+                return None
+            if isinstance(found, list):  # several ops in a row: x.mean([2, 3]) is a pool, then a flatten
+                return self._steps(fx_node, inputs[0], found)
+            kind = "merge" if op.merge_code is not None else "op"
+            found = _coerce(op, found)  # (1, 1) -> 1, as a module's arguments are read
+            stmt = MergeStmt(op.name, "") if kind == "merge" else OpStmt(None, op.name, found, inputs[0].shape)
+            return Node(fx_node.name, kind, inputs, self._shape(fx_node), stmt=stmt)
+        first = chain[2] if chain is not None else fx_node
+        if self._chains(fx_node, inputs):
+            self.pending[fx_node] = (call, inputs[0], first)
+            return None
+        raise _unknown(first, call.name)
+
+    def _chains(self, fx_node: fx.Node, inputs: list[Node]) -> bool:
+        """Whether a call that is no op alone may begin a chain: one tensor in, and its
+        result read by one call only, as that call's first argument."""
+        users = list(fx_node.users)
+        return (len({id(n) for n in inputs}) == 1 and len(users) == 1 and users[0].op in ("call_function", "call_method")
+                and bool(users[0].args) and users[0].args[0] is fx_node and self._tensor(users[0]))
+
+    def _torch_call(self, source: fx.Node, name: str, index: int | None, shape: tuple[int, ...],
+                    before: tuple[TorchCall, Node, fx.Node] | None = None) -> tuple[TorchCall, list[Node]]:
+        """``source`` as the catalogue sees it, and the nodes of its tensor arguments (input 0
+        first; ``before``: the pending call that made input 0, the chain's input is its)."""
         inputs: list[Node] = []
 
         def convert(arg: Any) -> Any:
@@ -242,29 +284,20 @@ class _Builder:
             return arg
 
         head = source.args[0] if source.args else None
-        leading = isinstance(head, fx.Node) and head in self.nodes and self._tensor(head)
+        leading = before is not None or (isinstance(head, fx.Node) and head in self.nodes and self._tensor(head))
         args = tuple(convert(a) for a in (source.args[1:] if leading else source.args))
         if leading:  # ``self`` of a method, ``x`` of torch.flatten(x, 1): input 0, not an argument
-            inputs.insert(0, self.nodes[head])
+            inputs.insert(0, before[1] if before is not None else self.nodes[head])
             args = tuple(_shift(a) for a in args)
         kwargs = {k: convert(v) for k, v in source.kwargs.items()}
-        name = call_name(source)
-        if name in ("torch.cat", "torch.concat") and _cat_list(source, self) is not None:
-            return self.joined(_cat_list(source, self))
-        call = TorchCall(name, args, kwargs, tuple(n.shape for n in inputs), self._shape(fx_node), index)
-        for op in _ops_for(name):
-            found = op.from_call(call)
-            if found is None:
-                continue
-            if isinstance(found, list):  # several ops in a row: x.mean([2, 3]) is a pool, then a flatten
-                return self._steps(fx_node, inputs[0], found)
-            kind = "merge" if op.merge_code is not None else "op"
-            found = _coerce(op, found)  # (1, 1) -> 1, as a module's arguments are read
-            stmt = MergeStmt(op.name, "") if kind == "merge" else OpStmt(None, op.name, found, inputs[0].shape)
-            return Node(fx_node.name, kind, inputs, self._shape(fx_node), stmt=stmt)
-        raise Unsupported(f"'{fx_node.format_node()}' ({name}) is no op of the catalogue",
-                          "resdsl.ops lists the ops; a new one is one catalogue entry (docs/extending.md)")
-
+        shapes = [n.shape for n in inputs]
+        if before is not None:
+            shapes[0] = before[0].shape
+            name = f"{before[0].name}+{name}"
+        distinct = tuple(next(k for k, other in enumerate(inputs) if other is node) for node in inputs)
+        call = TorchCall(name, args, kwargs, tuple(shapes), shape, index,
+                         before=before[0] if before is not None else None, distinct=distinct)
+        return call, inputs
 
     def _steps(self, fx_node: fx.Node, source: Node, steps: list[tuple[str, dict]]) -> list[Node]:
         nodes, current = [], source
@@ -279,6 +312,14 @@ class _Builder:
             raise Unsupported(f"'{fx_node.format_node()}' gives {list(self._shape(fx_node))}, "
                               f"its ops {list(current.shape)}")
         return nodes
+
+
+def _unknown(fx_node: fx.Node, name: str) -> Unsupported:
+    """``fx_node`` is no op; ``name``: the calls from it on that were tried as one (a chain)."""
+    first = name.split("+")[0]
+    chain = f", nor are the calls from it on ({name.replace('+', ', ')})" if "+" in name else ""
+    return Unsupported(f"'{fx_node.format_node()}' ({first}) is no op of the catalogue{chain}",
+                       "resdsl.ops lists the ops; a new one is one catalogue entry (docs/extending.md)")
 
 
 def _bound(op: OpSpec, args: dict, shape: tuple[int, ...]) -> dict:
@@ -337,9 +378,11 @@ def _plain(value: Value | None) -> bool:
 
 
 def _is_multi(fx_node: fx.Node, values: dict[fx.Node, Value]) -> bool:
+    """Whether a node gives several results, tensors among them (x.chunk(2, 1); attention's
+    (output, None)): each is taken by a getitem after it."""
     value = values.get(fx_node)
-    return value is not None and isinstance(value.plain, tuple) and bool(value.plain) and all(
-        isinstance(v, Value) and v.tensor for v in value.plain)
+    return value is not None and isinstance(value.plain, tuple) and all(
+        isinstance(v, Value) for v in value.plain) and any(v.tensor for v in value.plain)
 
 
 def _is_parameter(module: nn.Module, target: str) -> bool:

@@ -61,7 +61,7 @@ def wrapped_functions() -> tuple[Callable, ...]:
     traced as one call each instead of through their bodies."""
     found = []
     for op in REGISTRY.values():
-        for name in op.torch_calls:
+        for name in (part for chain in op.torch_calls for part in chain.split("+")):
             target = _resolve(name) if "." in name and not name.startswith(("Tensor.", "torch.", "_operator.")) else None
             if inspect.isfunction(target):
                 found.append(target)
@@ -100,7 +100,8 @@ def record_inputs(model: nn.Module, example: torch.Tensor) -> dict[nn.Module, tu
 def _summary(value: Any) -> Value:
     if isinstance(value, torch.Tensor):
         return Value(tuple(value.shape[1:]), True, str(value.dtype).removeprefix("torch."))
-    if isinstance(value, (list, tuple)) and value and all(isinstance(v, torch.Tensor) for v in value):
+    if isinstance(value, (list, tuple)) and any(isinstance(v, torch.Tensor) for v in value):
+        # several results (x.chunk(2, 1); attention's (output, None)): each summarised
         return Value(plain=tuple(_summary(v) for v in value))
     if isinstance(value, torch.Size):
         return Value(plain=tuple(value))

@@ -229,8 +229,17 @@ class OpSpec:
     # (a method), ``operator.add``; ``from_call(call)`` gives the op's arguments for one
     # :class:`TorchCall`, or None when that call is not this op (``torch.flatten(x, 2)``), or a
     # list of (op, arguments) when the call is several ops in a row (``x.mean([2, 3])``).
+    # A chain of calls that is one op (``x.flatten(2).transpose(1, 2)`` is ``tokens``) is
+    # named by its calls joined with ``+`` (``Tensor.flatten+Tensor.transpose``); its last
+    # call's ``before`` is the call before (tried only where that one is no op alone).
     torch_calls: tuple[str, ...] = ()
     from_call: Callable[["TorchCall"], dict | list | None] | None = None
+    # An op with ``call`` (a module ``forward`` does not call as ``module(x)``):
+    # ``from_module_call(call)`` reads one call of such a module, a :class:`TorchCall` named
+    # ``module`` (its tensors in ``inputs``/``distinct``, ``index`` the element taken of a
+    # tuple result), and gives the arguments the call sets, or None when the call is not
+    # this op's (nn.MultiheadAttention as ``m(x, x, x, need_weights=False)[0]``).
+    from_module_call: Callable[["TorchCall"], dict | None] | None = None
     # ---- the inference build (resdsl/backends/inference.py): what eval mode makes of it ------
     # The identity in eval mode (dropout): the inference build leaves it out.
     eval_identity: bool = False
@@ -299,6 +308,14 @@ class TorchCall:
     inputs: tuple[Shape, ...]
     shape: Shape | None
     index: int | None = None  # the element taken of a call that returns several (x.chunk(2, 1)[i])
+    # The call that made input 0, when no op is that call alone and only this call reads its
+    # result (``x.reshape(n, c, h * w)`` before ``.permute(0, 2, 1)``): the chain is one op.
+    # ``name`` is then the chain's, the calls' names joined by ``+`` (``Tensor.reshape+Tensor.permute``),
+    # and ``inputs[0]`` is ``before.shape``; ``before.inputs`` are the chain's inputs.
+    before: "TorchCall | None" = None
+    # For each input, the index of its first occurrence among ``inputs``: one tensor passed
+    # three times (``attention(x, x, x)``) is ``(0, 0, 0)``.
+    distinct: tuple[int, ...] = ()
 
     def arg(self, index: int, keyword: str, default: Any = None) -> Any:
         """Argument ``index`` (after the tensor ``self`` of a method) or keyword ``keyword``."""

@@ -105,6 +105,16 @@ register(OpSpec(
 ))
 
 
+def _expand_call(call: TorchCall) -> dict | None:
+    sizes = call.args[0] if len(call.args) == 1 and isinstance(call.args[0], (tuple, list)) else call.args
+    rank = len(call.inputs[0]) if len(call.inputs) == 1 else -1
+    if len(sizes) != rank + 1 or call.shape != call.inputs[0] or call.kwargs:
+        return None  # not the batch dim alone (more dims, or the sample's own grown)
+    if not all(s == -1 or s == d for s, d in zip(sizes[1:], call.inputs[0])):
+        return None
+    return {"batch": True}
+
+
 register(OpSpec(
     name="parameter",
     doc="A learnable tensor of a given shape, filled with one value (``[label:] parameter D1, ..., "
@@ -121,6 +131,10 @@ register(OpSpec(
     source=True,
     batched=False,  # broadcasts as it is: torch aligns its dims to the right of the batched tensor
     receptive_field=POINTWISE, nonlinear=False, diagram=BOX,
+    # ``token.expand(n, -1, -1)``: a batch=true parameter expanded to the batch, which the
+    # merges reading it do by themselves (a call of a source op on its own tensor is that tensor)
+    torch_calls=("Tensor.expand",),
+    from_call=_expand_call,
 ))
 
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 from math import prod
 
 from ..shapes import format_shape
-from .base import BOX, GLOBAL, POINTWISE, ArgSpec, OpError, OpSpec, Shape, register
+from .base import (
+    BOX, GLOBAL, POINTWISE, ArgSpec, OpError, OpSpec, Shape, TensorRef, TorchCall, register, sample_dim,
+)
 from .misc import REGULARIZER
 
 
@@ -27,6 +29,34 @@ def _tokens_dims(in_shape: Shape, args: dict) -> tuple[int | None, ...]:
     return (1 if len(in_shape) == 2 else None, 0)
 
 
+# x.flatten(2).transpose(1, 2), x.reshape(n, c, h * w).permute(0, 2, 1), ...: a call that
+# flattens the positions, then one that swaps the two dims left (a chain: see TorchCall.before)
+_FLATTENS = ("torch.flatten", "Tensor.flatten", "Tensor.reshape", "torch.reshape", "Tensor.view")
+_SWAPS = ("Tensor.permute", "torch.permute", "Tensor.transpose", "torch.transpose")
+
+
+def _swaps(call: TorchCall) -> bool:
+    """Whether ``call`` exchanges the two per-sample dims of a [C, N] tensor (the batch stays)."""
+    if call.name.endswith("transpose"):
+        dims = [call.arg(0, "dim0"), call.arg(1, "dim1")]
+        return sorted(sample_dim(d, 2) if sample_dim(d, 2) is not None else -1 for d in dims) == [0, 1]
+    dims = call.args[0] if len(call.args) == 1 and isinstance(call.args[0], (tuple, list)) else call.args
+    dims = dims or call.kwargs.get("dims", ())
+    return len(dims) == 3 and [sample_dim(d, 2) for d in dims] == [None, 1, 0] and dims[0] in (0, -3)
+
+
+def _tokens_call(call: TorchCall) -> dict | None:
+    """[C, *spatial] -> [C, prod(spatial)] (a reshape is row-major: its output shape is its
+    element order), then the two dims swapped: the positions in order, each a token."""
+    before = call.before
+    if before is None or len(before.inputs) != 1 or len(before.inputs[0]) < 2:
+        return None
+    channels, positions = before.inputs[0][0], prod(before.inputs[0][1:])
+    if before.shape != (channels, positions) or not _swaps(call) or call.shape != (positions, channels):
+        return None
+    return {}
+
+
 register(OpSpec(
     name="tokens",
     doc="A map [C, *spatial] as a sequence of its positions, [prod(spatial), C] "
@@ -40,6 +70,8 @@ register(OpSpec(
     inline_code=lambda m: f"{m.inputs[0]}.flatten(2).transpose(1, 2)",
     receptive_field=POINTWISE, nonlinear=False, diagram=REGULARIZER,
     moves_dims=_tokens_dims,
+    torch_calls=tuple(f"{first}+{second}" for first in _FLATTENS for second in _SWAPS),
+    from_call=_tokens_call,
 ))
 
 
@@ -58,6 +90,15 @@ def _select_shape(in_shape: Shape, args: dict) -> Shape:
     return in_shape[1:]
 
 
+def _select_call(call: TorchCall) -> dict | None:
+    """``x[:, I]`` of a sequence [N, D]."""
+    key = call.args[0] if len(call.args) == 1 and len(call.inputs) == 1 else None
+    if (not isinstance(key, tuple) or len(key) != 2 or key[0] != slice(None)
+            or not isinstance(key[1], int) or isinstance(key[1], bool) or len(call.inputs[0]) != 2):
+        return None
+    return {"index": key[1]}
+
+
 register(OpSpec(
     name="select",
     doc="Token I (0-based; -1 the last) of a sequence [N, D]: [D] (x[:, I], ViT's class token); no module.",
@@ -69,6 +110,8 @@ register(OpSpec(
     inline_code=lambda m: f"{m.inputs[0]}[:, {m.lit(m.args['index'])}]",
     receptive_field=POINTWISE, nonlinear=False, diagram=REGULARIZER,
     moves_dims=lambda s, a: (1,),  # what is left of a token is its features
+    torch_calls=("_operator.getitem",),
+    from_call=_select_call,
 ))
 
 
@@ -107,6 +150,23 @@ def _attention_call(m) -> str:
     return f"{m.module}({x}, {x}, {x}, need_weights=False{mask})[0]"
 
 
+def _attention_module(m) -> dict | None:
+    """nn.MultiheadAttention as this op builds it: batch first, keys and values of the
+    queries' width, no extra key/value bias, no zero attention."""
+    if (not getattr(m, "batch_first", False) or not getattr(m, "_qkv_same_embed_dim", False)
+            or getattr(m, "bias_k", None) is not None or getattr(m, "add_zero_attn", True)):
+        return None
+    return {"heads": m.num_heads, "dropout": float(m.dropout), "bias": m.in_proj_bias is not None}
+
+
+def _attention_module_call(call: TorchCall) -> dict | None:
+    """Self-attention: ``m(x, x, x[, need_weights=False])[0]`` (one tensor three times, no mask)."""
+    if (call.index != 0 or call.distinct != (0, 0, 0) or call.args != (TensorRef(1), TensorRef(2))
+            or set(call.kwargs) - {"need_weights"}):
+        return None
+    return {"causal": False}
+
+
 def _attention_label(args: dict, in_shape: Shape, out_shape: Shape) -> str:
     return f"{args['heads']}-head attention" + (", causal" if args["causal"] else "")
 
@@ -128,6 +188,9 @@ register(OpSpec(
     label=_attention_label,
     code=_attention_code,
     call=_attention_call,
+    torch_aliases=("torch.nn.MultiheadAttention",),
+    from_module=_attention_module,
+    from_module_call=_attention_module_call,
     receptive_field=GLOBAL,  # every token attends to every (earlier) token
     nonlinear=False,
     diagram=BOX,

@@ -5,7 +5,7 @@ after the patch convolution)."""
 from __future__ import annotations
 
 from ..shapes import format_shape
-from .base import BOX, GLOBAL, ArgSpec, OpError, OpSpec, Shape, Window, register
+from .base import BOX, GLOBAL, ArgSpec, OpError, OpSpec, Shape, TorchCall, Window, register
 from .misc import REGULARIZER
 
 
@@ -63,6 +63,19 @@ def _window_attention_code(c):
                   v2=c.kw("v2", False))
 
 
+def _window_attention_module(m) -> dict | None:
+    """torchvision's ShiftedWindowAttention(V2) (square windows and shifts, both biases), or
+    resdsl's own; the rebuilt module's state is compared key for key."""
+    if hasattr(m, "window_size"):  # torchvision
+        window, shift = list(m.window_size), list(m.shift_size)
+        if len(set(window)) != 1 or len(set(shift)) != 1 or m.qkv.bias is None or m.proj.bias is None:
+            return None
+        found = {"heads": m.num_heads, "window": window[0], "shift": shift[0], "v2": hasattr(m, "logit_scale")}
+    else:
+        found = {"heads": m.heads, "window": m.window, "shift": m.shift, "v2": bool(m.v2)}
+    return {**found, "attention_dropout": float(m.attention_dropout), "dropout": float(m.dropout)}
+
+
 def _window_attention_label(args: dict, in_shape: Shape, out_shape: Shape) -> str:
     shifted = f", shift {args['shift']}" if args["shift"] else ""
     v2 = " (v2)" if args["v2"] else ""
@@ -87,6 +100,10 @@ register(OpSpec(
     macs=_window_attention_macs,
     label=_window_attention_label,
     code=_window_attention_code,
+    torch_aliases=("torchvision.models.swin_transformer.ShiftedWindowAttention",
+                   "torchvision.models.swin_transformer.ShiftedWindowAttentionV2",
+                   "resdsl.ops.torch_layers.ShiftedWindowAttention"),
+    from_module=_window_attention_module,
     # A single op mixes the positions of a window (shifted windows chain them across the
     # map); declared global, as the analysis has no field for a window over [H, W, C].
     receptive_field=GLOBAL,
@@ -103,6 +120,10 @@ def _patch_merge_shape(in_shape: Shape, args: dict) -> Shape:
     return (-(-height // 2), -(-width // 2), 4 * channels)
 
 
+def _patch_merge_call(call: TorchCall) -> dict | None:
+    return {} if len(call.inputs) == 1 and not call.args and not call.kwargs else None
+
+
 register(OpSpec(
     name="patch_merge",
     doc="Swin's patch merging on [H, W, C]: each 2x2 neighbourhood side by side, "
@@ -113,6 +134,9 @@ register(OpSpec(
     infer=_patch_merge_shape,
     label=lambda a, i, o: "2x2 patch merge",
     inline_code=lambda m: f"{m.helper('_patch_merging_pad')}({m.inputs[0]})",
+    torch_calls=("torchvision.models.swin_transformer._patch_merging_pad",
+                 "resdsl.ops.torch_layers._patch_merging_pad"),
+    from_call=_patch_merge_call,
     receptive_field=Window((2, 2), (2, 2)),
     channels_last=True,  # the 2x2 window slides along H and W of [H, W, C]
     nonlinear=False,
