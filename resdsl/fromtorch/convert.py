@@ -30,7 +30,7 @@ def convert(module: nn.Module, input_shape: tuple[int, ...], *, name: str, sourc
             raise SpecError([Diagnostic(Span("<from-torch>"), f"the module does not run on an input of shape "
                                         f"{[1, *input_shape]}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
                                         hint="give the per-sample input shape it takes (--input C,H,W)")]) from None
-        describer = Describer(inputs)
+        describer = Describer(inputs.inputs, inputs.calls)
         root = describer.describe("", module)
         describer.unreached(module)
         blocks = Grouper(describer.instances, root).run()
@@ -46,6 +46,8 @@ def convert(module: nn.Module, input_shape: tuple[int, ...], *, name: str, sourc
     prelude = _network_defaults([body] + [b.body for b in blocks if b.name in used], blocks)
     header = [f"{name}: written by `resdsl from-torch`" + (f" from {source}" if source else "") + ".",
               "Module names are the source's: its state dict loads strictly into this spec."]
+    for where in describer.hooked:
+        header.append(f"Written from the calls one input made (torch.fx could not trace it): {where}.")
     return write_spec(name, input_shape, [b for b in blocks if b.name in used], body, header, prelude)
 
 

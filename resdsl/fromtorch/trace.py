@@ -77,24 +77,54 @@ class _OneLevel(fx.Tracer):
         return module is not self._root
 
 
-def record_inputs(model: nn.Module, example: torch.Tensor) -> dict[nn.Module, tuple]:
-    """Each module's arguments at its first call in one eval-mode forward of ``example``."""
+@dataclass
+class Called:
+    """One module call seen by hooks: its tensor input and output, and the calls of its
+    direct children in order (what a module fx cannot trace is rebuilt from)."""
+
+    module: nn.Module
+    input: Any
+    output: Any = None
+    children: list["Called"] = field(default_factory=list)
+
+
+@dataclass
+class Recording:
+    """Each module's arguments at its first call, and that call as hooks saw it."""
+
+    inputs: dict[nn.Module, tuple]
+    calls: dict[nn.Module, Called]
+
+
+def record_inputs(model: nn.Module, example: torch.Tensor) -> Recording:
+    """One eval-mode forward of ``example``, each module's first call recorded."""
     inputs: dict[nn.Module, tuple] = {}
+    calls: dict[nn.Module, Called] = {}
+    stack: list[Called] = []
     handles = []
 
-    def hook(module: nn.Module, args: tuple, kwargs: dict) -> None:
+    def before(module: nn.Module, args: tuple, kwargs: dict) -> None:
         # a list argument is copied: DenseNet appends to it after the call
         inputs.setdefault(module, (tuple(list(a) if isinstance(a, list) else a for a in args), kwargs))
+        call = Called(module, args[0] if args else None)
+        if stack:
+            stack[-1].children.append(call)
+        calls.setdefault(module, call)
+        stack.append(call)
+
+    def after(module: nn.Module, args: tuple, output: Any) -> None:
+        stack.pop().output = output  # the tensors stay referenced: their ids are not reused
 
     for module in model.modules():
-        handles.append(module.register_forward_pre_hook(hook, with_kwargs=True))
+        handles.append(module.register_forward_pre_hook(before, with_kwargs=True))
+        handles.append(module.register_forward_hook(after))
     try:
         with torch.no_grad():
             model(example)
     finally:
         for handle in handles:
             handle.remove()
-    return inputs
+    return Recording(inputs, calls)
 
 
 def _summary(value: Any) -> Value:
