@@ -203,7 +203,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
     # handles ten times slower (plain-110: 15.8 s against 4.6 s); flushed to 0 instead.
     torch.set_flush_denormal(True)
     wall, cpu = time.perf_counter(), time.process_time()
-    rows = run_all(args)
+    try:
+        rows = run_all(args)
+    finally:
+        torch.set_flush_denormal(False)  # torch's default: leave the process as it was
     result = {"spec": "resdsl/experiments/specs/depth_mlp.res", "steps": args.steps, "lr": args.lr,
               "batch": 64, "width": args.width, "threshold": args.threshold, "depths": args.depths,
               "seeds": args.seeds, "families": args.families,
