@@ -269,6 +269,25 @@ def routed(model: torch.nn.Module, graph: "nx.DiGraph", units: Sequence) -> Iter
     pre-hook on the body's first op gives the body the original ``x`` through a
     second gate. A unit without a shortcut, or whose body is not entered by one
     submodule of its own block, cannot be routed: ``ValueError``.
+
+    >>> import resdsl
+    >>> from resdsl.graph import residual_units
+    >>> net = resdsl.loads('''
+    ... network two:
+    ...     input x: [4, 8, 8]
+    ...     block unit:
+    ...         residual:
+    ...             conv 3x3, 4
+    ...     units: stage unit x 2
+    ... ''')
+    >>> model = net.build()
+    >>> x = torch.randn(2, 4, 8, 8, requires_grad=True)
+    >>> with routed(model, net.graph, residual_units(net.graph)) as router:
+    ...     loss = model(x).sum()
+    ...     router.route([False, False])  # both shortcuts: the identity path
+    ...     (grad,) = torch.autograd.grad(loss, x, retain_graph=True)
+    >>> bool((grad == 1).all())
+    True
     """
     modules = dict(model.named_modules())
     router = Router(len(units))
