@@ -124,8 +124,12 @@ def test_path_gradients_quick(tmp_path):
     result = path_gradients.main(["--quick", "--out", str(tmp_path)])
     assert set(result["networks"]) == {"resnet20", "resnet56"}
     for entry in result["networks"].values():
-        # after training the short paths carry more of the gradient than at init
-        assert entry["trained"]["peak"] <= entry["init"]["peak"]
+        # after training the gradient decays faster per unit and moves to shorter paths
+        # (the peak itself is too noisy with 4 samples per length to compare)
+        init, trained = entry["init"], entry["trained"]
+        assert trained["decay_per_unit"] < init["decay_per_unit"]
+        assert trained["mean_length"] < init["mean_length"]
+        assert trained["effective_range"][1] <= init["effective_range"][1]
 
 
 # ---- depth limits ---------------------------------------------------------------------

@@ -135,6 +135,7 @@ def describe(measured: dict, counts: list[int]) -> dict:
     return {**measured, "total": total, "total_share": [t / whole for t in total],
             "effective_range": effective_range(total),
             "peak": max(range(len(total)), key=total.__getitem__),
+            "mean_length": sum(k * t for k, t in enumerate(total)) / whole,
             "count_range": effective_range(counts),
             "decay_per_unit": decay_rate(per_path)}
 
