@@ -55,7 +55,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="ResNet-20 and -56, 100 steps, 2 batches of 2 samples per length")
     args = parser.parse_args(argv)
     if args.quick:
-        args.n, args.steps, args.batches, args.samples = "3,9", 100, 2, 2
+        args.steps, args.batches, args.samples = 100, 2, 2
+        if args.n == parser.get_default("n"):
+            args.n = "3,9"
     args.n = [int(v) for v in args.n.split(",")]
     return args
 
