@@ -141,6 +141,7 @@ class Block:
     body: list[Stmt]
     subst: dict[tuple[int, Any], Expr] = field(default_factory=dict)
     instances: list[Instance] = field(default_factory=list)
+    lets: list[tuple[str, str]] = field(default_factory=list)  # ``let c_in = channels(input)``
 
 
 def snake(name: str) -> str:
@@ -208,10 +209,12 @@ class Grouper:
             self._fill_calls(member.body)  # children's arguments, now known
         hole_lists = [holes_and_key(m.body)[1] for m in members]
         first = hole_lists[0]
+        sole = members[0].sequential and type(members[0].module) is not nn.Sequential  # IS a sequential
+        lets: dict[str, str] = {}
         params: list[tuple[str, str, Any]] = []
         columns: list[tuple[str, tuple]] = []  # param name -> its values per instance
         subst: dict[tuple[int, Any], Expr] = {}
-        used: set[str] = set()
+        used: set[str] = set(_LET_NAMES.values())  # never a parameter of that name
         for index, hole in enumerate(first):
             if hole.optional:
                 words = {h[index].get_optional() for h in hole_lists} - {None}
@@ -227,7 +230,16 @@ class Grouper:
                 hole.op.omit.discard(hole.key)
             if len(set(map(_typed, values))) == 1:
                 continue
-            expr = _relation(values, columns, None if hole.nested else _widths(members))
+            if not hole.nested:
+                expr = _relation(values, columns, _widths(members))
+            elif not sole:  # in a nested scope the block's input is a name bound at its top
+                named = [(_LET_NAMES[width], known) for width, known in _widths(members)]
+                expr = _relation(values, columns, named)
+                for width, _ in _widths(members):
+                    if expr is not None and re.search(rf"\b{_LET_NAMES[width]}\b", expr):
+                        lets.setdefault(_LET_NAMES[width], width)
+            else:
+                expr = _relation(values, columns, None)
             if expr is None:
                 pname = _param_name(hole.site, used)
                 used.add(pname)
@@ -239,7 +251,7 @@ class Grouper:
         body = members[0].body
         if members[0].sequential and type(members[0].module) is not nn.Sequential:
             body = [SeqStmt(None, body)]  # the block IS the nn.Sequential subclass
-        block = Block(name, params, body, subst, members)
+        block = Block(name, params, body, subst, members, sorted(lets.items()))
         self.blocks.append(block)
         for position, member in enumerate(members):
             member.args = {pname: values[position] for pname, values in columns}
@@ -269,6 +281,10 @@ def _type_of(values: tuple) -> str:
     if kinds <= {int, float}:
         return "float"
     return "str"
+
+
+#: The names a block binds for its input's width, for expressions in nested scopes.
+_LET_NAMES = {"channels(input)": "c_in", "dim(input, -1)": "d_in"}
 
 
 def _widths(members: list[Instance]) -> list[tuple[str, list[int]]]:
@@ -356,6 +372,7 @@ def stages(stmts: list[Stmt], blocks: dict[str, Block], subst: dict) -> list[Stm
             stage = _as_stage(stmt, blocks, subst)
             if stage is None:
                 _labels_or_fail(stmt)
+                stmt.body = _runs(stmt.body, blocks, subst)
             out.append(stage if stage is not None else stmt)
         elif isinstance(stmt, ResidualStmt):
             stmt.body = stages(stmt.body, blocks, subst)
@@ -365,6 +382,33 @@ def stages(stmts: list[Stmt], blocks: dict[str, Block], subst: dict) -> list[Stm
         else:
             out.append(stmt)
     return out
+
+
+def _runs(body: list[Stmt], blocks: dict[str, Block], subst: dict) -> list[Stmt]:
+    """Consecutive positional calls of one block with the same arguments, as one
+    ``stage block(args) x N, inline=true`` (MobileNet's flat ``features``)."""
+    out: list[Stmt] = []
+    k = 0
+    while k < len(body):
+        stmt, end = body[k], k + 1
+        if isinstance(stmt, CallStmt) and stmt.label is None:
+            key = _call_key(stmt, subst)
+            while end < len(body) and isinstance(body[end], CallStmt) and body[end].label is None \
+                    and body[end].block == stmt.block and _call_key(body[end], subst) == key:
+                end += 1
+        if end - k >= 2:
+            defaults = {name: default for name, _, default in blocks[stmt.block].params}
+            args = {name: value for name, value in dict(key).items()
+                    if name not in defaults or _typed(value) != _typed(defaults[name])}
+            out.append(StageStmt(None, stmt.block, args, end - k, {"inline": True}))
+        else:
+            out.extend(body[k:end])
+        k = end
+    return out
+
+
+def _call_key(call: CallStmt, subst: dict) -> tuple:
+    return tuple((name, subst.get((id(call.args), name), value)) for name, value in call.args.items())
 
 
 def _labels_or_fail(seq: SeqStmt) -> None:

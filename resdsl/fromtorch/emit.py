@@ -142,6 +142,8 @@ def write_spec(name: str, input_shape: tuple[int, ...], blocks: list[Block], bod
         params = ", ".join(f"{p}: {kind} = {value_text(default)}" for p, kind, default in block.params)
         writer.line(1, f"block {block.name}" + (f"({params})" if params else "") + ":")
         writer.subst = block.subst
+        for name, expr in block.lets:
+            writer.line(2, f"let {name} = {expr}")
         writer.stmts(block.body, 2)
         writer.subst = {}
     writer.lines.append("")
