@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 from torch import nn
 
@@ -21,7 +21,9 @@ from ..ops import REGISTRY
 from ..vocab import FUNCTIONS, MODULE_ATTRIBUTES, PARAM_TYPES, RESERVED_NAMES, STATEMENT_WORDS
 from .describe import Instance
 from .recipes import bind_args
-from .stmts import CallStmt, Expr, OpStmt, ParamStmt, ResidualStmt, SeqStmt, StageStmt, Stmt
+from .stmts import (
+    CallStmt, Expr, OpStmt, ParamStmt, ResidualStmt, SeqStmt, StageStmt, Stmt, value_text, walk,
+)
 
 _KEYWORDS = {"network", "block", "input", "import", "defaults", "stage", "x", "true", "false", "and", "or",
              "not", "if", "else", "elif", "none", *STATEMENT_WORDS, *FUNCTIONS, *PARAM_TYPES}
@@ -167,7 +169,7 @@ class Grouper:
 
     def run(self) -> list[Block]:
         for instance in self.instances + [self.root]:
-            for stmt in _walk(instance.body):
+            for stmt in walk(instance.body):
                 if isinstance(stmt, OpStmt):
                     mark_defaults(stmt)
         groups: dict[tuple, list[Instance]] = {}
@@ -199,7 +201,7 @@ class Grouper:
         return self.blocks
 
     def _fill_calls(self, stmts: list[Stmt]) -> None:
-        for stmt in _walk(stmts):
+        for stmt in walk(stmts):
             if isinstance(stmt, CallStmt):
                 stmt.block = stmt.instance.block
                 stmt.args = dict(stmt.instance.args)
@@ -352,15 +354,6 @@ def _fresh(base: str, taken: set[str]) -> str:
     return name
 
 
-def _walk(stmts: list[Stmt]) -> Iterator[Stmt]:
-    for stmt in stmts:
-        yield stmt
-        if isinstance(stmt, (SeqStmt, ResidualStmt)):
-            yield from _walk(stmt.body)
-        if isinstance(stmt, ResidualStmt) and stmt.shortcut:
-            yield from _walk(stmt.shortcut)
-
-
 # ---- stages -------------------------------------------------------------------------------
 def stages(stmts: list[Stmt], blocks: dict[str, Block], subst: dict) -> list[Stmt]:
     """Each ``sequential:`` of calls of one block, as a stage where the rules allow
@@ -456,7 +449,7 @@ def _as_stage(seq: SeqStmt, blocks: dict[str, Block], subst: dict) -> StageStmt 
                 if _typed(rest[0]) != _typed(default):
                     args[name] = rest[0]
                 continue
-            args[name] = Expr(f"{_literal(values[0])} if i == 0 else {_literal(rest[0])}")
+            args[name] = Expr(f"{value_text(values[0])} if i == 0 else {value_text(rest[0])}")
             index_used = True
             continue
         progression = _progression(values) or _alternation(values)
@@ -500,8 +493,8 @@ def _progression(values: list[Any]) -> str | None:
                  for k in range(len(values)))
     if not ok:
         return None
-    start = _literal(values[0])
-    return f"{start} + {_literal(step)} * i" if values[0] else f"{_literal(step)} * i"
+    start = value_text(values[0])
+    return f"{start} + {value_text(step)} * i" if values[0] else f"{value_text(step)} * i"
 
 
 def _alternation(values: list[Any]) -> str | None:
@@ -509,17 +502,7 @@ def _alternation(values: list[Any]) -> str | None:
     if len(values) < 3 or any(values[k] != values[k % 2] for k in range(len(values))) or any(
             type(values[k]) is not type(values[k % 2]) for k in range(len(values))):
         return None
-    return f"{_literal(values[0])} if i % 2 == 0 else {_literal(values[1])}"
-
-
-def _literal(value: Any) -> str:
-    if isinstance(value, Expr):
-        return value.text
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return repr(value)
-    return str(value)
+    return f"{value_text(values[0])} if i % 2 == 0 else {value_text(values[1])}"
 
 
 __all__ = ["Block", "Grouper", "stages", "mark_defaults", "holes_and_key"]

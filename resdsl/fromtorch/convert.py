@@ -11,7 +11,7 @@ from .blocks import Block, Grouper, stages
 from .describe import Describer
 from .emit import write_spec
 from ..ops import REGISTRY
-from .stmts import CallStmt, DefaultsStmt, OpStmt, OrderStmt, ResidualStmt, SeqStmt, StageStmt, Stmt
+from .stmts import CallStmt, DefaultsStmt, OpStmt, OrderStmt, ResidualStmt, SeqStmt, StageStmt, Stmt, walk
 from .trace import record_inputs
 
 
@@ -56,7 +56,7 @@ def _network_defaults(bodies: list[list[Stmt]], blocks: list[Block]) -> list[Stm
     subst = {key for block in blocks for key in block.subst}
     uses: dict[str, list[OpStmt]] = {}
     for body in bodies:
-        for stmt in _walk(body):
+        for stmt in walk(body):
             if isinstance(stmt, OpStmt):
                 uses.setdefault(stmt.op, []).append(stmt)
     prelude: list[Stmt] = []
@@ -84,21 +84,12 @@ def _used_blocks(body: list[Stmt], blocks: dict[str, Block]) -> set[str]:
     used: set[str] = set()
     todo = [body]
     while todo:
-        for stmt in _walk(todo.pop()):
+        for stmt in walk(todo.pop()):
             name = stmt.block if isinstance(stmt, (CallStmt, StageStmt)) else None
             if name and name not in used:
                 used.add(name)
                 todo.append(blocks[name].body)
     return used
-
-
-def _walk(stmts: list[Stmt]):
-    for stmt in stmts:
-        yield stmt
-        if isinstance(stmt, (SeqStmt, ResidualStmt)):
-            yield from _walk(stmt.body)
-        if isinstance(stmt, ResidualStmt) and stmt.shortcut:
-            yield from _walk(stmt.shortcut)
 
 
 def _registered(stmts: list[Stmt]) -> list[str]:
