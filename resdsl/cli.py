@@ -132,10 +132,10 @@ def _weights_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_render(sub: Any) -> None:
-    render = sub.add_parser("render", help="draw the architecture (svg, png, pdf or dot), skips typed")
+    render = sub.add_parser("render", help="draw the architecture (svg, png, pdf, dot or an html page), skips typed")
     _common(render)
     render.add_argument("-o", "--output", required=True, metavar="FILE",
-                        help="FILE.svg, FILE.png, FILE.pdf or FILE.dot")
+                        help="FILE.svg, FILE.png, FILE.pdf, FILE.dot, or FILE.html (an interactive page)")
     render.add_argument("--level", choices=("stage", "block", "layer"), default="block",
                         help="stage boxes, block boxes (default) or every op")
     render.add_argument("--layout", choices=("column", "u", "auto"), default="auto",

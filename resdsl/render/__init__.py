@@ -1,7 +1,7 @@
 """Architecture diagrams from the spec's graph: skips typed, blocks collapsed, U-Nets as a U.
 
 :func:`to_dot` makes the DOT text (pure Python, deterministic); :func:`render`
-writes ``.svg``, ``.png``, ``.pdf`` or ``.dot`` through the first renderer found
+writes ``.svg``, ``.png``, ``.pdf``, ``.dot`` or the interactive ``.html`` through the first renderer found
 (Graphviz ``dot``, else the pip-installable ``graphviz-pure``), and when there is
 none writes the ``.dot`` beside the requested file (never over an existing one)
 and says how to install one. Drawings too large to lay out in seconds are refused
@@ -25,6 +25,7 @@ import networkx as nx
 from ..io import OutputError, atomic_write, check_output
 from .dot import (LAYOUTS, LEVELS, MAX_DOT_NODES, MAX_LAYOUT_SIZE, DrawingTooLarge, RenderOptionError,
                   build_view, is_u_shaped, layout_size, to_dot)
+from .html import page, read_sources
 from .graphviz import DPI_RANGE, FORMATS, INSTALL_HINT, PDF_HINT, RenderFailed, RendererMissing, find_renderer
 
 
@@ -96,7 +97,9 @@ def check_dpi(dpi: int | None) -> None:
 def render(graph: nx.DiGraph, path: str | os.PathLike, *, level: str = "block",
            layout: str = "auto", shapes: bool = True, expand: bool = False,
            protect: tuple[str | os.PathLike, ...] = (), dpi: int | None = None) -> RenderResult:
-    """Draw ``graph`` into ``path``; the format is the file's suffix.
+    """Draw ``graph`` into ``path``; the format is the file's suffix. ``.html`` is the
+    interactive page (:mod:`resdsl.render.html`: stages open on click, hover, search;
+    ``level`` and ``expand`` do not apply to it).
 
     Without any renderer the DOT text goes to ``path`` with the suffix ``.dot``,
     only if no such file exists, and ``note`` says how to install Graphviz.
@@ -116,6 +119,14 @@ def render(graph: nx.DiGraph, path: str | os.PathLike, *, level: str = "block",
                       max_nodes=MAX_DOT_NODES)
         return RenderResult(atomic_write(target, text, protect=protect), None)
     renderer = find_renderer(fmt)
+    if fmt == "html" and renderer is not None:
+        try:
+            text = page(graph, lambda dot: renderer.render(dot, "svg"), shapes=shapes, layout=layout,
+                        sources=read_sources(protect))
+        except RendererMissing:
+            renderer = None
+        else:
+            return RenderResult(atomic_write(target, text, protect=protect), renderer.name)
     text = to_dot(graph, level=level, layout=layout, shapes=shapes, expand=expand,
                   max_nodes=MAX_DOT_NODES, max_layout=MAX_LAYOUT_SIZE if renderer else None)
     if renderer is not None:

@@ -146,6 +146,13 @@ def to_dot(graph: nx.DiGraph, *, level: str = "block", layout: str = "auto",
     if max_layout is not None and (size := layout_size(view)) > max_layout:
         _too_large(graph, level, expand, f"a layout size of {size:,} (drawn nodes plus the rows "
                    "its edges span)", f"the {max_layout:,} Graphviz lays out in seconds", True)
+    return view_dot(graph, view, level=level, layout=layout, shapes=shapes, legend=legend)
+
+
+def view_dot(graph: nx.DiGraph, view: "View", *, level: str = "block", layout: str = "auto",
+             shapes: bool = True, legend: bool = True) -> str:
+    """The DOT text of a view made by :func:`build_view`: the layout chosen (``auto``:
+    a U for a U-Net, unless too large), then :func:`emit`."""
     if layout == "auto":
         layout = "u" if is_u_shaped(graph) else "column"
     if layout == "u" and _u_cells(graph, view) > MAX_U_CELLS:
@@ -344,10 +351,14 @@ def _skip_summary(units: list[ResidualUnit]) -> str:
 
 # ---- the view -------------------------------------------------------------------------
 class _Builder:
-    def __init__(self, graph: nx.DiGraph, level: str, expand: bool):
+    def __init__(self, graph: nx.DiGraph, level: str, expand: bool, boxes: frozenset[str] | None = None,
+                 summarised: frozenset[str] = frozenset(), expanded: frozenset[str] = frozenset()):
         self.graph = graph
         self.level = level
         self.expand = expand
+        self.box_override = boxes  # the containers drawn as boxes, when not the level's (the page)
+        self.summarised = summarised  # boxes written as stage boxes: path, count and skips
+        self.expanded = expanded  # containers whose loose ops are framed (a page's opened box)
         self.boxes = containers(graph)
         self.held = _direct_units(graph)
         self.structures = _structures(graph)
@@ -469,7 +480,7 @@ class _Builder:
 
     # stage and block: boxes, runs, lifted skips, folded activations
     def _assign_grouped(self) -> None:
-        box_paths = _box_paths(self.graph, self.level)
+        box_paths = _box_paths(self.graph, self.level) if self.box_override is None else set(self.box_override)
         runs = self._runs(box_paths)
         lifted = self._lift(runs) if self.level == "block" else {}
         for data in op_nodes(self.graph):
@@ -493,7 +504,8 @@ class _Builder:
             if fold == "label":
                 vnode.folded.append(op_label(data))
             return
-        vnode = self.add(f"n{node}", kind, op_label(data), node, tooltip=data.module or "")
+        vnode = self.add(f"n{node}", kind, op_label(data), node, _group_of(data.container, self.expanded) or "",
+                         tooltip=data.module or "")
         vnode.plain = fold != "none"
 
     def _assign_boxed(self, node: int, data: dict, run: list[str], lift: ResidualUnit | None) -> None:
@@ -513,7 +525,8 @@ class _Builder:
             self.add(key, "", "", node)
             return
         self.add(key, "run" if len(run) > 1 else ("stage" if self.boxes[run[0]].kind == "stage"
-                                                  or self.level == "stage" else "block"),
+                                                  or self.level == "stage" or run[0] in self.summarised
+                                                  else "block"),
                  self._box_text(run), node, cluster, tooltip=self._run_path(run))
 
     def _enclosing(self, path: str) -> str:
@@ -546,7 +559,7 @@ class _Builder:
             text = f"{_block_text(inner, self.varying) if blocks else first.block} x {len(first.children)}{down}"
         else:
             text = _block_text(first, self.varying) + (f" x {len(run)}" if len(run) > 1 else down)
-        if self.level == "stage":
+        if self.level == "stage" or first.path in self.summarised:
             summary = _skip_summary(self.units_under.get(first.path, []))
             return "\n".join(t for t in (f"{first.path}: {text}", summary) if t)
         return text
@@ -574,7 +587,8 @@ class _Builder:
             return False
         prev = self.boxes[run[-1]]
         box = self.boxes[path]
-        return (box.kind == "block" and prev.output == box.input
+        return (box.kind == "block" and prev.output == box.input and path not in self.summarised
+                and run[0] not in self.summarised
                 and prev.path.rpartition(".")[0] == path.rpartition(".")[0]
                 and self._signature(run[0]) == self._signature(path))
 
@@ -648,9 +662,17 @@ class _Builder:
         return " + ".join(t for t in (", ".join(boxes), ", ".join(annotations)) if t)
 
 
-def build_view(graph: nx.DiGraph, *, level: str = "block", expand: bool = False) -> View:
-    """Map graph nodes to drawn nodes and contract edges (see :func:`to_dot`)."""
-    return _Builder(graph, level, expand).build()
+def build_view(graph: nx.DiGraph, *, level: str = "block", expand: bool = False,
+               boxes: Iterable[str] | None = None, summarised: Iterable[str] = (),
+               expanded: Iterable[str] = ()) -> View:
+    """Map graph nodes to drawn nodes and contract edges (see :func:`to_dot`).
+
+    The interactive page draws mixed levels: ``boxes`` (block level) names the
+    containers drawn as one box each, instead of the level's own; those in
+    ``summarised`` are written as stage boxes; the ops of those in ``expanded``
+    that no box holds are framed together."""
+    return _Builder(graph, level, expand, None if boxes is None else frozenset(boxes),
+                    frozenset(summarised), frozenset(expanded)).build()
 
 
 # ---- U layout -------------------------------------------------------------------------
