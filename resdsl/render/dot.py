@@ -48,6 +48,7 @@ from ..shapes import format_dims
 
 LEVELS = ("stage", "block", "layer")
 LAYOUTS = ("column", "u", "auto")
+STYLES = ("default", "paper")  # paper: He et al.'s and Ronneberger et al.'s figures (render/paper.py)
 SHORT_SKIPS = ("skip-identity", "skip-projection", "skip-zero-pad")
 LONG_SKIPS = ("long-add", "long-mul", "long-concat")
 
@@ -121,7 +122,7 @@ class View:
 @gc_paused()
 def to_dot(graph: nx.DiGraph, *, level: str = "block", layout: str = "auto",
            shapes: bool = True, expand: bool = False, legend: bool = True,
-           max_nodes: int | None = None, max_layout: int | None = None) -> str:
+           max_nodes: int | None = None, max_layout: int | None = None, style: str = "default") -> str:
     """The DOT text for ``graph`` (a ``net.graph``) at ``level``; byte-identical per spec.
 
     With ``max_nodes`` or ``max_layout`` (see :func:`layout_size`) a bigger drawing
@@ -136,6 +137,10 @@ def to_dot(graph: nx.DiGraph, *, level: str = "block", layout: str = "auto",
         raise RenderOptionError(f"unknown level {level!r}; choose one of {', '.join(LEVELS)}")
     if layout not in LAYOUTS:
         raise RenderOptionError(f"unknown layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
+    if style not in STYLES:
+        raise RenderOptionError(f"unknown style {style!r}; choose one of {', '.join(STYLES)}")
+    if style == "paper":  # one figure per paper: level, layout and expand do not apply
+        level, expand = "layer", False
     if max_nodes is not None and level == "layer" and graph.number_of_nodes() > max_nodes:
         _too_large(graph, level, expand, f"{graph.number_of_nodes():,} nodes",
                    f"the {max_nodes:,} a .dot file may hold", False)
@@ -146,6 +151,10 @@ def to_dot(graph: nx.DiGraph, *, level: str = "block", layout: str = "auto",
     if max_layout is not None and (size := layout_size(view)) > max_layout:
         _too_large(graph, level, expand, f"a layout size of {size:,} (drawn nodes plus the rows "
                    "its edges span)", f"the {max_layout:,} Graphviz lays out in seconds", True)
+    if style == "paper":
+        from .paper import paper_dot
+
+        return paper_dot(graph, shapes=shapes)
     return view_dot(graph, view, level=level, layout=layout, shapes=shapes, legend=legend)
 
 
@@ -905,7 +914,8 @@ def _node_levels(graph: nx.DiGraph, view: View) -> dict[str, int]:
     return rows
 
 
-def _u_rows(graph: nx.DiGraph, view: View, ordered: list[VNode]) -> dict[str, tuple[int, int]]:
+def _u_rows(graph: nx.DiGraph, view: View, ordered: list[VNode],
+            levels: dict[str, int] | None = None) -> dict[str, tuple[int, int]]:
     """Row and column of each node in a U, as in Ronneberger et al.'s figure.
 
     Consecutive nodes at one resolution form a segment, drawn as a short column; the
@@ -914,7 +924,7 @@ def _u_rows(graph: nx.DiGraph, view: View, ordered: list[VNode]) -> dict[str, tu
     A decoder segment is shifted down within its band so that the long skip into it
     leaves its encoder node on the same row: the skip is horizontal.
     """
-    levels = _node_levels(graph, view)
+    levels = _node_levels(graph, view) if levels is None else levels  # given: a tensor's own (paper.py)
     segment: dict[str, int] = {}
     index: dict[str, int] = {}
     lengths: list[int] = []
