@@ -18,8 +18,8 @@ op is named here. Deterministic like the default style.
 >>> import resdsl
 >>> net = resdsl.load("resdsl/zoo/resnet34.res")
 >>> text = paper_dot(net.graph)
->>> text.count('kind="skip-projection"'), '"3x3 conv, 128, /2"' in text
-(3, True)
+>>> text.count("tailport=e"), text.count("style=dashed, tailport=e"), '"3x3 conv, 128, /2"' in text
+(16, 3, True)
 """
 
 from __future__ import annotations
