@@ -98,6 +98,7 @@ class VNode:
     plain: bool = False  # itself a foldable op (a norm, an activation): folded ops continue its line
     shape: tuple[int, ...] | None = None  # the tensor it outputs, written under its label
     side: bool = False  # on a gate's side branch (squeeze-excitation): off the straight main path
+    fill: str = ""  # the op's own fill (Diagram.fill: attention on a transformer's stream)
 
 
 @dataclass
@@ -454,8 +455,9 @@ class _Builder:
             for prefix in _prefixes(data.container):
                 if prefix in cluster_paths:
                     cluster = prefix
-            self.add(f"n{node}", kind, self._node_text(data, kind), node, cluster,
-                     data.module or "input")
+            vnode = self.add(f"n{node}", kind, self._node_text(data, kind), node, cluster,
+                             data.module or "input")
+            vnode.fill = REGISTRY[data.op].diagram.fill if kind == "op" else ""
 
     def _cluster_paths(self) -> set[str]:
         """Block instances (the ones a block level draws as boxes, and what encloses them)."""
@@ -516,6 +518,7 @@ class _Builder:
         vnode = self.add(f"n{node}", kind, op_label(data), node, _group_of(data.container, self.expanded) or "",
                          tooltip=data.module or "")
         vnode.plain = fold != "none"
+        vnode.fill = REGISTRY[data.op].diagram.fill if kind == "op" else ""
 
     def _assign_boxed(self, node: int, data: dict, run: list[str], lift: ResidualUnit | None) -> None:
         key = _node_id(run[0])
@@ -784,6 +787,8 @@ def _node_line(vnode: VNode, shapes: bool = True) -> str:
         style = 'shape=box, style="rounded,filled", fillcolor="#f2f2f2", height=0.3'
     else:
         style = NODE_STYLE[vnode.kind]
+    if vnode.fill:
+        style = style.replace('fillcolor="#ffffff"', f'fillcolor="{vnode.fill}"')
     attrs = f"{_label(label, vnode.shape if shapes else None)}, {style}"
     if vnode.tooltip:
         attrs += f", tooltip={_quote(vnode.tooltip)}"
