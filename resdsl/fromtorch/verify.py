@@ -43,15 +43,16 @@ def verify(text: str, source: nn.Module, input_shape: tuple[int, ...], filename:
     same = list(mine) == list(theirs) and all(tuple(mine[k].shape) == tuple(v.shape) for k, v in theirs.items())
     try:
         ours.load_state_dict(theirs, strict=True)
-    except RuntimeError as err:
-        return Verdict(same, False, float("inf"), str(err).splitlines()[0])
+    except RuntimeError as err:  # torch's first line names only the class: the keys follow
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+        return Verdict(same, False, float("inf"), " ".join(lines[:3])[:500])
     was_training = source.training
     source.eval()
     ours.eval()
     try:
         x = torch.randn((2, *input_shape), generator=torch.Generator().manual_seed(1))
-        with torch.no_grad():
-            expected, got = source(x), ours(x)
+        with torch.no_grad():  # each its own copy: a forward may change its input in place
+            expected, got = source(x.clone()), ours(x.clone())
     finally:
         source.train(was_training)
     scale = float(expected.abs().max()) or 1.0

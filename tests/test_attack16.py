@@ -1,0 +1,47 @@
+"""Regressions found by attacking issue 16's tools (from-torch, weight diagnostics, diff)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import resdsl
+from resdsl.fromtorch import from_torch
+
+torch.set_num_threads(1)
+
+
+class _InplaceTrap(nn.Module):
+    """An in-place ReLU changes the caller's ``x``: the forward is conv(relu(x)) + relu(x)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.relu = nn.ReLU(inplace=True)
+        self.conv = nn.Conv2d(4, 4, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.conv(self.relu(x))
+        return out + x
+
+
+def test_exact_only_when_outputs_agree_on_an_untouched_input() -> None:
+    """The check fed the source's in-place-changed input to the spec's build and said exact."""
+    model = _InplaceTrap()
+    result = from_torch(model, (4, 6, 6))
+    x = torch.randn(2, 4, 6, 6, generator=torch.Generator().manual_seed(2))
+    ours = resdsl.loads(result.text).build()
+    ours.load_state_dict(model.state_dict(), strict=True)
+    with torch.no_grad():
+        differ = float((model(x.clone()) - ours.eval()(x.clone())).abs().max()) > 1e-3
+    assert result.exact is not differ, result.verdict
+
+
+def test_a_failed_strict_load_names_the_keys() -> None:
+    """The verdict said only 'Error(s) in loading state_dict for Linear:'."""
+    from resdsl.fromtorch.verify import verify
+
+    text = "network n:\n    input x: [4]\n    head: linear 3\n"
+    verdict = verify(text, nn.Linear(4, 3), (4,))
+    assert not verdict.exact
+    assert "head.weight" in verdict.problem and "Unexpected" in verdict.problem, verdict.problem
