@@ -45,3 +45,26 @@ def test_a_failed_strict_load_names_the_keys() -> None:
     verdict = verify(text, nn.Linear(4, 3), (4,))
     assert not verdict.exact
     assert "head.weight" in verdict.problem and "Unexpected" in verdict.problem, verdict.problem
+
+
+@pytest.mark.parametrize("source, call, message", [
+    ("raise ValueError('at import')\n", "f", "importing attack16_user failed: ValueError: at import"),
+    ("x = (\n", "f", "SyntaxError"),
+    ("import attack16_no_such_dependency\n", "f", "No module named 'attack16_no_such_dependency'"),
+    ("def f():\n    raise RuntimeError('boom')\n", "f", "raised RuntimeError: boom"),
+    ("import torch\ndef f(width=8):\n    return torch.nn.Conv2d(3, width, 3)\n", "f -D width=-1",
+     "f(width=-1) raised RuntimeError"),
+])
+def test_a_failing_user_module_is_their_error_not_an_internal_one(source, call, message, tmp_path, monkeypatch,
+                                                                   capsys) -> None:
+    """Anything but TypeError from the user's callable, and any import failure but a missing
+    module, was 'internal error: this is a bug in resdsl' (exit 3)."""
+    from resdsl.cli import main
+
+    (tmp_path / "attack16_user.py").write_text(source)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(__import__("sys").modules, "attack16_user", raising=False)
+    name, *defines = call.split()
+    assert main(["from-torch", f"attack16_user.{name}", *defines, "--input", "3,8,8"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "internal error" not in err, err
