@@ -68,3 +68,46 @@ def test_a_failing_user_module_is_their_error_not_an_internal_one(source, call, 
     assert main(["from-torch", f"attack16_user.{name}", *defines, "--input", "3,8,8"]) == 2
     err = capsys.readouterr().err
     assert message in err and "internal error" not in err, err
+
+
+class _ModuleList(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList([nn.Conv2d(4, 4, 3, padding=1) for _ in range(2)])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.layers:
+            x = torch.relu(layer(x)) + x
+        return x
+
+
+@pytest.mark.parametrize("model, what", [
+    (nn.Sequential(nn.Conv2d(4, 4, 3), nn.BatchNorm2d(4), nn.ReLU()), "is an nn.Sequential: its weights are named "
+     "by position ('0.weight')"),
+    (_ModuleList(), "calls 'layers.0' (Conv2d), a module of a child"),
+])
+def test_names_no_label_can_have_are_a_located_error(model, what) -> None:
+    """A root nn.Sequential and an nn.ModuleList iterated in forward were written with made-up
+    names (conv_0.weight for 0.weight, layers.0.weight), a spec that cannot load their weights."""
+    with pytest.raises(resdsl.SpecError) as caught:
+        from_torch(model, (4, 6, 6))
+    text = caught.value.render()
+    assert what in text and "its forward is at" in text, text
+
+
+_TWO = "network n:\n    input x: [4]\n    a: linear 4\n    b: linear 4\n"
+
+
+def test_a_written_map_renames_keys_longer_than_shown() -> None:
+    """`weights-diff --write-map` wrote rules for keys cut to 80 characters ('mmm...'),
+    which matched nothing: the map it wrote renamed 0 keys."""
+    from resdsl.backends import weights as W
+
+    net = resdsl.loads(_TWO)
+    model = net.build()
+    long = "encoder." * 11 + "proj"  # 92 characters before '.weight'
+    state = {(long + k[1:] if k.startswith("a.") else k): v for k, v in model.state_dict().items()}
+    matched = W.match(net, W.expected_of(model), W.Checkpoint(state, W.Span("ck.pt")))
+    assert matched.renamed is not None
+    renamed, _ = W.rename(state, W.parse_map(W.write_map(matched.renamed)), W.Span("ck.pt"))
+    assert list(renamed) == list(model.state_dict())

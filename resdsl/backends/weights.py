@@ -662,13 +662,14 @@ def in_order(expected: Expected, state: dict[Any, Any]) -> list[tuple[str, str]]
     for (shape, dtype), value in zip(expected.values(), state.values()):
         if _value_problem(value, shape, dtype) is not None:
             return None
-    pairs = [(_shown_key(theirs), ours) for theirs, ours in zip(state, expected)]
+    # whole keys: a map written from these must match them (shortened only where shown)
+    pairs = [(theirs if type(theirs) is str else _shown_key(theirs), ours) for theirs, ours in zip(state, expected)]
     return pairs if any(a != b for a, b in pairs) else None
 
 
 def _renamed_group(pairs: list[tuple[str, str]], where: Span) -> _Group:
     differ = [(a, b) for a, b in pairs if a != b]
-    examples = "; ".join(f"'{a}' is '{b}' in the spec" for a, b in differ[:2])
+    examples = "; ".join(f"'{_shown_key(a)}' is '{b}' in the spec" for a, b in differ[:2])
     prefix = common_prefix_change(pairs)
     fix = (f"a one-line --weights-map: `{prefix[0]} -> {prefix[1]}`" if prefix else
            "--weights-map FILE, written by `resdsl weights-diff SPEC CHECKPOINT --write-map FILE`")

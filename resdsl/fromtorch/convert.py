@@ -12,6 +12,7 @@ from .describe import Describer
 from .emit import write_spec
 from ..ops import REGISTRY
 from .stmts import CallStmt, DefaultsStmt, OpStmt, OrderStmt, ResidualStmt, SeqStmt, StageStmt, Stmt
+from .structure import unsupported_error
 from .trace import record_inputs
 
 
@@ -20,6 +21,12 @@ def convert(module: nn.Module, input_shape: tuple[int, ...], *, name: str, sourc
     if not isinstance(module, nn.Module):
         raise SpecError([Diagnostic(Span("<from-torch>"), f"expected a torch.nn.Module, got {type(module).__name__}",
                                     hint="pass the model object, e.g. torchvision.models.resnet18()")])
+    positional = [n for n, child in module.named_children() if n.isdigit() and any(True for _ in child.state_dict())]
+    if isinstance(module, nn.Sequential) and positional:  # a network's statements are named by label
+        raise unsupported_error("", module, f"is an nn.Sequential: its weights are named by position "
+                                f"('{next(iter(module.state_dict()))}'), which no statement of a network can be named",
+                                "from-torch a module that holds it as a child (self.features = the "
+                                "Sequential): its keys gain that prefix, and a spec names them")
     was_training = module.training
     module.eval()  # batchnorm must not update its statistics while we look
     try:
