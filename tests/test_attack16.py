@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import torch
 from torch import nn
@@ -111,3 +113,33 @@ def test_a_written_map_renames_keys_longer_than_shown() -> None:
     assert matched.renamed is not None
     renamed, _ = W.rename(state, W.parse_map(W.write_map(matched.renamed)), W.Span("ck.pt"))
     assert list(renamed) == list(model.state_dict())
+
+
+def test_by_order_refuses_the_spec_s_own_names_in_another_order(tmp_path) -> None:
+    """A checkpoint holding b's tensors before a's (one shape) loaded a's weights into b
+    with --weights-by-order, and weights-diff said 'matches: same names and shapes'."""
+    net = resdsl.loads(_TWO)
+    state = net.build().state_dict()
+    path = tmp_path / "swapped.pt"
+    torch.save({k: state[k] for k in ["b.weight", "b.bias", "a.weight", "a.bias"]}, path)
+    with pytest.raises(resdsl.SpecError, match="names the spec's tensors in another order"):
+        net.build(weights=str(path), weights_by_order=True)
+    model = net.build(weights=str(path))  # by name it is right
+    assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
+
+
+def test_by_order_still_renumbers() -> None:
+    """A renumbering (conv_1 -> conv_0, conv_2 -> conv_1) is a chain, not a swap: loaded."""
+    from resdsl.backends import weights as W
+
+    net = resdsl.loads(_TWO)
+    model = net.build()
+    expected = W.expected_of(model)
+    names = {"a": "b", "b": "c"}
+    state = {names[k[0]] + k[1:]: v for k, v in model.state_dict().items()}
+    loaded, notes = W.by_order(expected, state, net, W.Span("ck.pt"))
+    assert list(loaded) == list(expected) and "4 renamed" in notes[0]
+    many = {f"l{i}.weight": i for i in range(1, 20001)}  # a long chain is walked once, not once per key
+    start = time.process_time()
+    assert W._swapped({k: f"l{i - 1}.weight" for i, k in enumerate(many, 1)}) == []
+    assert time.process_time() - start < 5

@@ -485,10 +485,34 @@ def by_order(expected: Expected, state: dict[Any, Any], net: "Net", where: Span)
                             f"holds {len(values):,}; the first {min(len(values), len(expected)):,} match in "
                             "shape and order", hint="loading by position needs the same number of tensors")
     pairs = [(theirs, ours) for (theirs, _), ours in zip(values, expected) if theirs != ours]
+    swapped = _swapped(dict(pairs))
+    if swapped:  # equal shapes cannot tell these apart, but their names do: by position is wrong
+        raise weights_error(where, "weights by order: the checkpoint names the spec's tensors in another order: "
+                            + ", ".join(f"its '{_shown_key(a)}' would fill the spec's '{b}'" for a, b in swapped[:3]),
+                            hint="load by name (without --weights-by-order); by position, tensors of one shape "
+                            "are told apart only by where they stand")
     shown = ", ".join(f"'{_shown_key(a)}' -> '{b}'" for a, b in pairs[:3])
     note = f"weights by order: {len(values):,} tensors matched by position, {len(pairs):,} renamed" + \
         (f", e.g. {shown}" if shown else "")
     return {ours: value for ours, (_, value) in zip(expected, values)}, [note]
+
+
+def _swapped(renames: dict[Any, str]) -> list[tuple[Any, str]]:
+    """Renames that go round in a cycle (``a -> b``, ``b -> a``): the checkpoint holds those
+    names itself, in another order. A chain (``conv_1 -> conv_0``, ``conv_2 -> conv_1``) is
+    a renumbering and is left alone."""
+    done: set[Any] = set()  # each key walked once: linear in the keys
+    for start in renames:
+        path: dict[Any, None] = {}
+        key = start
+        while key in renames and key not in done and key not in path:
+            path[key] = None
+            key = renames[key]
+        if key in path:
+            cycle = list(path)[list(path).index(key):]
+            return [(a, renames[a]) for a in cycle]
+        done.update(path)
+    return []
 
 
 # ---- 3. comparing ----------------------------------------------------------------------------
