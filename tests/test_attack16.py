@@ -143,3 +143,36 @@ def test_by_order_still_renumbers() -> None:
     start = time.process_time()
     assert W._swapped({k: f"l{i - 1}.weight" for i, k in enumerate(many, 1)}) == []
     assert time.process_time() - start < 5
+
+
+class _Net(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(4, 4, 3, padding=1)
+        self.bn = nn.BatchNorm2d(4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.bn(self.conv(x))) + x
+
+
+@pytest.mark.parametrize("make, said", [
+    (lambda: _Net().half(), "float16 on cpu"),
+    (lambda: _Net().to(torch.bfloat16), "bfloat16 on cpu"),
+    (lambda: _Net().double(), "float64 on cpu"),
+    (lambda: _Net().to("meta"), "on meta"),
+])
+def test_a_model_not_in_float32_on_the_cpu_is_told_so(make, said) -> None:
+    """It was 'the module does not run on an input of shape [1, 4, 6, 6]: ... Input type
+    (float) and bias type (c10::Half) should be the same', hint: give the input shape."""
+    with pytest.raises(resdsl.SpecError) as caught:
+        from_torch(make(), (4, 6, 6))
+    text = caught.value.render()
+    assert said in text and "model.float().cpu()" in text and "input of shape" not in text, text
+
+
+def test_a_model_in_train_mode_comes_back_unchanged() -> None:
+    model = _Net().train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    assert from_torch(model, (4, 6, 6)).exact
+    assert all(m.training for m in model.modules())
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())

@@ -21,6 +21,13 @@ def convert(module: nn.Module, input_shape: tuple[int, ...], *, name: str, sourc
     if not isinstance(module, nn.Module):
         raise SpecError([Diagnostic(Span("<from-torch>"), f"expected a torch.nn.Module, got {type(module).__name__}",
                                     hint="pass the model object, e.g. torchvision.models.resnet18()")])
+    odd = next((t for t in (*module.parameters(), *module.buffers())
+                if t.device.type != "cpu" or (t.is_floating_point() and t.dtype != torch.float32)), None)
+    if odd is not None:  # the trace and the check run a float32 batch on the CPU
+        raise SpecError([Diagnostic(Span("<from-torch>"), f"the model's weights are {str(odd.dtype).removeprefix('torch.')} "
+                                    f"on {odd.device}; from-torch traces and checks it in float32 on the CPU",
+                                    hint="pass model.float().cpu() (built with real values, not on the meta device); "
+                                    "the spec's build loads a float16 or bfloat16 checkpoint, cast")])
     positional = [n for n, child in module.named_children() if n.isdigit() and any(True for _ in child.state_dict())]
     if isinstance(module, nn.Sequential) and positional:  # a network's statements are named by label
         raise unsupported_error("", module, f"is an nn.Sequential: its weights are named by position "
