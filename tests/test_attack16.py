@@ -176,3 +176,17 @@ def test_a_model_in_train_mode_comes_back_unchanged() -> None:
     assert from_torch(model, (4, 6, 6)).exact
     assert all(m.training for m in model.modules())
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+@pytest.mark.parametrize("shape, said", [((4, 4096, 4096), "its input alone is 256.0 MiB"),
+                                         ((4, 256, 256), "its activations pass 2.0 MiB")])
+def test_an_input_too_large_for_memory_is_refused_before_it_is_used(shape, said, monkeypatch) -> None:
+    """`--input 3,65536,65536` (48 GiB) went straight to torch.randn; and tracing keeps every
+    module's input, so a large input kept all the activations at once, unbounded."""
+    import sys
+
+    convert = sys.modules["resdsl.fromtorch.convert"]  # the package's `convert` is the function
+    monkeypatch.setattr(convert, "available_memory", lambda: 8 << 20)  # 8 MiB: 1 MiB kept at most
+    with pytest.raises(resdsl.SpecError) as caught:
+        from_torch(_Net(), shape)
+    assert said in caught.value.render() and "of memory available" in caught.value.render()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 
 import torch
 from torch import nn
@@ -13,7 +14,9 @@ from .emit import write_spec
 from ..ops import REGISTRY
 from .stmts import CallStmt, DefaultsStmt, OpStmt, OrderStmt, ResidualStmt, SeqStmt, StageStmt, Stmt
 from .structure import unsupported_error
-from .trace import record_inputs
+from .trace import TooLarge, record_inputs
+from ..backends.torch import available_memory
+from ..backends.weights import format_bytes as _bytes
 
 
 def convert(module: nn.Module, input_shape: tuple[int, ...], *, name: str, source: str = "") -> str:
@@ -37,9 +40,16 @@ def convert(module: nn.Module, input_shape: tuple[int, ...], *, name: str, sourc
     was_training = module.training
     module.eval()  # batchnorm must not update its statistics while we look
     try:
+        room = available_memory()
+        budget = None if room is None else room // 8  # the kept activations, with room for the rest
+        size = 4 * math.prod(input_shape)
+        if budget is not None and size > budget:
+            raise _too_large(input_shape, f"its input alone is {_bytes(size)}", room)
         example = torch.randn((1, *input_shape), generator=torch.Generator().manual_seed(0))
         try:
-            inputs = record_inputs(module, example)
+            inputs = record_inputs(module, example, budget)
+        except TooLarge as big:
+            raise _too_large(input_shape, f"its activations pass {_bytes(big.args[0])}", room) from None
         except Exception as exc:
             raise SpecError([Diagnostic(Span("<from-torch>"), f"the module does not run on an input of shape "
                                         f"{[1, *input_shape]}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
@@ -61,6 +71,13 @@ def convert(module: nn.Module, input_shape: tuple[int, ...], *, name: str, sourc
     header = [f"{name}: written by `resdsl from-torch`" + (f" from {source}" if source else "") + ".",
               "Module names are the source's: its state dict loads strictly into this spec."]
     return write_spec(name, input_shape, [b for b in blocks if b.name in used], body, header, prelude)
+
+
+def _too_large(input_shape: tuple[int, ...], what: str, room: int) -> SpecError:
+    return SpecError([Diagnostic(Span("<from-torch>"), f"the model at an input of {list(input_shape)}: {what}, "
+                                 f"too much of the {_bytes(room)} of memory available (tracing keeps every "
+                                 "module's input)", hint="give a smaller per-sample input shape that the model takes "
+                                 "(--input C,H,W)")])
 
 
 def _network_defaults(bodies: list[list[Stmt]], blocks: list[Block]) -> list[Stmt]:

@@ -77,14 +77,31 @@ class _OneLevel(fx.Tracer):
         return module is not self._root
 
 
-def record_inputs(model: nn.Module, example: torch.Tensor) -> dict[nn.Module, tuple]:
-    """Each module's arguments at its first call in one eval-mode forward of ``example``."""
+class TooLarge(Exception):
+    """The inputs kept for tracing outgrew the memory allowed (``record_inputs``' budget)."""
+
+
+def record_inputs(model: nn.Module, example: torch.Tensor, budget: int | None = None) -> dict[nn.Module, tuple]:
+    """Each module's arguments at its first call in one eval-mode forward of ``example``.
+
+    Every module's input is kept, so the forward holds all its activations at once:
+    past ``budget`` bytes of them (None: no bound) it stops with :class:`TooLarge`."""
     inputs: dict[nn.Module, tuple] = {}
     handles = []
+    kept: dict[int, int] = {}  # storage address -> bytes: a tensor passed on is counted once
 
     def hook(module: nn.Module, args: tuple, kwargs: dict) -> None:
+        if module in inputs:
+            return
         # a list argument is copied: DenseNet appends to it after the call
-        inputs.setdefault(module, (tuple(list(a) if isinstance(a, list) else a for a in args), kwargs))
+        inputs[module] = (tuple(list(a) if isinstance(a, list) else a for a in args), kwargs)
+        if budget is not None:
+            for value in (*args, *kwargs.values()):
+                for tensor in (value if isinstance(value, (list, tuple)) else [value]):
+                    if isinstance(tensor, torch.Tensor):
+                        kept[tensor.untyped_storage().data_ptr()] = tensor.untyped_storage().nbytes()
+            if sum(kept.values()) > budget:
+                raise TooLarge(sum(kept.values()))
 
     for module in model.modules():
         handles.append(module.register_forward_pre_hook(hook, with_kwargs=True))
