@@ -190,3 +190,14 @@ def test_an_input_too_large_for_memory_is_refused_before_it_is_used(shape, said,
     with pytest.raises(resdsl.SpecError) as caught:
         from_torch(_Net(), shape)
     assert said in caught.value.render() and "of memory available" in caught.value.render()
+
+
+def test_a_map_file_with_a_byte_order_mark_renames(tmp_path) -> None:
+    """A map saved with a UTF-8 BOM (Windows editors) made the BOM part of its first
+    pattern ('\\ufeff^module\\.'), which matched nothing: 'renamed 0 of 4 keys'."""
+    from resdsl.backends import weights as W
+
+    path = tmp_path / "dp.map"
+    path.write_bytes("^module\\. ->\r\n".encode("utf-8-sig"))
+    renamed, notes = W.rename({"module.a.weight": torch.zeros(1)}, W.read_map(path), W.Span("ck.pt"))
+    assert list(renamed) == ["a.weight"], notes

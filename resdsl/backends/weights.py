@@ -285,7 +285,7 @@ def read_map(path: str | os.PathLike) -> list[Rule]:
         raise weights_error(where, f"weights map: more than {MAX_MAP_BYTES:,} bytes", hint="a map holds rules, "
                             "one a line; a rule with a group (\\1) covers many keys")
     try:
-        text = data.decode("utf-8")
+        text = data.decode("utf-8-sig")  # a map saved by Notepad starts with a BOM: not part of a rule
     except UnicodeDecodeError as exc:
         raise weights_error(where, f"weights map: not UTF-8 text (byte {exc.start})") from None
     return parse_map(text, str(path))
