@@ -201,3 +201,14 @@ def test_a_map_file_with_a_byte_order_mark_renames(tmp_path) -> None:
     path.write_bytes("^module\\. ->\r\n".encode("utf-8-sig"))
     renamed, notes = W.rename({"module.a.weight": torch.zeros(1)}, W.read_map(path), W.Span("ck.pt"))
     assert list(renamed) == ["a.weight"], notes
+
+
+@pytest.mark.parametrize("name", ["foo bar", "if", "9lives", "r\u00e9sum\u00e9", "x:\n    input y: [1]\n#"])
+def test_a_network_name_that_cannot_be_written_is_refused_first(name, capsys) -> None:
+    """--name went into `network NAME:` as given: after the whole trace a spec that does
+    not parse (or, with a newline, spec text of the user's making) was written."""
+    from resdsl.cli import main
+
+    assert main(["from-torch", "torchvision.models.resnet18", "--input", "3,32,32", "--name", name]) == 2
+    captured = capsys.readouterr()
+    assert "must be an ASCII identifier" in captured.err and "network" not in captured.out
