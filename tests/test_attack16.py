@@ -212,3 +212,19 @@ def test_a_network_name_that_cannot_be_written_is_refused_first(name, capsys) ->
     assert main(["from-torch", "torchvision.models.resnet18", "--input", "3,32,32", "--name", name]) == 2
     captured = capsys.readouterr()
     assert "must be an ASCII identifier" in captured.err and "network" not in captured.out
+
+
+def test_no_map_or_by_order_is_offered_for_crossed_names() -> None:
+    """b's tensors first, then a's with one renamed: the report offered --weights-by-order
+    and --write-map wrote `^b\\. -> a.`, `^a\\. -> b.`, loading both crossed."""
+    from resdsl.backends import weights as W
+
+    net = resdsl.loads(_TWO)
+    model = net.build()
+    state = model.state_dict()
+    crossed = {"b.weight": state["b.weight"], "b.bias": state["b.bias"], "a.weight": state["a.weight"],
+               "a.offset": state["a.bias"]}
+    matched = W.match(net, W.expected_of(model), W.Checkpoint(crossed, W.Span("ck.pt")))
+    assert matched.renamed is None
+    text = resdsl.SpecError(matched.diagnostics).render()
+    assert "by-order" not in text and "'offset'" in text, text
