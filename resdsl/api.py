@@ -222,26 +222,30 @@ class Net:
         return fold_state_dict(self.inference_plan(), training_state(self, dict(state_dict)))
 
     def to_dot(self, *, level: str = "block", layout: str = "auto", shapes: bool = True,
-               expand: bool = False) -> str:
-        """The architecture diagram as DOT text (deterministic; see :mod:`resdsl.render`)."""
+               expand: bool = False, style: str = "default") -> str:
+        """The architecture diagram as DOT text (deterministic; see :mod:`resdsl.render`);
+        ``style="paper"``: He et al.'s or Ronneberger et al.'s figure."""
         from .render import to_dot
 
-        return to_dot(self.graph, level=level, layout=layout, shapes=shapes, expand=expand)
+        return to_dot(self.graph, level=level, layout=layout, shapes=shapes, expand=expand, style=style)
 
     def render(self, path: str | os.PathLike, *, level: str = "block", layout: str = "auto",
-               shapes: bool = True, expand: bool = False, dpi: int | None = None) -> Any:
+               shapes: bool = True, expand: bool = False, dpi: int | None = None,
+               style: str = "default") -> Any:
         """Draw the network into ``path`` (``.svg``, ``.png``, ``.pdf``, ``.dot`` or ``.html``).
 
         Returns a :class:`resdsl.render.RenderResult`; with no Graphviz installed it
         writes the ``.dot`` instead and its ``note`` says how to install one. ``dpi``
         sets a PNG's resolution; Graphviz's warnings (a PNG scaled down) are warned.
+        ``style="paper"`` draws the paper figure (docs/render.md); ``.html`` is the
+        interactive page.
         """
         import warnings
 
         from .render import render
 
         result = render(self.graph, path, level=level, layout=layout, shapes=shapes,
-                        expand=expand, protect=(self.filename, *self.inputs), dpi=dpi)
+                        expand=expand, protect=(self.filename, *self.inputs), dpi=dpi, style=style)
         for text in (*result.warnings, *([result.note] if result.note else [])):
             warnings.warn(text, stacklevel=2)
         return result

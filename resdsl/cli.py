@@ -132,10 +132,10 @@ def _weights_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_render(sub: Any) -> None:
-    render = sub.add_parser("render", help="draw the architecture (svg, png, pdf or dot), skips typed")
+    render = sub.add_parser("render", help="draw the architecture (svg, png, pdf, dot or an html page), skips typed")
     _common(render)
     render.add_argument("-o", "--output", required=True, metavar="FILE",
-                        help="FILE.svg, FILE.png, FILE.pdf or FILE.dot")
+                        help="FILE.svg, FILE.png, FILE.pdf, FILE.dot, or FILE.html (an interactive page)")
     render.add_argument("--level", choices=("stage", "block", "layer"), default="block",
                         help="stage boxes, block boxes (default) or every op")
     render.add_argument("--layout", choices=("column", "u", "auto"), default="auto",
@@ -146,6 +146,8 @@ def _add_render(sub: Any) -> None:
                         help="block level: one box per block, no 'x N' runs")
     render.add_argument("--dpi", type=int, metavar="N",
                         help="PNG resolution in dots per inch (24-600; default 96)")
+    render.add_argument("--style", choices=("default", "paper"), default="default",
+                        help="paper: He et al. 2015 fig. 3 (a column) or Ronneberger et al. 2015 fig. 1 (a U)")
 
 
 def _add_from_torch(sub: Any) -> None:
@@ -301,7 +303,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     try:
         result = render(net.graph, args.output, level=args.level, layout=args.layout,
                         shapes=args.shapes, expand=args.expand, protect=(args.spec, *net.inputs),
-                        dpi=args.dpi)
+                        dpi=args.dpi, style=args.style)
     except (OutputError, RenderFailed, RenderOptionError) as err:  # RenderOptionError: too large
         raise UsageError(str(err)) from None
     for warning in result.warnings:

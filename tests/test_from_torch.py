@@ -176,12 +176,44 @@ def test_long_skips_become_labels():
 class _DataDependent(nn.Module):
     def __init__(self) -> None:
         super().__init__()
-        self.conv = nn.Conv2d(3, 3, 1)
+        self.a = nn.Conv2d(3, 3, 1)
+        self.b = nn.Conv2d(3, 3, 1)
 
     def forward(self, x):
-        if x.sum() > 0:  # control flow on a tensor's value: no spec has it
-            return self.conv(x)
+        if x.sum() > -1e9:  # control flow on a tensor's value: fx cannot trace it
+            return self.a(x) + self.b(x)  # and the children do not run as a chain
         return x
+
+
+class _Branchy(nn.Module):
+    """A forward that branches on a shape: fx cannot trace it, its children run as a chain."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.bn = nn.BatchNorm2d(8)
+        self.act = nn.ReLU()
+
+    def forward(self, x):
+        if x.shape[-1] > 4:
+            x = self.bn(self.conv(x))
+        return self.act(x)  # hooks see modules, not functions: the chain is of children
+
+
+class _WithBranchy(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = _Branchy()
+        self.fc = nn.Linear(8, 10)
+
+    def forward(self, x):
+        return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(self.stem(x), 1), 1))
+
+
+def test_what_fx_cannot_trace_is_written_from_the_calls_hooks_saw():
+    text = round_trip(_WithBranchy(), (3, 8, 8))
+    assert "torch.fx could not trace it): stem" in text  # the header says so
+    assert "stem: branchy" in text and "conv: conv 3, 8" in text
 
 
 class _Unknown(nn.Module):
@@ -190,7 +222,7 @@ class _Unknown(nn.Module):
 
 
 @pytest.mark.parametrize("model, words", [
-    (_DataDependent(), ["module '(root)'", "cannot be traced by torch.fx"]),
+    (_DataDependent(), ["module '(root)'", "cannot be traced by torch.fx", "do not run as a chain"]),
     (_Unknown(), ["fft2", "no op of the catalogue"]),
     (torchvision.models.googlenet(aux_logits=True, init_weights=False), ["aux1", "never uses"]),
 ])

@@ -61,8 +61,12 @@ def _small(name: str) -> dict:
     return {k: v for k, v in SMALL.items() if k in declared}
 
 
+#: Specs whose small input is another size (the unpadded U-Net's smallest valid input).
+OTHER_SIZES = {"unet": {"size": 188}}
+
+
 def _overrides(name: str) -> dict:
-    return FAMILIES.get(name, _small(name))
+    return FAMILIES.get(name, OTHER_SIZES.get(name, _small(name)))
 
 
 def check_exact(net: resdsl.Net, batch: int = 2, tolerance: float = 1e-4) -> float:

@@ -184,3 +184,17 @@ def test_unet_is_a_wide_u_with_both_renderers(nets, program):
     svg = gv.Renderer(program, executable, ("svg",)).render(to_dot(_net(nets, "unet").graph), "svg")
     width, height = (float(v) for v in re.search(rb'width="([\d.]+)pt" height="([\d.]+)pt"', svg).groups())
     assert 1.0 <= width / height <= 2.5, (width, height)
+
+
+def test_attention_is_set_apart_on_the_stream():
+    """Attention (which mixes tokens) is tinted by its catalogue entry; the per-token
+    layers around it on the residual stream are not (issue 18 item 6)."""
+    import re
+
+    for name, word in (("vit_b_16", "attention"), ("swin_t", "window attention")):
+        dot = resdsl.zoo.load(name).to_dot(level="layer")
+        tinted = re.findall(r'label=<([^<]*)<BR/>.*?fillcolor="#fff2cc"', dot) + re.findall(
+            r'label="([^"]*)", [^\n]*fillcolor="#fff2cc"', dot)
+        assert tinted and all(word in label for label in tinted), tinted[:3]
+        assert 'fillcolor="#fff2cc"' not in "".join(
+            line for line in dot.splitlines() if "layer norm" in line or "fc " in line)

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 import torch
 
 from ..backends.torch import check_memory, observe, owner_module
-from ..graph import op_node, residual_units, top_level_groups
+from ..graph import containers, op_node, residual_units, top_level_groups
 
 if TYPE_CHECKING:  # pragma: no cover
     import networkx as nx
@@ -222,3 +222,107 @@ def dropped(model: torch.nn.Module, graph: "nx.DiGraph", units: Sequence) -> Ite
             handle.remove()
         for context in keep:
             context.__exit__(None, None, None)
+
+
+class _Gate(torch.autograd.Function):
+    """The identity forward; backward scales the gradient by ``weights[index]``, read
+    when the backward pass runs, so one forward pass serves many routings."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weights: list[float], index: int) -> torch.Tensor:
+        ctx.weights, ctx.index = weights, index
+        return x.clone()  # a new tensor: the generated forward may add to its inputs in place
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        return grad * ctx.weights[ctx.index], None, None
+
+
+class Router:
+    """Which branch of each residual unit the backward pass crosses.
+
+    ``route(None)``: both (the ordinary gradient); ``route(through_body)``: unit ``i``
+    passes the gradient through its body only where ``through_body[i]``, else through
+    its shortcut only, so exactly one path of length ``sum(through_body)`` carries it.
+    """
+
+    def __init__(self, count: int):
+        self.body = [1.0] * count
+        self.skip = [1.0] * count
+
+    def route(self, through_body: Sequence[bool] | None) -> None:
+        if through_body is not None and len(through_body) != len(self.body):
+            raise ValueError(f"{len(through_body)} choices for {len(self.body)} residual units")
+        for i in range(len(self.body)):
+            body = True if through_body is None else bool(through_body[i])
+            skip = True if through_body is None else not through_body[i]
+            self.body[i], self.skip[i] = float(body), float(skip)
+
+
+@contextmanager
+def routed(model: torch.nn.Module, graph: "nx.DiGraph", units: Sequence) -> Iterator[Router]:
+    """Gate the backward pass of each residual unit's two branches (Veit et al. 2016,
+    section 6: the gradient through one path); the forward pass is unchanged.
+
+    Like :func:`dropped`, forward hooks on the built module: a pre-hook on the unit's
+    block replaces its input ``x`` by a gated copy that the shortcut reads, and a
+    pre-hook on the body's first op gives the body the original ``x`` through a
+    second gate. A unit without a shortcut, or whose body is not entered by one
+    submodule of its own block, cannot be routed: ``ValueError``.
+
+    >>> import resdsl
+    >>> from resdsl.graph import residual_units
+    >>> net = resdsl.loads('''
+    ... network two:
+    ...     input x: [4, 8, 8]
+    ...     block unit:
+    ...         residual:
+    ...             conv 3x3, 4
+    ...     units: stage unit x 2
+    ... ''')
+    >>> model = net.build()
+    >>> x = torch.randn(2, 4, 8, 8, requires_grad=True)
+    >>> with routed(model, net.graph, residual_units(net.graph)) as router:
+    ...     loss = model(x).sum()
+    ...     router.route([False, False])  # both shortcuts: the identity path
+    ...     (grad,) = torch.autograd.grad(loss, x, retain_graph=True)
+    >>> bool((grad == 1).all())
+    True
+    """
+    modules = dict(model.named_modules())
+    router = Router(len(units))
+    handles = []
+    try:
+        for index, unit in enumerate(units):
+            block, entry = _routing_modules(modules, graph, unit)
+            stash: dict[str, torch.Tensor] = {}
+
+            def on_block(_m, inputs, stash=stash, index=index):
+                stash["x"] = inputs[0]
+                return (_Gate.apply(inputs[0], router.skip, index),) + tuple(inputs[1:])
+
+            def on_entry(_m, inputs, stash=stash, index=index):
+                return (_Gate.apply(stash.pop("x"), router.body, index),) + tuple(inputs[1:])
+
+            handles.append(block.register_forward_pre_hook(on_block))
+            handles.append(entry.register_forward_pre_hook(on_entry))
+        yield router
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def _routing_modules(modules: dict[str, torch.nn.Module], graph: "nx.DiGraph",
+                     unit) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """The unit's block (whose input is the unit's) and the one op that reads it in the body."""
+    where = op_node(graph, unit.merge).module
+    if unit.shortcut == "none":
+        raise ValueError(f"unit at {where} has no shortcut: it has one path, nothing to route")
+    box = containers(graph).get(unit.container)
+    readers = [s for s in graph.successors(unit.input) if unit.first <= s <= unit.body_output]
+    first = op_node(graph, unit.first)
+    if (box is None or box.kind == "network" or box.input != unit.input or unit.container not in modules
+            or readers != [unit.first] or first.module not in modules or first.inputs[:1] != (unit.input,)):
+        raise ValueError(f"unit at {where}: its body is not entered by one submodule of its own "
+                         "block, so its branches cannot be told apart in the backward pass")
+    return modules[unit.container], modules[first.module]

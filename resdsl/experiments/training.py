@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import torch
 import torch.nn.functional as F
@@ -89,17 +89,28 @@ def error(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
 
 def train(n: int, plain: bool, seed: int, data: Data, *, steps: int, batch: int = 64,
           lr: float = 0.05, eval_every: int = 25, spec: Path = SPEC) -> Run:
+    """Train the 6n+2-layer CIFAR ResNet (or its plain twin) with :func:`fit`."""
+    net = load_net(n, plain, spec)
+    return fit(net, Run(n, plain, seed, net=net), data, steps=steps, batch=batch, lr=lr,
+               eval_every=eval_every)
+
+
+def fit(net: "Net", run: Run, data: Data, *, steps: int, batch: int = 64, lr: float = 0.05,
+        eval_every: int = 25, init: Callable[[torch.nn.Module], None] | None = None) -> Run:
     """SGD (momentum 0.9, weight decay 1e-4, constant ``lr``) for ``steps`` minibatches.
 
-    ``seed`` fixes the weights and the order of the minibatches; the training
-    and test error are measured every ``eval_every`` steps and at the end.
+    ``run.seed`` fixes the weights and the order of the minibatches; ``init``, if
+    given, re-initialises the freshly built module (after the seed is set). The
+    training and test error are measured every ``eval_every`` steps and at the end,
+    into ``run``, which is returned with the trained model (in eval mode).
     """
-    net = load_net(n, plain, spec)
-    torch.manual_seed(seed)
+    run.net = net
+    torch.manual_seed(run.seed)
     model = net.build().train()
+    if init is not None:
+        init(model)
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=1e-4)
-    order = torch.Generator().manual_seed(seed)
-    run = Run(n, plain, seed, net=net)
+    order = torch.Generator().manual_seed(run.seed)
     start = time.perf_counter()
     batches = _batches(len(data.y_train), batch, order)
     for step in range(steps + 1):

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 from torch import nn
 
@@ -21,7 +21,9 @@ from ..ops import REGISTRY
 from ..vocab import FUNCTIONS, MODULE_ATTRIBUTES, PARAM_TYPES, RESERVED_NAMES, STATEMENT_WORDS
 from .describe import Instance
 from .recipes import bind_args
-from .stmts import CallStmt, Expr, OpStmt, ParamStmt, ResidualStmt, SeqStmt, StageStmt, Stmt
+from .stmts import (
+    CallStmt, Expr, OpStmt, ParamStmt, ResidualStmt, SeqStmt, StageStmt, Stmt, value_text, walk,
+)
 
 _KEYWORDS = {"network", "block", "input", "import", "defaults", "stage", "x", "true", "false", "and", "or",
              "not", "if", "else", "elif", "none", *STATEMENT_WORDS, *FUNCTIONS, *PARAM_TYPES}
@@ -141,6 +143,7 @@ class Block:
     body: list[Stmt]
     subst: dict[tuple[int, Any], Expr] = field(default_factory=dict)
     instances: list[Instance] = field(default_factory=list)
+    lets: list[tuple[str, str]] = field(default_factory=list)  # ``let c_in = channels(input)``
 
 
 def snake(name: str) -> str:
@@ -166,7 +169,7 @@ class Grouper:
 
     def run(self) -> list[Block]:
         for instance in self.instances + [self.root]:
-            for stmt in _walk(instance.body):
+            for stmt in walk(instance.body):
                 if isinstance(stmt, OpStmt):
                     mark_defaults(stmt)
         groups: dict[tuple, list[Instance]] = {}
@@ -198,7 +201,7 @@ class Grouper:
         return self.blocks
 
     def _fill_calls(self, stmts: list[Stmt]) -> None:
-        for stmt in _walk(stmts):
+        for stmt in walk(stmts):
             if isinstance(stmt, CallStmt):
                 stmt.block = stmt.instance.block
                 stmt.args = dict(stmt.instance.args)
@@ -208,10 +211,12 @@ class Grouper:
             self._fill_calls(member.body)  # children's arguments, now known
         hole_lists = [holes_and_key(m.body)[1] for m in members]
         first = hole_lists[0]
+        sole = members[0].sequential and type(members[0].module) is not nn.Sequential  # IS a sequential
+        lets: dict[str, str] = {}
         params: list[tuple[str, str, Any]] = []
         columns: list[tuple[str, tuple]] = []  # param name -> its values per instance
         subst: dict[tuple[int, Any], Expr] = {}
-        used: set[str] = set()
+        used: set[str] = set(_LET_NAMES.values())  # never a parameter of that name
         for index, hole in enumerate(first):
             if hole.optional:
                 words = {h[index].get_optional() for h in hole_lists} - {None}
@@ -227,7 +232,16 @@ class Grouper:
                 hole.op.omit.discard(hole.key)
             if len(set(map(_typed, values))) == 1:
                 continue
-            expr = _relation(values, columns, None if hole.nested else _widths(members))
+            if not hole.nested:
+                expr = _relation(values, columns, _widths(members))
+            elif not sole:  # in a nested scope the block's input is a name bound at its top
+                named = [(_LET_NAMES[width], known) for width, known in _widths(members)]
+                expr = _relation(values, columns, named)
+                for width, _ in _widths(members):
+                    if expr is not None and re.search(rf"\b{_LET_NAMES[width]}\b", expr):
+                        lets.setdefault(_LET_NAMES[width], width)
+            else:
+                expr = _relation(values, columns, None)
             if expr is None:
                 pname = _param_name(hole.site, used)
                 used.add(pname)
@@ -239,7 +253,7 @@ class Grouper:
         body = members[0].body
         if members[0].sequential and type(members[0].module) is not nn.Sequential:
             body = [SeqStmt(None, body)]  # the block IS the nn.Sequential subclass
-        block = Block(name, params, body, subst, members)
+        block = Block(name, params, body, subst, members, sorted(lets.items()))
         self.blocks.append(block)
         for position, member in enumerate(members):
             member.args = {pname: values[position] for pname, values in columns}
@@ -269,6 +283,10 @@ def _type_of(values: tuple) -> str:
     if kinds <= {int, float}:
         return "float"
     return "str"
+
+
+#: The names a block binds for its input's width, for expressions in nested scopes.
+_LET_NAMES = {"channels(input)": "c_in", "dim(input, -1)": "d_in"}
 
 
 def _widths(members: list[Instance]) -> list[tuple[str, list[int]]]:
@@ -336,15 +354,6 @@ def _fresh(base: str, taken: set[str]) -> str:
     return name
 
 
-def _walk(stmts: list[Stmt]) -> Iterator[Stmt]:
-    for stmt in stmts:
-        yield stmt
-        if isinstance(stmt, (SeqStmt, ResidualStmt)):
-            yield from _walk(stmt.body)
-        if isinstance(stmt, ResidualStmt) and stmt.shortcut:
-            yield from _walk(stmt.shortcut)
-
-
 # ---- stages -------------------------------------------------------------------------------
 def stages(stmts: list[Stmt], blocks: dict[str, Block], subst: dict) -> list[Stmt]:
     """Each ``sequential:`` of calls of one block, as a stage where the rules allow
@@ -356,6 +365,7 @@ def stages(stmts: list[Stmt], blocks: dict[str, Block], subst: dict) -> list[Stm
             stage = _as_stage(stmt, blocks, subst)
             if stage is None:
                 _labels_or_fail(stmt)
+                stmt.body = _runs(stmt.body, blocks, subst)
             out.append(stage if stage is not None else stmt)
         elif isinstance(stmt, ResidualStmt):
             stmt.body = stages(stmt.body, blocks, subst)
@@ -365,6 +375,33 @@ def stages(stmts: list[Stmt], blocks: dict[str, Block], subst: dict) -> list[Stm
         else:
             out.append(stmt)
     return out
+
+
+def _runs(body: list[Stmt], blocks: dict[str, Block], subst: dict) -> list[Stmt]:
+    """Consecutive positional calls of one block with the same arguments, as one
+    ``stage block(args) x N, inline=true`` (MobileNet's flat ``features``)."""
+    out: list[Stmt] = []
+    k = 0
+    while k < len(body):
+        stmt, end = body[k], k + 1
+        if isinstance(stmt, CallStmt) and stmt.label is None:
+            key = _call_key(stmt, subst)
+            while end < len(body) and isinstance(body[end], CallStmt) and body[end].label is None \
+                    and body[end].block == stmt.block and _call_key(body[end], subst) == key:
+                end += 1
+        if end - k >= 2:
+            defaults = {name: default for name, _, default in blocks[stmt.block].params}
+            args = {name: value for name, value in dict(key).items()
+                    if name not in defaults or _typed(value) != _typed(defaults[name])}
+            out.append(StageStmt(None, stmt.block, args, end - k, {"inline": True}))
+        else:
+            out.extend(body[k:end])
+        k = end
+    return out
+
+
+def _call_key(call: CallStmt, subst: dict) -> tuple:
+    return tuple((name, subst.get((id(call.args), name), value)) for name, value in call.args.items())
 
 
 def _labels_or_fail(seq: SeqStmt) -> None:
@@ -412,7 +449,7 @@ def _as_stage(seq: SeqStmt, blocks: dict[str, Block], subst: dict) -> StageStmt 
                 if _typed(rest[0]) != _typed(default):
                     args[name] = rest[0]
                 continue
-            args[name] = Expr(f"{_literal(values[0])} if i == 0 else {_literal(rest[0])}")
+            args[name] = Expr(f"{value_text(values[0])} if i == 0 else {value_text(rest[0])}")
             index_used = True
             continue
         progression = _progression(values) or _alternation(values)
@@ -456,8 +493,8 @@ def _progression(values: list[Any]) -> str | None:
                  for k in range(len(values)))
     if not ok:
         return None
-    start = _literal(values[0])
-    return f"{start} + {_literal(step)} * i" if values[0] else f"{_literal(step)} * i"
+    start = value_text(values[0])
+    return f"{start} + {value_text(step)} * i" if values[0] else f"{value_text(step)} * i"
 
 
 def _alternation(values: list[Any]) -> str | None:
@@ -465,17 +502,7 @@ def _alternation(values: list[Any]) -> str | None:
     if len(values) < 3 or any(values[k] != values[k % 2] for k in range(len(values))) or any(
             type(values[k]) is not type(values[k % 2]) for k in range(len(values))):
         return None
-    return f"{_literal(values[0])} if i % 2 == 0 else {_literal(values[1])}"
-
-
-def _literal(value: Any) -> str:
-    if isinstance(value, Expr):
-        return value.text
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return repr(value)
-    return str(value)
+    return f"{value_text(values[0])} if i % 2 == 0 else {value_text(values[1])}"
 
 
 __all__ = ["Block", "Grouper", "stages", "mark_defaults", "holes_and_key"]

@@ -12,7 +12,7 @@ from .blocks import Block, Grouper, stages
 from .describe import Describer
 from .emit import write_spec
 from ..ops import REGISTRY
-from .stmts import CallStmt, DefaultsStmt, OpStmt, OrderStmt, ResidualStmt, SeqStmt, StageStmt, Stmt
+from .stmts import CallStmt, DefaultsStmt, OpStmt, OrderStmt, ResidualStmt, SeqStmt, StageStmt, Stmt, walk
 from .structure import unsupported_error
 from .trace import TooLarge, record_inputs
 from ..backends.torch import available_memory
@@ -54,7 +54,7 @@ def convert(module: nn.Module, input_shape: tuple[int, ...], *, name: str, sourc
             raise SpecError([Diagnostic(Span("<from-torch>"), f"the module does not run on an input of shape "
                                         f"{[1, *input_shape]}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
                                         hint="give the per-sample input shape it takes (--input C,H,W)")]) from None
-        describer = Describer(inputs)
+        describer = Describer(inputs.inputs, inputs.calls)
         root = describer.describe("", module)
         describer.unreached(module)
         blocks = Grouper(describer.instances, root).run()
@@ -70,6 +70,8 @@ def convert(module: nn.Module, input_shape: tuple[int, ...], *, name: str, sourc
     prelude = _network_defaults([body] + [b.body for b in blocks if b.name in used], blocks)
     header = [f"{name}: written by `resdsl from-torch`" + (f" from {source}" if source else "") + ".",
               "Module names are the source's: its state dict loads strictly into this spec."]
+    for where in describer.hooked:
+        header.append(f"Written from the calls one input made (torch.fx could not trace it): {where}.")
     return write_spec(name, input_shape, [b for b in blocks if b.name in used], body, header, prelude)
 
 
@@ -85,7 +87,7 @@ def _network_defaults(bodies: list[list[Stmt]], blocks: list[Block]) -> list[Stm
     subst = {key for block in blocks for key in block.subst}
     uses: dict[str, list[OpStmt]] = {}
     for body in bodies:
-        for stmt in _walk(body):
+        for stmt in walk(body):
             if isinstance(stmt, OpStmt):
                 uses.setdefault(stmt.op, []).append(stmt)
     prelude: list[Stmt] = []
@@ -113,21 +115,12 @@ def _used_blocks(body: list[Stmt], blocks: dict[str, Block]) -> set[str]:
     used: set[str] = set()
     todo = [body]
     while todo:
-        for stmt in _walk(todo.pop()):
+        for stmt in walk(todo.pop()):
             name = stmt.block if isinstance(stmt, (CallStmt, StageStmt)) else None
             if name and name not in used:
                 used.add(name)
                 todo.append(blocks[name].body)
     return used
-
-
-def _walk(stmts: list[Stmt]):
-    for stmt in stmts:
-        yield stmt
-        if isinstance(stmt, (SeqStmt, ResidualStmt)):
-            yield from _walk(stmt.body)
-        if isinstance(stmt, ResidualStmt) and stmt.shortcut:
-            yield from _walk(stmt.shortcut)
 
 
 def _registered(stmts: list[Stmt]) -> list[str]:

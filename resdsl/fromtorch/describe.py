@@ -11,9 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
 from torch import nn
 
-from .stmts import CallStmt, FromStmt, MergeStmt, ResidualStmt, SeqStmt, Stmt, clone
+from .stmts import CallStmt, FromStmt, MergeStmt, OpStmt, ResidualStmt, SeqStmt, Stmt, clone
+from .recipes import recognise_module
 from .structure import (
     Chain, Labels, Node, Unsupported, _Builder, find_residuals, is_projection, unsupported_error,
 )
@@ -37,8 +39,10 @@ class Instance:
 class Describer:
     """Describes every module instance reachable from the root, bottom-up."""
 
-    def __init__(self, inputs: dict[nn.Module, tuple]):
+    def __init__(self, inputs: dict[nn.Module, tuple], calls: dict[nn.Module, Any] | None = None):
         self.inputs = inputs
+        self.calls = calls or {}
+        self.hooked: list[str] = []  # modules written from the calls hooks saw (fx could not trace)
         self.instances: list[Instance] = []  # children before parents
         self.reached: set[int] = set()  # ids of the modules a statement stands for
 
@@ -67,15 +71,55 @@ class Describer:
         try:
             traced = trace(path, module, args, kwargs)
         except TraceFailure as failure:
-            raise unsupported_error(path, module, f"cannot be traced by torch.fx ({failure.reason})",
-                                    "a forward whose control flow depends on tensor values has no spec; "
-                                    "rewrite it without, or trace the part that has") from None
+            instance = self._from_hooks(path, module)
+            if instance is None:
+                raise unsupported_error(
+                    path, module, f"cannot be traced by torch.fx ({failure.reason}), and its children do not "
+                    "run as a chain", "a forward whose control flow depends on tensor values has no spec; "
+                    "rewrite it without, or trace the part that has") from None
+            self.hooked.append(f"{path or '(root)'} ({failure.reason})")
+            self.instances.append(instance)
+            return instance
         try:
             instance = self._statements(path, module, traced)
         except Unsupported as problem:
             raise unsupported_error(path, module, problem.what, problem.hint) from None
         self.instances.append(instance)
         return instance
+
+    def _from_hooks(self, path: str, module: nn.Module) -> Instance | None:
+        """The module as the chain of children its one recorded call ran, when each child
+        took the previous one's output (a forward fx cannot trace, such as one that branches
+        on a shape). The spec then follows the path that input took: the check says whether
+        another input agrees."""
+        call = self.calls.get(module)
+        if call is None or not call.children or not isinstance(call.input, torch.Tensor):
+            return None
+        names = {id(child): name for name, child in module.named_children()}
+        current, body, seen = call.input, [], set()
+        for child in call.children:
+            name = names.get(id(child.module))
+            if name is None or name in seen or child.input is not current or not isinstance(child.output, torch.Tensor):
+                return None
+            seen.add(name)
+            shape = tuple(current.shape[1:])
+            match = recognise_module(child.module, shape)
+            positional = isinstance(module, nn.Sequential) and name.isdigit()
+            label = None if positional else name
+            if match is not None:
+                stateless = not any(True for _ in child.module.state_dict())
+                body.append(OpStmt(None if stateless and not isinstance(module, nn.Sequential) else label,
+                                   match.op.name, match.args, shape))
+                self.reached.add(id(child.module))
+            else:
+                instance = self.describe(_join(path, name), child.module)
+                body.append(SeqStmt(label, instance.body) if type(child.module) is nn.Sequential or instance.inline
+                            else CallStmt(label, instance))
+            current = child.output
+        if current is not call.output:
+            return None
+        self.reached.add(id(module))
+        return Instance(path, module, body, tuple(call.input.shape[1:]), isinstance(module, nn.Sequential))
 
     def _statements(self, path: str, module: nn.Module, traced) -> Instance:
         builder = _Builder(traced)

@@ -2,39 +2,15 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from ..ops import REGISTRY
 from ..shapes import format_shape
 from .blocks import Block
 from .stmts import (
-    CallStmt, DefaultsStmt, Expr, FromStmt, MergeStmt, OpStmt, OrderStmt, ParamStmt, ResidualStmt,
+    CallStmt, DefaultsStmt, Expr, FromStmt, value_text, MergeStmt, OpStmt, OrderStmt, ParamStmt, ResidualStmt,
     SeqStmt, StageStmt, Stmt,
 )
-
-_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
-
-
-def value_text(value: Any) -> str:
-    """A literal as the language writes it: ``true``, ``1e-05``, ``3x5``, a bare word."""
-    if isinstance(value, Expr):
-        return value.text
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        text = repr(value)
-        if "e" in text and "." not in text.split("e")[0]:
-            return text  # 1e-05: the grammar's FLOAT takes it
-        return text
-    if isinstance(value, (tuple, list)):
-        if value and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
-            return "x".join(map(str, value)) if len(value) > 1 else str(value[0])
-        return "(" + ", ".join(value_text(v) for v in value) + ")"
-    if isinstance(value, str):
-        return value if _WORD.match(value) else f'"{value}"'
-    return str(value)
-
 
 class Writer:
     def __init__(self, defaults: dict[str, dict[str, Any]]):
@@ -142,6 +118,8 @@ def write_spec(name: str, input_shape: tuple[int, ...], blocks: list[Block], bod
         params = ", ".join(f"{p}: {kind} = {value_text(default)}" for p, kind, default in block.params)
         writer.line(1, f"block {block.name}" + (f"({params})" if params else "") + ":")
         writer.subst = block.subst
+        for name, expr in block.lets:
+            writer.line(2, f"let {name} = {expr}")
         writer.stmts(block.body, 2)
         writer.subst = {}
     writer.lines.append("")

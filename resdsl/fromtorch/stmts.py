@@ -8,6 +8,7 @@ Argument values are literals (``int``, ``float``, ``bool``, ``str`` words, tuple
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, Union
 
@@ -107,6 +108,29 @@ class DefaultsStmt:
 
 Stmt = Union[OpStmt, MergeStmt, FromStmt, ParamStmt, SeqStmt, CallStmt, StageStmt, ResidualStmt,
              OrderStmt, DefaultsStmt]
+
+
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+def value_text(value: Any) -> str:
+    """A literal as the language writes it: ``true``, ``1e-05``, ``3x5``, a bare word."""
+    if isinstance(value, Expr):
+        return value.text
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        text = repr(value)
+        if "e" in text and "." not in text.split("e")[0]:
+            return text  # 1e-05: the grammar's FLOAT takes it
+        return text
+    if isinstance(value, (tuple, list)):
+        if value and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+            return "x".join(map(str, value)) if len(value) > 1 else str(value[0])
+        return "(" + ", ".join(value_text(v) for v in value) + ")"
+    if isinstance(value, str):
+        return value if _WORD.match(value) else f'"{value}"'
+    return str(value)
 
 
 def clone(stmts: list[Stmt]) -> list[Stmt]:

@@ -77,41 +77,76 @@ class _OneLevel(fx.Tracer):
         return module is not self._root
 
 
+@dataclass
+class Called:
+    """One module call seen by hooks: its tensor input and output, and the calls of its
+    direct children in order (what a module fx cannot trace is rebuilt from)."""
+
+    module: nn.Module
+    input: Any
+    output: Any = None
+    children: list["Called"] = field(default_factory=list)
+
+
+@dataclass
+class Recording:
+    """Each module's arguments at its first call, and that call as hooks saw it."""
+
+    inputs: dict[nn.Module, tuple]
+    calls: dict[nn.Module, Called]
+
+
 class TooLarge(Exception):
-    """The inputs kept for tracing outgrew the memory allowed (``record_inputs``' budget)."""
+    """The tensors kept for tracing outgrew the memory allowed (``record_inputs``' budget)."""
 
 
-def record_inputs(model: nn.Module, example: torch.Tensor, budget: int | None = None) -> dict[nn.Module, tuple]:
-    """Each module's arguments at its first call in one eval-mode forward of ``example``.
+def record_inputs(model: nn.Module, example: torch.Tensor, budget: int | None = None) -> Recording:
+    """One eval-mode forward of ``example``, each module's first call recorded.
 
-    Every module's input is kept, so the forward holds all its activations at once:
-    past ``budget`` bytes of them (None: no bound) it stops with :class:`TooLarge`."""
+    Every module's input and output is kept, so the forward holds all its activations at
+    once: past ``budget`` bytes of them (None: no bound) it stops with :class:`TooLarge`."""
     inputs: dict[nn.Module, tuple] = {}
+    calls: dict[nn.Module, Called] = {}
+    stack: list[Called] = []
     handles = []
     kept: dict[int, int] = {}  # storage address -> bytes: a tensor passed on is counted once
+    total = [0]  # their sum
 
-    def hook(module: nn.Module, args: tuple, kwargs: dict) -> None:
-        if module in inputs:
-            return
+    def before(module: nn.Module, args: tuple, kwargs: dict) -> None:
         # a list argument is copied: DenseNet appends to it after the call
-        inputs[module] = (tuple(list(a) if isinstance(a, list) else a for a in args), kwargs)
-        if budget is not None:
-            for value in (*args, *kwargs.values()):
-                for tensor in (value if isinstance(value, (list, tuple)) else [value]):
-                    if isinstance(tensor, torch.Tensor):
-                        kept[tensor.untyped_storage().data_ptr()] = tensor.untyped_storage().nbytes()
-            if sum(kept.values()) > budget:
-                raise TooLarge(sum(kept.values()))
+        inputs.setdefault(module, (tuple(list(a) if isinstance(a, list) else a for a in args), kwargs))
+        count(*args, *kwargs.values())
+        call = Called(module, args[0] if args else None)
+        if stack:
+            stack[-1].children.append(call)
+        calls.setdefault(module, call)
+        stack.append(call)
+
+    def after(module: nn.Module, args: tuple, output: Any) -> None:
+        stack.pop().output = output  # the tensors stay referenced: their ids are not reused
+        count(output)
+
+    def count(*values: Any) -> None:
+        if budget is None:
+            return
+        for value in values:
+            for tensor in (value if isinstance(value, (list, tuple)) else [value]):
+                if isinstance(tensor, torch.Tensor) and tensor.untyped_storage().data_ptr() not in kept:
+                    kept[tensor.untyped_storage().data_ptr()] = tensor.untyped_storage().nbytes()
+                    total[0] += tensor.untyped_storage().nbytes()
+        if total[0] > budget:
+            raise TooLarge(total[0])
 
     for module in model.modules():
-        handles.append(module.register_forward_pre_hook(hook, with_kwargs=True))
+        handles.append(module.register_forward_pre_hook(before, with_kwargs=True))
+        handles.append(module.register_forward_hook(after))
     try:
         with torch.no_grad():
             model(example)
     finally:
         for handle in handles:
             handle.remove()
-    return inputs
+    return Recording(inputs, calls)
 
 
 def _summary(value: Any) -> Value:

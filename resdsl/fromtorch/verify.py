@@ -35,17 +35,21 @@ def verify(text: str, source: nn.Module, input_shape: tuple[int, ...], filename:
 
     try:
         net = resdsl.loads(text, filename)
-        ours = net.build()
+        ours = net.build(device="meta")  # no initialisation: the source's tensors are loaded
     except resdsl.SpecError as err:
         return Verdict(False, False, float("inf"), "the written spec does not check:\n" + err.render())
     theirs = source.state_dict()
     mine = ours.state_dict()
     same = list(mine) == list(theirs) and all(tuple(mine[k].shape) == tuple(v.shape) for k, v in theirs.items())
     try:
-        ours.load_state_dict(theirs, strict=True)
+        # strict, and assign: the build takes the source's tensors (no copy, no second init)
+        ours.load_state_dict(theirs, strict=True, assign=True)
     except RuntimeError as err:  # torch's first line names only the class: the keys follow
         lines = [line.strip() for line in str(err).splitlines() if line.strip()]
         return Verdict(same, False, float("inf"), " ".join(lines[:3])[:500])
+    if any(t.is_meta for t in list(ours.parameters()) + list(ours.buffers())):
+        ours = net.build()  # a buffer the state dict does not hold (not persistent): built for real
+        ours.load_state_dict(theirs, strict=True)
     was_training = source.training
     source.eval()
     ours.eval()

@@ -11,14 +11,14 @@ arguments, parameters, MACs, receptive field, nonlinearity, diagram, torch code.
 
 from . import activation, layers, merge, misc, norm, pool, sequence, window  # noqa: F401  (register ops)
 from .base import (
-    ANNOTATION, BOX, CATEGORIES, GLOBAL, OMIT, POINTWISE, REGISTRY, REQUIRED, ArgSpec, Diagram, OpError,
+    ANNOTATION, BOX, CATEGORIES, MIXER, GLOBAL, OMIT, POINTWISE, REGISTRY, REQUIRED, ArgSpec, Diagram, OpError,
     OpSpec, Shape, TorchArgs, ValueArgs, Window, bind, field_of, register, registered, signature_hint,
     unregister, user_ops,
 )
 from .shortcut import projection
 
 __all__ = [
-    "ANNOTATION", "BOX", "CATEGORIES", "GLOBAL", "OMIT", "POINTWISE", "REGISTRY", "REQUIRED", "ArgSpec",
+    "ANNOTATION", "BOX", "CATEGORIES", "MIXER", "GLOBAL", "OMIT", "POINTWISE", "REGISTRY", "REQUIRED", "ArgSpec",
     "Diagram", "OpError", "OpSpec", "Shape", "TorchArgs", "ValueArgs", "Window", "bind", "field_of",
     "projection", "register", "registered", "signature_hint", "unregister", "user_ops",
 ]

@@ -112,7 +112,8 @@ def field_of(op: "OpSpec", in_shape: Shape, out_shape: Shape, args: dict) -> Rec
 
 #: How the diagram draws an op: ``kind`` picks the node's shape; ``fold`` draws the op
 #: inside the node before it (``label``: its label appended, ``silent``: not shown);
-#: ``on_skip``: a drawn shortcut's label names it ("1x1 conv, 512, /2").
+#: ``on_skip``: a drawn shortcut's label names it ("1x1 conv, 512, /2"); ``fill``: a colour
+#: that sets the op's box apart (attention, which mixes tokens, in a transformer's stream).
 DIAGRAM_KINDS = ("input", "op", "merge")
 FOLDS = ("none", "label", "silent")
 
@@ -122,6 +123,12 @@ class Diagram:
     kind: str = "op"  # input | op | merge (a small circle or box)
     fold: str = "none"
     on_skip: bool = True
+    fill: str = ""  # "#rrggbb": the box's fill, where the kind's default would hide what it is
+
+
+#: Ops that mix the tokens of a sequence (attention): drawn tinted, apart from the
+#: per-token layers around them on the residual stream.
+MIXER = Diagram(fill="#fff2cc")
 
 
 #: An op drawn as its own box (weights, pooling, option-A zero padding).
@@ -499,8 +506,8 @@ def entry_problem(spec: OpSpec) -> str | None:
         (type(spec.nonlinear) is bool and type(spec.zero_init_norm) is bool,
          "nonlinear and zero_init_norm must be True or False"),
         (isinstance(spec.diagram, Diagram) and spec.diagram.kind in DIAGRAM_KINDS
-         and spec.diagram.fold in FOLDS,
-         "diagram must be a Diagram (kind input|op|merge, fold none|label|silent)"),
+         and spec.diagram.fold in FOLDS and re.fullmatch(r"(#[0-9a-fA-F]{6})?", spec.diagram.fill) is not None,
+         "diagram must be a Diagram (kind input|op|merge, fold none|label|silent, fill '' or #rrggbb)"),
         (spec.internal or (spec.code is None) != (spec.inline_code is None),
          "an op a spec may name needs its torch ``code`` or, without a module, its ``inline_code``"),
         (spec.call is None or spec.code is not None, "``call`` writes how a module is called: it needs ``code``"),

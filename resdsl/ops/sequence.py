@@ -11,7 +11,7 @@ from math import prod
 
 from ..shapes import format_shape
 from .base import (
-    BOX, GLOBAL, POINTWISE, ArgSpec, OpError, OpSpec, Shape, TensorRef, TorchCall, register, sample_dim,
+    BOX, GLOBAL, MIXER, POINTWISE, ArgSpec, OpError, OpSpec, Shape, TensorRef, TorchCall, register, sample_dim,
 )
 from .misc import REGULARIZER
 
@@ -193,7 +193,7 @@ register(OpSpec(
     from_module_call=_attention_module_call,
     receptive_field=GLOBAL,  # every token attends to every (earlier) token
     nonlinear=False,
-    diagram=BOX,
+    diagram=MIXER,
     fresh_output=True,
     eval_args=(("dropout", 0.0),),
 ))

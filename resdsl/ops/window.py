@@ -5,7 +5,7 @@ after the patch convolution)."""
 from __future__ import annotations
 
 from ..shapes import format_shape
-from .base import BOX, GLOBAL, ArgSpec, OpError, OpSpec, Shape, TorchCall, Window, register
+from .base import BOX, GLOBAL, MIXER, ArgSpec, OpError, OpSpec, Shape, TorchCall, Window, register
 from .misc import REGULARIZER
 
 
@@ -108,7 +108,7 @@ register(OpSpec(
     # map); declared global, as the analysis has no field for a window over [H, W, C].
     receptive_field=GLOBAL,
     nonlinear=False,
-    diagram=BOX,
+    diagram=MIXER,
     fresh_output=True,
     eval_args=(("attention_dropout", 0.0), ("dropout", 0.0)),
 ))

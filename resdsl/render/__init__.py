@@ -1,7 +1,7 @@
 """Architecture diagrams from the spec's graph: skips typed, blocks collapsed, U-Nets as a U.
 
 :func:`to_dot` makes the DOT text (pure Python, deterministic); :func:`render`
-writes ``.svg``, ``.png``, ``.pdf`` or ``.dot`` through the first renderer found
+writes ``.svg``, ``.png``, ``.pdf``, ``.dot`` or the interactive ``.html`` through the first renderer found
 (Graphviz ``dot``, else the pip-installable ``graphviz-pure``), and when there is
 none writes the ``.dot`` beside the requested file (never over an existing one)
 and says how to install one. Drawings too large to lay out in seconds are refused
@@ -23,8 +23,9 @@ from pathlib import Path
 import networkx as nx
 
 from ..io import OutputError, atomic_write, check_output
-from .dot import (LAYOUTS, LEVELS, MAX_DOT_NODES, MAX_LAYOUT_SIZE, DrawingTooLarge, RenderOptionError,
+from .dot import (LAYOUTS, LEVELS, STYLES, MAX_DOT_NODES, MAX_LAYOUT_SIZE, DrawingTooLarge, RenderOptionError,
                   build_view, is_u_shaped, layout_size, to_dot)
+from .html import page, read_sources
 from .graphviz import DPI_RANGE, FORMATS, INSTALL_HINT, PDF_HINT, RenderFailed, RendererMissing, find_renderer
 
 
@@ -95,8 +96,11 @@ def check_dpi(dpi: int | None) -> None:
 
 def render(graph: nx.DiGraph, path: str | os.PathLike, *, level: str = "block",
            layout: str = "auto", shapes: bool = True, expand: bool = False,
-           protect: tuple[str | os.PathLike, ...] = (), dpi: int | None = None) -> RenderResult:
-    """Draw ``graph`` into ``path``; the format is the file's suffix.
+           protect: tuple[str | os.PathLike, ...] = (), dpi: int | None = None,
+           style: str = "default") -> RenderResult:
+    """Draw ``graph`` into ``path``; the format is the file's suffix. ``.html`` is the
+    interactive page (:mod:`resdsl.render.html`: stages open on click, hover, search;
+    ``level`` and ``expand`` do not apply to it).
 
     Without any renderer the DOT text goes to ``path`` with the suffix ``.dot``,
     only if no such file exists, and ``note`` says how to install Graphviz.
@@ -105,6 +109,7 @@ def render(graph: nx.DiGraph, path: str | os.PathLike, *, level: str = "block",
     (image formats) or :data:`MAX_DOT_NODES` (``.dot``), :class:`RenderFailed` if
     the layout program fails or runs past its timeout, and
     :class:`~resdsl.io.OutputError` if ``path`` must not or cannot be written.
+    ``style="paper"`` draws He et al.'s (a column) or Ronneberger et al.'s (a U) figure.
     ``dpi`` sets a PNG's resolution (Graphviz's default is 96); ``warnings`` in the
     result say what Graphviz warned, e.g. that a PNG over 32,767 pixels was scaled.
     """
@@ -113,11 +118,19 @@ def render(graph: nx.DiGraph, path: str | os.PathLike, *, level: str = "block",
     target = plan(path, protect=protect)
     if fmt == "dot":
         text = to_dot(graph, level=level, layout=layout, shapes=shapes, expand=expand,
-                      max_nodes=MAX_DOT_NODES)
+                      max_nodes=MAX_DOT_NODES, style=style)
         return RenderResult(atomic_write(target, text, protect=protect), None)
     renderer = find_renderer(fmt)
+    if fmt == "html" and renderer is not None:
+        try:
+            text = page(graph, lambda dot: renderer.render(dot, "svg"), shapes=shapes, layout=layout,
+                        sources=read_sources(protect))
+        except RendererMissing:
+            renderer = None
+        else:
+            return RenderResult(atomic_write(target, text, protect=protect), renderer.name)
     text = to_dot(graph, level=level, layout=layout, shapes=shapes, expand=expand,
-                  max_nodes=MAX_DOT_NODES, max_layout=MAX_LAYOUT_SIZE if renderer else None)
+                  max_nodes=MAX_DOT_NODES, max_layout=MAX_LAYOUT_SIZE if renderer else None, style=style)
     if renderer is not None:
         try:
             image, warnings = renderer.draw(text, fmt, dpi if fmt == "png" else None)
@@ -149,4 +162,4 @@ def svg(graph: nx.DiGraph, *, level: str = "block", layout: str = "auto",
 
 __all__ = ["to_dot", "render", "plan", "svg", "check_dpi", "build_view", "is_u_shaped", "layout_size", "format_of",
            "RenderResult", "RenderOptionError", "DrawingTooLarge", "RenderFailed", "RendererMissing",
-           "find_renderer", "LEVELS", "LAYOUTS", "FORMATS", "MAX_LAYOUT_SIZE", "MAX_DOT_NODES"]
+           "find_renderer", "LEVELS", "LAYOUTS", "STYLES", "FORMATS", "MAX_LAYOUT_SIZE", "MAX_DOT_NODES"]

@@ -48,6 +48,7 @@ from ..shapes import format_dims
 
 LEVELS = ("stage", "block", "layer")
 LAYOUTS = ("column", "u", "auto")
+STYLES = ("default", "paper")  # paper: He et al.'s and Ronneberger et al.'s figures (render/paper.py)
 SHORT_SKIPS = ("skip-identity", "skip-projection", "skip-zero-pad")
 LONG_SKIPS = ("long-add", "long-mul", "long-concat")
 
@@ -97,6 +98,7 @@ class VNode:
     plain: bool = False  # itself a foldable op (a norm, an activation): folded ops continue its line
     shape: tuple[int, ...] | None = None  # the tensor it outputs, written under its label
     side: bool = False  # on a gate's side branch (squeeze-excitation): off the straight main path
+    fill: str = ""  # the op's own fill (Diagram.fill: attention on a transformer's stream)
 
 
 @dataclass
@@ -121,7 +123,7 @@ class View:
 @gc_paused()
 def to_dot(graph: nx.DiGraph, *, level: str = "block", layout: str = "auto",
            shapes: bool = True, expand: bool = False, legend: bool = True,
-           max_nodes: int | None = None, max_layout: int | None = None) -> str:
+           max_nodes: int | None = None, max_layout: int | None = None, style: str = "default") -> str:
     """The DOT text for ``graph`` (a ``net.graph``) at ``level``; byte-identical per spec.
 
     With ``max_nodes`` or ``max_layout`` (see :func:`layout_size`) a bigger drawing
@@ -136,6 +138,10 @@ def to_dot(graph: nx.DiGraph, *, level: str = "block", layout: str = "auto",
         raise RenderOptionError(f"unknown level {level!r}; choose one of {', '.join(LEVELS)}")
     if layout not in LAYOUTS:
         raise RenderOptionError(f"unknown layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
+    if style not in STYLES:
+        raise RenderOptionError(f"unknown style {style!r}; choose one of {', '.join(STYLES)}")
+    if style == "paper":  # one figure per paper: level, layout and expand do not apply
+        level, expand = "layer", False
     if max_nodes is not None and level == "layer" and graph.number_of_nodes() > max_nodes:
         _too_large(graph, level, expand, f"{graph.number_of_nodes():,} nodes",
                    f"the {max_nodes:,} a .dot file may hold", False)
@@ -146,6 +152,17 @@ def to_dot(graph: nx.DiGraph, *, level: str = "block", layout: str = "auto",
     if max_layout is not None and (size := layout_size(view)) > max_layout:
         _too_large(graph, level, expand, f"a layout size of {size:,} (drawn nodes plus the rows "
                    "its edges span)", f"the {max_layout:,} Graphviz lays out in seconds", True)
+    if style == "paper":
+        from .paper import paper_dot
+
+        return paper_dot(graph, shapes=shapes)
+    return view_dot(graph, view, level=level, layout=layout, shapes=shapes, legend=legend)
+
+
+def view_dot(graph: nx.DiGraph, view: "View", *, level: str = "block", layout: str = "auto",
+             shapes: bool = True, legend: bool = True) -> str:
+    """The DOT text of a view made by :func:`build_view`: the layout chosen (``auto``:
+    a U for a U-Net, unless too large), then :func:`emit`."""
     if layout == "auto":
         layout = "u" if is_u_shaped(graph) else "column"
     if layout == "u" and _u_cells(graph, view) > MAX_U_CELLS:
@@ -344,10 +361,14 @@ def _skip_summary(units: list[ResidualUnit]) -> str:
 
 # ---- the view -------------------------------------------------------------------------
 class _Builder:
-    def __init__(self, graph: nx.DiGraph, level: str, expand: bool):
+    def __init__(self, graph: nx.DiGraph, level: str, expand: bool, boxes: frozenset[str] | None = None,
+                 summarised: frozenset[str] = frozenset(), expanded: frozenset[str] = frozenset()):
         self.graph = graph
         self.level = level
         self.expand = expand
+        self.box_override = boxes  # the containers drawn as boxes, when not the level's (the page)
+        self.summarised = summarised  # boxes written as stage boxes: path, count and skips
+        self.expanded = expanded  # containers whose loose ops are framed (a page's opened box)
         self.boxes = containers(graph)
         self.held = _direct_units(graph)
         self.structures = _structures(graph)
@@ -434,8 +455,9 @@ class _Builder:
             for prefix in _prefixes(data.container):
                 if prefix in cluster_paths:
                     cluster = prefix
-            self.add(f"n{node}", kind, self._node_text(data, kind), node, cluster,
-                     data.module or "input")
+            vnode = self.add(f"n{node}", kind, self._node_text(data, kind), node, cluster,
+                             data.module or "input")
+            vnode.fill = REGISTRY[data.op].diagram.fill if kind == "op" else ""
 
     def _cluster_paths(self) -> set[str]:
         """Block instances (the ones a block level draws as boxes, and what encloses them)."""
@@ -469,7 +491,7 @@ class _Builder:
 
     # stage and block: boxes, runs, lifted skips, folded activations
     def _assign_grouped(self) -> None:
-        box_paths = _box_paths(self.graph, self.level)
+        box_paths = _box_paths(self.graph, self.level) if self.box_override is None else set(self.box_override)
         runs = self._runs(box_paths)
         lifted = self._lift(runs) if self.level == "block" else {}
         for data in op_nodes(self.graph):
@@ -493,8 +515,10 @@ class _Builder:
             if fold == "label":
                 vnode.folded.append(op_label(data))
             return
-        vnode = self.add(f"n{node}", kind, op_label(data), node, tooltip=data.module or "")
+        vnode = self.add(f"n{node}", kind, op_label(data), node, _group_of(data.container, self.expanded) or "",
+                         tooltip=data.module or "")
         vnode.plain = fold != "none"
+        vnode.fill = REGISTRY[data.op].diagram.fill if kind == "op" else ""
 
     def _assign_boxed(self, node: int, data: dict, run: list[str], lift: ResidualUnit | None) -> None:
         key = _node_id(run[0])
@@ -513,7 +537,8 @@ class _Builder:
             self.add(key, "", "", node)
             return
         self.add(key, "run" if len(run) > 1 else ("stage" if self.boxes[run[0]].kind == "stage"
-                                                  or self.level == "stage" else "block"),
+                                                  or self.level == "stage" or run[0] in self.summarised
+                                                  else "block"),
                  self._box_text(run), node, cluster, tooltip=self._run_path(run))
 
     def _enclosing(self, path: str) -> str:
@@ -546,7 +571,7 @@ class _Builder:
             text = f"{_block_text(inner, self.varying) if blocks else first.block} x {len(first.children)}{down}"
         else:
             text = _block_text(first, self.varying) + (f" x {len(run)}" if len(run) > 1 else down)
-        if self.level == "stage":
+        if self.level == "stage" or first.path in self.summarised:
             summary = _skip_summary(self.units_under.get(first.path, []))
             return "\n".join(t for t in (f"{first.path}: {text}", summary) if t)
         return text
@@ -574,7 +599,8 @@ class _Builder:
             return False
         prev = self.boxes[run[-1]]
         box = self.boxes[path]
-        return (box.kind == "block" and prev.output == box.input
+        return (box.kind == "block" and prev.output == box.input and path not in self.summarised
+                and run[0] not in self.summarised
                 and prev.path.rpartition(".")[0] == path.rpartition(".")[0]
                 and self._signature(run[0]) == self._signature(path))
 
@@ -648,9 +674,17 @@ class _Builder:
         return " + ".join(t for t in (", ".join(boxes), ", ".join(annotations)) if t)
 
 
-def build_view(graph: nx.DiGraph, *, level: str = "block", expand: bool = False) -> View:
-    """Map graph nodes to drawn nodes and contract edges (see :func:`to_dot`)."""
-    return _Builder(graph, level, expand).build()
+def build_view(graph: nx.DiGraph, *, level: str = "block", expand: bool = False,
+               boxes: Iterable[str] | None = None, summarised: Iterable[str] = (),
+               expanded: Iterable[str] = ()) -> View:
+    """Map graph nodes to drawn nodes and contract edges (see :func:`to_dot`).
+
+    The interactive page draws mixed levels: ``boxes`` (block level) names the
+    containers drawn as one box each, instead of the level's own; those in
+    ``summarised`` are written as stage boxes; the ops of those in ``expanded``
+    that no box holds are framed together."""
+    return _Builder(graph, level, expand, None if boxes is None else frozenset(boxes),
+                    frozenset(summarised), frozenset(expanded)).build()
 
 
 # ---- U layout -------------------------------------------------------------------------
@@ -753,6 +787,8 @@ def _node_line(vnode: VNode, shapes: bool = True) -> str:
         style = 'shape=box, style="rounded,filled", fillcolor="#f2f2f2", height=0.3'
     else:
         style = NODE_STYLE[vnode.kind]
+    if vnode.fill:
+        style = style.replace('fillcolor="#ffffff"', f'fillcolor="{vnode.fill}"')
     attrs = f"{_label(label, vnode.shape if shapes else None)}, {style}"
     if vnode.tooltip:
         attrs += f", tooltip={_quote(vnode.tooltip)}"
@@ -883,7 +919,8 @@ def _node_levels(graph: nx.DiGraph, view: View) -> dict[str, int]:
     return rows
 
 
-def _u_rows(graph: nx.DiGraph, view: View, ordered: list[VNode]) -> dict[str, tuple[int, int]]:
+def _u_rows(graph: nx.DiGraph, view: View, ordered: list[VNode],
+            levels: dict[str, int] | None = None) -> dict[str, tuple[int, int]]:
     """Row and column of each node in a U, as in Ronneberger et al.'s figure.
 
     Consecutive nodes at one resolution form a segment, drawn as a short column; the
@@ -892,7 +929,7 @@ def _u_rows(graph: nx.DiGraph, view: View, ordered: list[VNode]) -> dict[str, tu
     A decoder segment is shifted down within its band so that the long skip into it
     leaves its encoder node on the same row: the skip is horizontal.
     """
-    levels = _node_levels(graph, view)
+    levels = _node_levels(graph, view) if levels is None else levels  # given: a tensor's own (paper.py)
     segment: dict[str, int] = {}
     index: dict[str, int] = {}
     lengths: list[int] = []

@@ -22,7 +22,7 @@ import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
 
-FORMATS = ("svg", "png", "pdf", "dot")
+FORMATS = ("svg", "png", "pdf", "dot", "html")  # html: the interactive page (SVG inside)
 INSTALL_HINT = ("install Graphviz (apt-get install graphviz, brew install graphviz, "
                 "or https://graphviz.org/download) or run 'pip install graphviz-pure'")
 #: PDF needs Graphviz itself: graphviz-pure writes SVG and PNG only.
@@ -112,6 +112,7 @@ def find_renderer(fmt: str = "svg") -> Renderer | None:
     >>> find_renderer("svg") is None or find_renderer("svg").name in ("dot", "graphviz-pure")
     True
     """
+    fmt = "svg" if fmt == "html" else fmt  # the page holds SVG
     dot = shutil.which("dot")
     if dot is not None:
         return Renderer("dot", dot, ("svg", "png", "pdf"))
