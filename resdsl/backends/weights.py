@@ -285,7 +285,7 @@ def read_map(path: str | os.PathLike) -> list[Rule]:
         raise weights_error(where, f"weights map: more than {MAX_MAP_BYTES:,} bytes", hint="a map holds rules, "
                             "one a line; a rule with a group (\\1) covers many keys")
     try:
-        text = data.decode("utf-8")
+        text = data.decode("utf-8-sig")  # a map saved by Notepad starts with a BOM: not part of a rule
     except UnicodeDecodeError as exc:
         raise weights_error(where, f"weights map: not UTF-8 text (byte {exc.start})") from None
     return parse_map(text, str(path))
@@ -485,10 +485,34 @@ def by_order(expected: Expected, state: dict[Any, Any], net: "Net", where: Span)
                             f"holds {len(values):,}; the first {min(len(values), len(expected)):,} match in "
                             "shape and order", hint="loading by position needs the same number of tensors")
     pairs = [(theirs, ours) for (theirs, _), ours in zip(values, expected) if theirs != ours]
+    swapped = _swapped(dict(pairs))
+    if swapped:  # equal shapes cannot tell these apart, but their names do: by position is wrong
+        raise weights_error(where, "weights by order: the checkpoint names the spec's tensors in another order: "
+                            + ", ".join(f"its '{_shown_key(a)}' would fill the spec's '{b}'" for a, b in swapped[:3]),
+                            hint="load by name (without --weights-by-order); by position, tensors of one shape "
+                            "are told apart only by where they stand")
     shown = ", ".join(f"'{_shown_key(a)}' -> '{b}'" for a, b in pairs[:3])
     note = f"weights by order: {len(values):,} tensors matched by position, {len(pairs):,} renamed" + \
         (f", e.g. {shown}" if shown else "")
     return {ours: value for ours, (_, value) in zip(expected, values)}, [note]
+
+
+def _swapped(renames: dict[Any, str]) -> list[tuple[Any, str]]:
+    """Renames that go round in a cycle (``a -> b``, ``b -> a``): the checkpoint holds those
+    names itself, in another order. A chain (``conv_1 -> conv_0``, ``conv_2 -> conv_1``) is
+    a renumbering and is left alone."""
+    done: set[Any] = set()  # each key walked once: linear in the keys
+    for start in renames:
+        path: dict[Any, None] = {}
+        key = start
+        while key in renames and key not in done and key not in path:
+            path[key] = None
+            key = renames[key]
+        if key in path:
+            cycle = list(path)[list(path).index(key):]
+            return [(a, renames[a]) for a in cycle]
+        done.update(path)
+    return []
 
 
 # ---- 3. comparing ----------------------------------------------------------------------------
@@ -662,13 +686,16 @@ def in_order(expected: Expected, state: dict[Any, Any]) -> list[tuple[str, str]]
     for (shape, dtype), value in zip(expected.values(), state.values()):
         if _value_problem(value, shape, dtype) is not None:
             return None
-    pairs = [(_shown_key(theirs), ours) for theirs, ours in zip(state, expected)]
+    # whole keys: a map written from these must match them (shortened only where shown)
+    pairs = [(theirs if type(theirs) is str else _shown_key(theirs), ours) for theirs, ours in zip(state, expected)]
+    if _swapped({a: b for a, b in pairs if a != b}):
+        return None  # the spec's own names in another order: by position would load them crossed
     return pairs if any(a != b for a, b in pairs) else None
 
 
 def _renamed_group(pairs: list[tuple[str, str]], where: Span) -> _Group:
     differ = [(a, b) for a, b in pairs if a != b]
-    examples = "; ".join(f"'{a}' is '{b}' in the spec" for a, b in differ[:2])
+    examples = "; ".join(f"'{_shown_key(a)}' is '{b}' in the spec" for a, b in differ[:2])
     prefix = common_prefix_change(pairs)
     fix = (f"a one-line --weights-map: `{prefix[0]} -> {prefix[1]}`" if prefix else
            "--weights-map FILE, written by `resdsl weights-diff SPEC CHECKPOINT --write-map FILE`")

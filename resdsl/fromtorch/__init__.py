@@ -10,10 +10,11 @@ strictly, outputs compared.
 
 from __future__ import annotations
 
+import keyword
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import SpecError
+from ..errors import SpecError, UsageError
 from .convert import convert
 from .verify import Verdict, verify
 
@@ -49,6 +50,9 @@ def from_torch(module: Any, input_shape: tuple[int, ...], *, name: str | None = 
     """
     from ..editor.fmt import format_text
 
+    if name is not None and (not name.isidentifier() or not name.isascii() or keyword.iskeyword(name)):
+        # it is written as `network NAME:`: anything else makes a spec that does not parse
+        raise UsageError(f"the network's name must be an ASCII identifier, not a Python keyword; got {name!r:.80}")
     text = convert(module, tuple(input_shape), name=name or _name_of(module), source=source)
     try:
         text = format_text(text)

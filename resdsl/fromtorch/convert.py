@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 
 import torch
 from torch import nn
@@ -12,7 +13,10 @@ from .describe import Describer
 from .emit import write_spec
 from ..ops import REGISTRY
 from .stmts import CallStmt, DefaultsStmt, OpStmt, OrderStmt, ResidualStmt, SeqStmt, StageStmt, Stmt, walk
-from .trace import record_inputs
+from .structure import unsupported_error
+from .trace import TooLarge, record_inputs
+from ..backends.torch import available_memory
+from ..backends.weights import format_bytes as _bytes
 
 
 def convert(module: nn.Module, input_shape: tuple[int, ...], *, name: str, source: str = "") -> str:
@@ -20,12 +24,32 @@ def convert(module: nn.Module, input_shape: tuple[int, ...], *, name: str, sourc
     if not isinstance(module, nn.Module):
         raise SpecError([Diagnostic(Span("<from-torch>"), f"expected a torch.nn.Module, got {type(module).__name__}",
                                     hint="pass the model object, e.g. torchvision.models.resnet18()")])
+    odd = next((t for t in (*module.parameters(), *module.buffers())
+                if t.device.type != "cpu" or (t.is_floating_point() and t.dtype != torch.float32)), None)
+    if odd is not None:  # the trace and the check run a float32 batch on the CPU
+        raise SpecError([Diagnostic(Span("<from-torch>"), f"the model's weights are {str(odd.dtype).removeprefix('torch.')} "
+                                    f"on {odd.device}; from-torch traces and checks it in float32 on the CPU",
+                                    hint="pass model.float().cpu() (built with real values, not on the meta device); "
+                                    "the spec's build loads a float16 or bfloat16 checkpoint, cast")])
+    positional = [n for n, child in module.named_children() if n.isdigit() and any(True for _ in child.state_dict())]
+    if isinstance(module, nn.Sequential) and positional:  # a network's statements are named by label
+        raise unsupported_error("", module, f"is an nn.Sequential: its weights are named by position "
+                                f"('{next(iter(module.state_dict()))}'), which no statement of a network can be named",
+                                "from-torch a module that holds it as a child (self.features = the "
+                                "Sequential): its keys gain that prefix, and a spec names them")
     was_training = module.training
     module.eval()  # batchnorm must not update its statistics while we look
     try:
+        room = available_memory()
+        budget = None if room is None else room // 8  # the kept activations, with room for the rest
+        size = 4 * math.prod(input_shape)
+        if budget is not None and size > budget:
+            raise _too_large(input_shape, f"its input alone is {_bytes(size)}", room)
         example = torch.randn((1, *input_shape), generator=torch.Generator().manual_seed(0))
         try:
-            inputs = record_inputs(module, example)
+            inputs = record_inputs(module, example, budget)
+        except TooLarge as big:
+            raise _too_large(input_shape, f"its activations pass {_bytes(big.args[0])}", room) from None
         except Exception as exc:
             raise SpecError([Diagnostic(Span("<from-torch>"), f"the module does not run on an input of shape "
                                         f"{[1, *input_shape]}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
@@ -49,6 +73,13 @@ def convert(module: nn.Module, input_shape: tuple[int, ...], *, name: str, sourc
     for where in describer.hooked:
         header.append(f"Written from the calls one input made (torch.fx could not trace it): {where}.")
     return write_spec(name, input_shape, [b for b in blocks if b.name in used], body, header, prelude)
+
+
+def _too_large(input_shape: tuple[int, ...], what: str, room: int) -> SpecError:
+    return SpecError([Diagnostic(Span("<from-torch>"), f"the model at an input of {list(input_shape)}: {what}, "
+                                 f"too much of the {_bytes(room)} of memory available (tracing keeps every "
+                                 "module's input)", hint="give a smaller per-sample input shape that the model takes "
+                                 "(--input C,H,W)")])
 
 
 def _network_defaults(bodies: list[list[Stmt]], blocks: list[Block]) -> list[Stmt]:

@@ -49,11 +49,16 @@ def make_module(dotted: str, defines: dict[str, str]) -> tuple[Any, str]:
     target = None
     parts = module_name.split(".")
     # the longest importable prefix, then attributes (torchvision.models.video.r3d_18)
+    prefixes = {".".join(parts[:k]) for k in range(1, len(parts) + 1)}
     for cut in range(len(parts), 0, -1):
         try:
             target = importlib.import_module(".".join(parts[:cut]))
-        except ImportError:
-            continue
+        except ImportError as exc:
+            if getattr(exc, "name", None) in prefixes:
+                continue  # that prefix is no module: a shorter one with attributes may be
+            raise UsageError(f"{dotted}: importing {'.'.join(parts[:cut])} failed: {_first_line(exc)}") from None
+        except Exception as exc:  # the user's module fails as it is imported: their error, not ours
+            raise UsageError(f"{dotted}: importing {'.'.join(parts[:cut])} failed: {_first_line(exc)}") from None
         try:
             for part in parts[cut:] + [attribute]:
                 target = getattr(target, part)
@@ -67,8 +72,19 @@ def make_module(dotted: str, defines: dict[str, str]) -> tuple[Any, str]:
     kwargs = {key: _literal(value) for key, value in defines.items()}
     try:
         module = target(**kwargs)
-    except TypeError as exc:
-        raise UsageError(f"{dotted}({', '.join(f'{k}={v!r}' for k, v in kwargs.items())}): {exc}") from None
+    except Exception as exc:  # the user's callable failed (bad -D values): located by the call
+        called = ", ".join(f"{k}={_short(repr(v))}" for k, v in kwargs.items())
+        raise UsageError(f"{dotted}({called}) raised {_first_line(exc)}") from None
     if not isinstance(module, nn.Module):
         raise UsageError(f"{dotted}() returned {type(module).__name__}, not a torch.nn.Module")
     return module, attribute
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return _short(f"{type(exc).__name__}: {lines[0] if lines else ''}".rstrip(": "))
+
+
+def _short(text: str, limit: int = 200) -> str:
+    """A -D value or an exception's text, cut: a 100 kB argument is no message."""
+    return text if len(text) <= limit else text[:limit] + "..."

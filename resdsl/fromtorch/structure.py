@@ -213,6 +213,11 @@ class _Builder:
         if match is not None:
             if not in_sequential and not any(True for _ in child.state_dict()):
                 label = None  # a stateless module's name is in no state dict: a label only if read again
+            elif "." in target:  # nn.ModuleList's 'layers.0': no label is that name, so no strict load
+                raise Unsupported(f"calls '{target}' ({type(child).__name__}), a module of a child, whose "
+                                  "weights no statement's label can name",
+                                  "a spec names a module by its statement's label, one level deep: make the "
+                                  "repeated part a module class (a block), held in an nn.Sequential")
             return Node(result.name, "op", inputs[:1], self._shape(result),
                         stmt=OpStmt(label, match.op.name, match.args, in_shape), child=child, target=target)
         if len(inputs) != 1 or fx_node.kwargs or index is not None:

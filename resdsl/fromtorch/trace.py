@@ -96,16 +96,26 @@ class Recording:
     calls: dict[nn.Module, Called]
 
 
-def record_inputs(model: nn.Module, example: torch.Tensor) -> Recording:
-    """One eval-mode forward of ``example``, each module's first call recorded."""
+class TooLarge(Exception):
+    """The tensors kept for tracing outgrew the memory allowed (``record_inputs``' budget)."""
+
+
+def record_inputs(model: nn.Module, example: torch.Tensor, budget: int | None = None) -> Recording:
+    """One eval-mode forward of ``example``, each module's first call recorded.
+
+    Every module's input and output is kept, so the forward holds all its activations at
+    once: past ``budget`` bytes of them (None: no bound) it stops with :class:`TooLarge`."""
     inputs: dict[nn.Module, tuple] = {}
     calls: dict[nn.Module, Called] = {}
     stack: list[Called] = []
     handles = []
+    kept: dict[int, int] = {}  # storage address -> bytes: a tensor passed on is counted once
+    total = [0]  # their sum
 
     def before(module: nn.Module, args: tuple, kwargs: dict) -> None:
         # a list argument is copied: DenseNet appends to it after the call
         inputs.setdefault(module, (tuple(list(a) if isinstance(a, list) else a for a in args), kwargs))
+        count(*args, *kwargs.values())
         call = Called(module, args[0] if args else None)
         if stack:
             stack[-1].children.append(call)
@@ -114,6 +124,18 @@ def record_inputs(model: nn.Module, example: torch.Tensor) -> Recording:
 
     def after(module: nn.Module, args: tuple, output: Any) -> None:
         stack.pop().output = output  # the tensors stay referenced: their ids are not reused
+        count(output)
+
+    def count(*values: Any) -> None:
+        if budget is None:
+            return
+        for value in values:
+            for tensor in (value if isinstance(value, (list, tuple)) else [value]):
+                if isinstance(tensor, torch.Tensor) and tensor.untyped_storage().data_ptr() not in kept:
+                    kept[tensor.untyped_storage().data_ptr()] = tensor.untyped_storage().nbytes()
+                    total[0] += tensor.untyped_storage().nbytes()
+        if total[0] > budget:
+            raise TooLarge(total[0])
 
     for module in model.modules():
         handles.append(module.register_forward_pre_hook(before, with_kwargs=True))

@@ -44,8 +44,9 @@ def verify(text: str, source: nn.Module, input_shape: tuple[int, ...], filename:
     try:
         # strict, and assign: the build takes the source's tensors (no copy, no second init)
         ours.load_state_dict(theirs, strict=True, assign=True)
-    except RuntimeError as err:
-        return Verdict(same, False, float("inf"), str(err).splitlines()[0])
+    except RuntimeError as err:  # torch's first line names only the class: the keys follow
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+        return Verdict(same, False, float("inf"), " ".join(lines[:3])[:500])
     if any(t.is_meta for t in list(ours.parameters()) + list(ours.buffers())):
         ours = net.build()  # a buffer the state dict does not hold (not persistent): built for real
         ours.load_state_dict(theirs, strict=True)
@@ -54,8 +55,8 @@ def verify(text: str, source: nn.Module, input_shape: tuple[int, ...], filename:
     ours.eval()
     try:
         x = torch.randn((2, *input_shape), generator=torch.Generator().manual_seed(1))
-        with torch.no_grad():
-            expected, got = source(x), ours(x)
+        with torch.no_grad():  # each its own copy: a forward may change its input in place
+            expected, got = source(x.clone()), ours(x.clone())
     finally:
         source.train(was_training)
     scale = float(expected.abs().max()) or 1.0
