@@ -311,3 +311,20 @@ def test_round_trip_every_model_of_the_table(row):
     else:
         with pytest.raises(resdsl.SpecError):
             from_torch(model, shape)
+
+
+class _Pools(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+
+    def forward(self, x):
+        x = nn.functional.max_pool2d(self.conv(x), 3, stride=2, padding=1)
+        return nn.functional.avg_pool2d(x, kernel_size=3, stride=1, padding=1)
+
+
+def test_functional_pools_are_the_catalogue_s_pools():
+    text = round_trip(_Pools(), (3, 16, 16))
+    assert "maxpool 3, stride=2, pad=1" in text and "avgpool 3, stride=1, pad=1" in text
+    with pytest.raises(resdsl.SpecError, match="avg_pool2d"):  # count_include_pad=False: not ours
+        from_torch(nn.AvgPool2d(2, padding=1, count_include_pad=False), (3, 8, 8))

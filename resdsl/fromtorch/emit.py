@@ -86,8 +86,10 @@ class Writer:
             else:
                 parts.append(self.value(stmt.args, arg.name, stmt.args[arg.name]))
         positional = {a.name for a in spec.positional}
-        parts += [f"{k}={self.value(stmt.args, k, v)}" for k, v in stmt.args.items()
-                  if k not in positional and k not in stmt.omit]
+        order = [a.name for a in spec.keywords]  # keywords in the order the op declares them
+        keywords = sorted((k for k in stmt.args if k not in positional and k not in stmt.omit),
+                          key=lambda k: order.index(k) if k in order else len(order))
+        parts += [f"{k}={self.value(stmt.args, k, stmt.args[k])}" for k in keywords]
         return stmt.op + (" " + ", ".join(parts) if parts else "")
 
     def call(self, block: str, args: dict[str, Any]) -> str:

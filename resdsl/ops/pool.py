@@ -65,6 +65,26 @@ def _pool_code(kind: str):
     return code
 
 
+def _pool_call(kind: str):
+    """``F.max_pool2d(x, 3, stride=2, padding=1)``: the arguments torch's module has
+    (no dilation, no return_indices; avg: count_include_pad and no divisor override)."""
+    names = ("kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices") if kind == "max" \
+        else ("kernel_size", "stride", "padding", "ceil_mode", "count_include_pad", "divisor_override")
+
+    def from_call(call: TorchCall) -> dict | None:
+        given = {name: call.arg(k, name) for k, name in enumerate(names)}
+        extra = {"dilation": (None, 1), "return_indices": (None, False), "count_include_pad": (None, True),
+                 "divisor_override": (None,)}
+        if any(given.get(name) not in allowed for name, allowed in extra.items() if name in names):
+            return None
+        args = {"kernel": given["kernel_size"], "pad": given["padding"] or 0, "ceil": bool(given["ceil_mode"])}
+        if given["stride"] not in (None, [], ()):  # torch: None or [] is the kernel
+            args["stride"] = given["stride"]
+        return args
+
+    return from_call
+
+
 def _pool_label(word: str):
     def label(args: dict, in_shape: Shape, out_shape: Shape) -> str:
         text = f"{_dims(args['kernel'])} {word} pool"
@@ -91,6 +111,8 @@ for _name, _class, _word, _infer in (("maxpool", "MaxPool", "max", _pool_out),
         macs=lambda i, o, a: prod(o) * prod(a["kernel"]),
         label=_pool_label(_word),
         code=_pool_code(_class),
+        torch_calls=tuple(f"torch.nn.functional.{_word}_pool{r}d" for r in (1, 2, 3)),
+        from_call=_pool_call(_word),
         min_rank=2,
         receptive_field=lambda i, o, a: Window(a["kernel"], a["stride"]),
         nonlinear=False,  # max pooling is piecewise linear, but not an activation function
