@@ -37,6 +37,8 @@ class Constructors:
         steps = self.children[path]
         items = [self.child_call(ref, ctx, chan) if kind == "child" else self.ctor(ref, ctx, chan, mapping)
                  for kind, ref in steps]
+        if getattr(self, "inference", None) is not None:  # eval only: nothing keeps a tensor for backward
+            items = [self._in_place_step(steps, k, item) for k, item in enumerate(items)]
         if self._positional(path):
             return Call("nn.Sequential", items)
         # Named children (DenseNet's conv0, RegNet's block1-0): as torchvision writes them.
@@ -45,6 +47,19 @@ class Constructors:
                  for kind, ref in steps]
         pairs = [Call("", [lit(name), item]) for name, item in zip(names, items)]
         return Call("nn.Sequential", [Call("OrderedDict", [Call("", pairs, "[]")])])
+
+    def _in_place_step(self, steps: list, k: int, item: Call) -> Call:
+        """In a chain, an activation right after an op whose output is fresh (a conv, a folded
+        norm) may overwrite that output: nothing else reads it (torchvision's
+        ``inplace=True``). Only in the inference build, which keeps no tensor for backward."""
+        kind, ref = steps[k]
+        if k == 0 or kind != "node" or steps[k - 1][0] != "node":
+            return item
+        spec = REGISTRY[op_node(self.graph, ref).op]
+        before = REGISTRY[op_node(self.graph, steps[k - 1][1]).op]
+        if spec.in_place and before.fresh_output and "inplace=True" not in item.args:
+            return Call(item.func, item.args + ["inplace=True"])
+        return item
 
     def instance_call(self, path: str, ctx: Ctx, chan: dict) -> Call:
         """``Bottleneck(64, width=64, out=256, downsample=True)`` in the parent's terms."""
