@@ -175,13 +175,15 @@ def _pure() -> str | None:
 
 
 @pytest.mark.parametrize("program", ["dot", "graphviz-pure"])
-def test_unet_is_a_wide_u_with_both_renderers(nets, program):
-    """Block level: wider than tall, at most 2.5:1 (the paper's figure is 1.5:1; the old
-    rows of one resolution each made 7:1)."""
+@pytest.mark.parametrize("level", ["block", "layer"])
+def test_unet_is_a_wide_u_with_both_renderers(nets, program, level):
+    """Block and layer level: wider than tall, at most 2.5:1 (the paper's figure is 1.5:1;
+    the old rows of one resolution each made 7:1, the layer level's columns 0.5:1)."""
     executable = shutil.which("dot") if program == "dot" else _pure()
     if executable is None:
         pytest.skip(f"{program} not installed")
-    svg = gv.Renderer(program, executable, ("svg",)).render(to_dot(_net(nets, "unet").graph), "svg")
+    dot = to_dot(_net(nets, "unet").graph, level=level)
+    svg = gv.Renderer(program, executable, ("svg",)).render(dot, "svg")
     width, height = (float(v) for v in re.search(rb'width="([\d.]+)pt" height="([\d.]+)pt"', svg).groups())
     assert 1.0 <= width / height <= 2.5, (width, height)
 

@@ -919,8 +919,35 @@ def _node_levels(graph: nx.DiGraph, view: View) -> dict[str, int]:
     return rows
 
 
+#: Boxes are about this many times wider than a row of the grid is tall (text and gaps):
+#: what a U's cells come to in inches, to choose how long a column may grow.
+_CELL_ASPECT = 2.6
+#: The aspect a U aims at (width over height), inside the 1:1 to 2.5:1 of a paper's figure.
+_U_ASPECT = 1.7
+
+
 def _u_rows(graph: nx.DiGraph, view: View, ordered: list[VNode],
             levels: dict[str, int] | None = None) -> dict[str, tuple[int, int]]:
+    """The U's grid (see :func:`_u_grid`), each segment folded into as many side-by-side
+    columns as bring the drawing nearest a paper's aspect: at layer level a resolution's
+    ops would otherwise make one column far taller than the U is wide."""
+    best, best_gap = None, None
+    longest = _u_grid(graph, view, ordered, levels, 0)
+    if not longest:
+        return longest
+    tallest = max(r for r, _ in longest.values()) + 1
+    for cap in range(tallest, 1, -1):  # the tallest a segment's column may be
+        rows = _u_grid(graph, view, ordered, levels, cap)
+        height = max(r for r, _ in rows.values()) + 1
+        width = max(c for _, c in rows.values()) + 1
+        gap = abs(width * _CELL_ASPECT / height - _U_ASPECT)
+        if best_gap is None or gap < best_gap - 1e-9:
+            best, best_gap = rows, gap
+    return best
+
+
+def _u_grid(graph: nx.DiGraph, view: View, ordered: list[VNode],
+            levels: dict[str, int] | None = None, cap: int = 0) -> dict[str, tuple[int, int]]:
     """Row and column of each node in a U, as in Ronneberger et al.'s figure.
 
     Consecutive nodes at one resolution form a segment, drawn as a short column; the
@@ -940,6 +967,16 @@ def _u_rows(graph: nx.DiGraph, view: View, ordered: list[VNode],
             seg_level.append(levels[vnode.key])
         segment[vnode.key], index[vnode.key] = len(lengths) - 1, lengths[-1]
         lengths[-1] += 1
+    # folded: a segment of n nodes is at most ``cap`` rows tall (0: no cap), its columns side
+    # by side and as even as can be
+    tall = [-(-n // -(-n // cap)) if cap else n for n in lengths]
+    column = {key: index[key] // tall[segment[key]] for key in index}
+    index = {key: index[key] % tall[segment[key]] for key in index}
+    lengths = tall
+    first_column, at = [], 0
+    for seg in range(len(lengths)):
+        first_column.append(at)
+        at += max((column[k] for k in column if segment[k] == seg), default=0) + 1
     offset = [0] * len(lengths)
     for edge in sorted(view.edges, key=lambda e: (segment[e.dst], index[e.dst])):
         if edge.kind in LONG_SKIPS and levels[edge.src] == levels[edge.dst] \
@@ -955,8 +992,8 @@ def _u_rows(graph: nx.DiGraph, view: View, ordered: list[VNode],
     start, top = {}, 0
     for level in sorted(height):
         start[level], top = top, top + height[level]
-    return {key: (start[seg_level[segment[key]]] + offset[segment[key]] + index[key], segment[key])
-            for key in segment}
+    return {key: (start[seg_level[segment[key]]] + offset[segment[key]] + index[key],
+                  first_column[segment[key]] + column[key]) for key in segment}
 
 
 #: A U is drawn on a grid of rows x segments (invisible cells fill it); past this many
