@@ -86,7 +86,7 @@ def test_vit_b_16_reads_like_the_hand_written_spec(vit_b_16):
                  "pos_embedding: parameter 1, 197, 768, std=0.02, batch=true",
                  "self_attention: attention 12",
                  "layers: stage encoder_block x 12, prefix=encoder_layer_",
-                 "ln: layernorm over=last, eps=1e-06",
+                 "ln: layernorm eps=1e-06, over=last",
                  "select 0"):
         assert line in text, line
     assert text.count(": tokens") == 1 and "concat" in text
