@@ -1029,12 +1029,13 @@ def _u_rank_lines(rows: dict[str, tuple[int, int]], ordered: list[VNode]) -> lis
     return lines
 
 
-def _legend(kinds: list[str], cropped: bool = False) -> list[str]:
-    """A boxed key: one short sample edge per skip kind in the drawing."""
+def _legend(kinds: list[str], cropped: bool = False, title: str = "skips") -> list[str]:
+    """A boxed key: one short sample edge per skip kind in the drawing (``title`` above it;
+    the paper style has none)."""
     if not kinds:
         return []
     lines = ["  subgraph cluster_legend {",
-             '    label="skips"; fontsize=10; style="rounded"; color="#aaaaaa"; labeljust=l;']
+             f'    label="{title}"; fontsize=10; style="rounded"; color="#aaaaaa"; labeljust=l;']
     for kind in kinds:
         style, text = EDGE_STYLE[kind]
         if kind == "long-concat" and cropped:

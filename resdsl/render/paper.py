@@ -29,8 +29,8 @@ import networkx as nx
 from ..graph import op_edge, op_node, op_nodes, residual_units
 from ..ops import REGISTRY
 from ..shapes import format_dims
-from .dot import (EDGE_STYLE, FONT, LONG_SKIPS, SHORT_SKIPS, VEdge, View, VNode, _html, _quote,
-                  _u_rank_lines, _u_rows, is_u_shaped, op_label, spatial_levels)
+from .dot import (EDGE_STYLE, FONT, LONG_SKIPS, SHORT_SKIPS, VEdge, View, VNode, _html, _legend,
+                  _quote, _u_rank_lines, _u_rows, is_u_shaped, op_label, spatial_levels)
 
 #: Arrow colours of the U figure, in order of first use (the paper's: blue convs, red
 #: pooling, green up-convs, teal output conv; long skips keep their grey).
@@ -103,23 +103,9 @@ def _column(graph: nx.DiGraph) -> str:
         lines.append(f"  n{rep[unit.input]} -> n{rep[unit.body_output]} [kind={_quote(kind)}, {style}, "
                      "tailport=e, headport=e, constraint=false];")
     lines += _legend(sorted({line.split('kind="')[1].split('"')[0] for line in lines
-                             if 'kind="skip' in line}, key=list(EDGE_STYLE).index))
+                             if 'kind="skip' in line}, key=list(EDGE_STYLE).index), title="")
     lines.append("}")
     return "\n".join(lines) + "\n"
-
-
-def _legend(kinds: list[str]) -> list[str]:
-    if not kinds:
-        return []
-    lines = ["  subgraph cluster_legend {", '    label=""; style="rounded"; color="#aaaaaa";']
-    for kind in kinds:
-        style, text = EDGE_STYLE[kind]
-        slug = kind.replace("-", "_")
-        lines.append(f"    legend_{slug}_a [shape=point, width=0.05, label=\"\"];")
-        lines.append(f"    legend_{slug}_b [shape=plaintext, fontsize=10, label={_quote(text)}];")
-        lines.append(f"    legend_{slug}_a -> legend_{slug}_b [kind={_quote(kind)}, legend=true, {style}];")
-    lines.append("  }")
-    return lines
 
 
 # ---- Ronneberger et al. 2015, fig. 1 --------------------------------------------------------
