@@ -27,8 +27,9 @@ def convert(module: nn.Module, input_shape: tuple[int, ...], *, name: str, sourc
     odd = next((t for t in (*module.parameters(), *module.buffers())
                 if t.device.type != "cpu" or (t.is_floating_point() and t.dtype != torch.float32)), None)
     if odd is not None:  # the trace and the check run a float32 batch on the CPU
-        raise SpecError([Diagnostic(Span("<from-torch>"), f"the model's weights are {str(odd.dtype).removeprefix('torch.')} "
-                                    f"on {odd.device}; from-torch traces and checks it in float32 on the CPU",
+        kind = str(odd.dtype).removeprefix("torch.")
+        raise SpecError([Diagnostic(Span("<from-torch>"), f"the model's weights are {kind} on {odd.device}; "
+                                    "from-torch traces and checks it in float32 on the CPU",
                                     hint="pass model.float().cpu() (built with real values, not on the meta device); "
                                     "the spec's build loads a float16 or bfloat16 checkpoint, cast")])
     positional = [n for n, child in module.named_children() if n.isdigit() and any(True for _ in child.state_dict())]
@@ -51,8 +52,9 @@ def convert(module: nn.Module, input_shape: tuple[int, ...], *, name: str, sourc
         except TooLarge as big:
             raise _too_large(input_shape, f"its activations pass {_bytes(big.args[0])}", room) from None
         except Exception as exc:
+            reason = str(exc).splitlines()[0] if str(exc) else ""
             raise SpecError([Diagnostic(Span("<from-torch>"), f"the module does not run on an input of shape "
-                                        f"{[1, *input_shape]}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
+                                        f"{[1, *input_shape]}: {type(exc).__name__}: {reason}",
                                         hint="give the per-sample input shape it takes (--input C,H,W)")]) from None
         describer = Describer(inputs.inputs, inputs.calls)
         root = describer.describe("", module)

@@ -137,7 +137,8 @@ class Describer:
         order = find_residuals(entry, order, lambda fork, short, add: _classify(fork, short, add, children),
                                replaced)
         output = replaced.get(id(output), output)
-        taken = {name for name, _ in module.named_children()} | {name for name, _ in module.named_parameters(recurse=False)}
+        taken = {name for name, _ in module.named_children()}
+        taken |= {name for name, _ in module.named_parameters(recurse=False)}
         chain: Chain
 
         def make(node: Node) -> Stmt:

@@ -157,7 +157,8 @@ class _Builder:
         return self._call(fx_node)
 
     def _param(self, fx_node: fx.Node) -> Node:
-        tensor = self.traced.module.get_parameter(fx_node.target) if _is_parameter(self.traced.module, fx_node.target) else None
+        own = self.traced.module
+        tensor = own.get_parameter(fx_node.target) if _is_parameter(own, fx_node.target) else None
         if tensor is None or "." in fx_node.target:
             raise Unsupported(f"reads the tensor '{fx_node.target}', which is not a parameter of its own",
                               "learnable tensors are written as `LABEL: parameter D1, ...` in the block that owns them")
@@ -269,7 +270,8 @@ class _Builder:
         """Whether a call that is no op alone may begin a chain: one tensor in, and its
         result read by one call only, as that call's first argument."""
         users = list(fx_node.users)
-        return (len({id(n) for n in inputs}) == 1 and len(users) == 1 and users[0].op in ("call_function", "call_method")
+        return (len({id(n) for n in inputs}) == 1 and len(users) == 1
+                and users[0].op in ("call_function", "call_method")
                 and bool(users[0].args) and users[0].args[0] is fx_node and self._tensor(users[0]))
 
     def _torch_call(self, source: fx.Node, name: str, index: int | None, shape: tuple[int, ...],
@@ -580,7 +582,8 @@ def is_projection(child: nn.Module, in_shape: tuple[int, ...], out_shape: tuple[
         return False
     mid = _after(first, in_shape)
     after = recognise_module(norm, mid) if mid is not None else None
-    if after is None or after.op.name != "batchnorm" or after.args.get("eps") != 1e-5 or after.args.get("momentum") != 0.1:
+    if after is None or after.op.name != "batchnorm" or after.args.get("eps") != 1e-5 \
+            or after.args.get("momentum") != 0.1:
         return False
     if len(in_shape) == 1:
         return weight.op.name == "linear" and not weight.args["bias"] and out_shape == (weight.args["out_features"],)

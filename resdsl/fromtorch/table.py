@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 #: Input per family: small where the model allows it (every figure is size-independent).
-_SHAPES = {"vit": (3, 224, 224), "swin3d": (3, 4, 64, 64), "swin": (3, 64, 64), "inception": (3, 299, 299), "maxvit": (3, 224, 224),
+_SHAPES = {"vit": (3, 224, 224), "swin3d": (3, 4, 64, 64), "swin": (3, 64, 64), "inception": (3, 299, 299),
+           "maxvit": (3, 224, 224),
            "squeezenet": (3, 96, 96), "r3d": (3, 4, 32, 32), "mc3": (3, 4, 32, 32), "r2plus1d": (3, 4, 32, 32),
            "s3d": (3, 16, 224, 224), "mvit": (3, 16, 224, 224), "swin3d": (3, 4, 64, 64)}
 

@@ -62,7 +62,8 @@ def wrapped_functions() -> tuple[Callable, ...]:
     found = []
     for op in REGISTRY.values():
         for name in (part for chain in op.torch_calls for part in chain.split("+")):
-            target = _resolve(name) if "." in name and not name.startswith(("Tensor.", "torch.", "_operator.")) else None
+            plain = "." in name and not name.startswith(("Tensor.", "torch.", "_operator."))
+            target = _resolve(name) if plain else None
             if inspect.isfunction(target):
                 found.append(target)
     return tuple(found)
