@@ -19,10 +19,8 @@ after: compare ratios from runs on a quiet machine.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -30,6 +28,7 @@ from typing import Any, Callable
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))  # memory.py
 
 #: (model, batch) -> the ratio issue 17 asks for, inference build / torchvision eager.
 TARGETS = {("resnet50", 8): 0.75, ("resnet50", 1): 0.90, ("resnet18", 8): 0.70,
@@ -105,8 +104,8 @@ def rows(chosen: list[tuple[str, int]], rounds: int, compiled: bool) -> list[dic
     return table
 
 
-PROBE = """
-import json, sys, torch
+#: Model setup for the memory rows (benchmarks/memory.py measures).
+SETUP = """
 torch.set_num_threads(2)
 import torchvision, resdsl
 theirs = torchvision.models.resnet50().eval()
@@ -114,33 +113,14 @@ model = resdsl.zoo.load("resnet50").build(inference=True, weights=theirs.state_d
     if sys.argv[1] == "resdsl" else theirs
 del theirs
 x = torch.randn(8, 3, 224, 224)
-
-def status_kib(field):
-    for line in open("/proc/self/status"):
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-
-with open("/proc/self/clear_refs", "w") as handle:
-    handle.write("5")  # reset VmHWM (the peak RSS) to the current RSS
-before = status_kib("VmRSS")
-with torch.inference_mode():
-    model(x)
-print(json.dumps({"peak_rise_mib": (status_kib("VmHWM") - before) / 1024}))
 """
 
 
 def memory(runs: int = 3) -> dict[str, float]:
     """Peak resident-memory rise of one forward (resnet50, batch 8), each in a fresh process."""
-    def measure(which: str) -> float:
-        out = subprocess.run([sys.executable, "-c", PROBE, which], cwd=ROOT, check=True,
-                             capture_output=True, text=True).stdout
-        return json.loads(out.strip().splitlines()[-1])["peak_rise_mib"]
+    from memory import medians
 
-    ours, theirs = [], []
-    for _ in range(runs):
-        ours.append(measure("resdsl"))
-        theirs.append(measure("torchvision"))
-    o, t = statistics.median(ours), statistics.median(theirs)
+    o, t = medians(SETUP, runs, context="torch.inference_mode")
     return {"ours_mib": o, "torchvision_mib": t, "ratio": o / t}
 
 

@@ -21,18 +21,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import print_table  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-PROBE = """
-import json, sys, torch
+#: Model setup of this benchmark: ``model`` and ``x`` for argv[1] (resdsl or torchvision).
+SETUP = """
 torch.set_num_threads(1)
-which = sys.argv[1]
-if which == "resdsl":
+if sys.argv[1] == "resdsl":
     import resdsl
     model = resdsl.load("resdsl/zoo/resnet50.res").build().eval()
 else:
     import torchvision
     model = torchvision.models.resnet50().eval()
 x = torch.randn(8, 3, 224, 224)
+"""
 
+#: After a setup: the peak resident-set rise of one forward under ``{context}``.
+PEAK = """
 def status_kib(field):
     for line in open("/proc/self/status"):
         if line.startswith(field + ":"):
@@ -41,25 +43,32 @@ def status_kib(field):
 with open("/proc/self/clear_refs", "w") as handle:
     handle.write("5")  # reset VmHWM (the peak RSS) to the current RSS
 before = status_kib("VmRSS")
-with torch.no_grad():
+with {context}():
     model(x)
-after = status_kib("VmHWM")
-print(json.dumps({"peak_rise_mib": (after - before) / 1024}))
+print(json.dumps({{"peak_rise_mib": (status_kib("VmHWM") - before) / 1024}}))
 """
 
 
-def measure(which: str) -> float:
-    out = subprocess.run([sys.executable, "-c", PROBE, which], cwd=ROOT, check=True,
+def measure(setup: str, which: str, context: str = "torch.no_grad") -> float:
+    """One forward's peak memory rise (MiB) in a fresh process: ``setup`` makes ``model``
+    and ``x`` for ``which`` (its argv[1])."""
+    probe = "import json, sys, torch\n" + setup + PEAK.format(context=context)
+    out = subprocess.run([sys.executable, "-c", probe, which], cwd=ROOT, check=True,
                          capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])["peak_rise_mib"]
 
 
-def main(runs: int = 3) -> dict:
+def medians(setup: str, runs: int, context: str = "torch.no_grad") -> tuple[float, float]:
+    """Median peak rise of ours and torchvision's over ``runs`` alternating processes."""
     ours, theirs = [], []
     for _ in range(runs):
-        ours.append(measure("resdsl"))
-        theirs.append(measure("torchvision"))
-    o, t = statistics.median(ours), statistics.median(theirs)
+        ours.append(measure(setup, "resdsl", context))
+        theirs.append(measure(setup, "torchvision", context))
+    return statistics.median(ours), statistics.median(theirs)
+
+
+def main(runs: int = 3) -> dict:
+    o, t = medians(SETUP, runs)
     print_table(f"peak memory rise of one no_grad forward, resnet50, batch 8 (median of {runs})",
                 ("model", "MiB", "ratio"), [("resdsl", o, o / t), ("torchvision", t, 1.0)])
     print(f"  ratio = {o / t:.3f} (target <= 1.05)")

@@ -23,7 +23,7 @@ from torch import nn
 from ..ops import REGISTRY, OpError, OpSpec, bind
 from ..ops import torch_layers
 from ..ops.base import OMIT, TorchArgs, TorchCall
-from .source import resolve as _resolve
+from .source import resolve
 
 _PROBE_SIZE = 8  # the spatial size a probe pretends its input has
 
@@ -119,7 +119,7 @@ def _by_class() -> dict[type, list[Recipe]]:
     for op in REGISTRY.values():
         if op.code is None or op.internal:
             continue
-        aliases = [cls for cls in map(_resolve, op.torch_aliases) if cls is not None]
+        aliases = [cls for cls in map(resolve, op.torch_aliases) if cls is not None]
         if op.from_module is not None:  # read by the entry itself, at any rank
             for cls in aliases:
                 table.setdefault(cls, []).extend(Recipe(op, rank, (), cls, ()) for rank in range(4))
@@ -150,7 +150,7 @@ def _as_arg(value: Any) -> Any:
     return value
 
 
-def _coerce(op: OpSpec, args: dict[str, Any]) -> dict[str, Any]:
+def coerce_args(op: OpSpec, args: dict[str, Any]) -> dict[str, Any]:
     """Values to the kinds the op's arguments take (a float 2.0 factor -> 2)."""
     out = {}
     for name, value in args.items():
@@ -256,7 +256,7 @@ def recognise_module(module: nn.Module, in_shape: tuple[int, ...], call: TorchCa
                     args[source.name] = _as_arg(_read(module, attribute))
         except AttributeError:
             continue
-        args = _coerce(recipe.op, {**args, **called})
+        args = coerce_args(recipe.op, {**args, **called})
         if _verified(recipe.op, module, in_shape, args):
             return Match(recipe.op, args)
     return None

@@ -21,7 +21,7 @@ from torch import fx, nn
 from ..errors import Diagnostic, SpecError, Span
 from ..ops import REGISTRY, OpSpec
 from ..ops.base import TensorRef, TorchCall
-from .recipes import _coerce, recognise_module
+from .recipes import bind_args, coerce_args, recognise_module
 from .stmts import (
     FromStmt, MergeStmt, OpStmt, ParamStmt, ResidualStmt, Stmt,
 )
@@ -257,7 +257,7 @@ class _Builder:
             if isinstance(found, list):  # several ops in a row: x.mean([2, 3]) is a pool, then a flatten
                 return self._steps(fx_node, inputs[0], found)
             kind = "merge" if op.merge_code is not None else "op"
-            found = _coerce(op, found)  # (1, 1) -> 1, as a module's arguments are read
+            found = coerce_args(op, found)  # (1, 1) -> 1, as a module's arguments are read
             stmt = MergeStmt(op.name, "") if kind == "merge" else OpStmt(None, op.name, found, inputs[0].shape)
             return Node(fx_node.name, kind, inputs, self._shape(fx_node), stmt=stmt)
         first = chain[2] if chain is not None else fx_node
@@ -310,8 +310,8 @@ class _Builder:
         nodes, current = [], source
         for name, args in steps:
             op = REGISTRY[name]
-            args = _coerce(op, args)
-            shape = tuple(op.infer(current.shape, _bound(op, args, current.shape)))
+            args = coerce_args(op, args)
+            shape = tuple(op.infer(current.shape, bind_args(op, args, current.shape)))
             node = Node(fx_node.name, "op", [current], shape, stmt=OpStmt(None, name, args, current.shape))
             nodes.append(node)
             current = node
@@ -327,12 +327,6 @@ def _unknown(fx_node: fx.Node, name: str) -> Unsupported:
     chain = f", nor are the calls from it on ({name.replace('+', ', ')})" if "+" in name else ""
     return Unsupported(f"'{fx_node.format_node()}' ({first}) is no op of the catalogue{chain}",
                        "resdsl.ops lists the ops; a new one is one catalogue entry (docs/extending.md)")
-
-
-def _bound(op: OpSpec, args: dict, shape: tuple[int, ...]) -> dict:
-    from .recipes import bind_args
-
-    return bind_args(op, args, shape)
 
 
 def _shift(arg: Any) -> Any:

@@ -20,7 +20,7 @@ import torch
 from torch import fx, nn
 
 from ..ops import REGISTRY
-from .recipes import _resolve
+from .source import resolve
 
 
 class TraceFailure(Exception):
@@ -63,7 +63,7 @@ def wrapped_functions() -> tuple[Callable, ...]:
     for op in REGISTRY.values():
         for name in (part for chain in op.torch_calls for part in chain.split("+")):
             plain = "." in name and not name.startswith(("Tensor.", "torch.", "_operator."))
-            target = _resolve(name) if plain else None
+            target = resolve(name) if plain else None
             if inspect.isfunction(target):
                 found.append(target)
     return tuple(found)
