@@ -36,8 +36,9 @@ TARGETS = {("resnet50", 8): 0.75, ("resnet50", 1): 0.90, ("resnet18", 8): 0.70,
 TOLERANCE = 1e-4
 
 
-def models(name: str) -> tuple[Any, Any, Any]:
-    """Ours (inference build with torchvision's weights), torchvision's, the generic floor."""
+def models(name: str) -> tuple[Any, Any, Any, Any]:
+    """Ours (inference build with torchvision's weights, CPU runtime), the same build's
+    portable code alone, torchvision's, the generic floor."""
     import torch
     import torchvision
     from torch.fx.experimental.optimization import fuse
@@ -46,10 +47,11 @@ def models(name: str) -> tuple[Any, Any, Any]:
 
     theirs = getattr(torchvision.models, name)().eval()
     ours = resdsl.zoo.load(name).build(inference=True, weights=theirs.state_dict())
+    portable = resdsl.zoo.load(name).build(inference=True, weights=theirs.state_dict(), runtime="portable")
     floor = fuse(getattr(torchvision.models, name)().eval())
     floor.load_state_dict(fuse(theirs).state_dict())
     floor = floor.to(memory_format=torch.channels_last)
-    return ours, theirs, floor
+    return ours, portable, theirs, floor
 
 
 def interleaved(fns: list[Callable[[], Any]], rounds: int, warmup: int = 2) -> list[float]:
@@ -83,21 +85,23 @@ def rows(chosen: list[tuple[str, int]], rounds: int, compiled: bool) -> list[dic
 
     table = []
     for name in dict.fromkeys(n for n, _ in chosen):
-        ours, theirs, floor = models(name)
-        modes = [("eager", ours, theirs, floor)]
+        ours, portable, theirs, floor = models(name)
+        modes = [("eager", ours, theirs, [floor, portable])]
         if compiled:
             modes.append(("compiled", torch.compile(ours, dynamic=False),
-                          torch.compile(theirs, dynamic=False), None))
-        for mode, a, b, c in modes:
+                          torch.compile(theirs, dynamic=False), []))
+        for mode, a, b, others in modes:
             for batch in [b_ for n, b_ in chosen if n == name]:
                 x = torch.randn(batch, 3, 224, 224, generator=torch.Generator().manual_seed(0))
-                _check(a, b, x, f"{name} {mode} batch {batch}")
-                fns = [lambda: a(x), lambda: b(x)] + ([lambda: c(x)] if c is not None else [])
+                for model in [a, *others]:
+                    _check(model, b, x, f"{name} {mode} batch {batch}")
+                fns = [lambda m=m: m(x) for m in [a, b, *others]]
                 with torch.inference_mode():
                     times = interleaved(fns, rounds)
                 row = {"model": name, "mode": mode, "batch": batch, "ours_ms": times[0] * 1e3,
                        "torchvision_ms": times[1] * 1e3, "ratio": times[0] / times[1],
-                       "floor": times[2] / times[1] if c is not None else None,
+                       "floor": times[2] / times[1] if others else None,
+                       "portable": times[3] / times[1] if others else None,
                        "target": TARGETS.get((name, batch), 1.0) if mode == "eager" else 1.0}
                 table.append(row)
                 print(format_table([row]).splitlines()[-1], flush=True)
@@ -126,12 +130,13 @@ def memory(runs: int = 3) -> dict[str, float]:
 
 def format_table(table: list[dict[str, Any]]) -> str:
     lines = ["| model | mode | batch | ours (ms) | torchvision (ms) | ours / torchvision | target "
-             "| generic floor / torchvision |",
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+             "| generic floor / torchvision | portable build / torchvision |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in table:
-        floor = f"{r['floor']:.3f}" if r["floor"] is not None else "-"
+        floor, portable = (f"{r[k]:.3f}" if r[k] is not None else "-" for k in ("floor", "portable"))
         lines.append(f"| {r['model']} | {r['mode']} | {r['batch']} | {r['ours_ms']:.1f} | "
-                     f"{r['torchvision_ms']:.1f} | {r['ratio']:.3f} | <= {r['target']:.2f} | {floor} |")
+                     f"{r['torchvision_ms']:.1f} | {r['ratio']:.3f} | <= {r['target']:.2f} | {floor} "
+                     f"| {portable} |")
     return "\n".join(lines)
 
 

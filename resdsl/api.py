@@ -176,7 +176,7 @@ class Net:
 
     def build(self, *, zero_init_residual: bool = False, weights: str | os.PathLike | dict | None = None,
               device: Any = None, dtype: Any = None, weights_map: Any = None,
-              weights_by_order: bool = False, inference: bool = False) -> Any:
+              weights_by_order: bool = False, inference: bool = False, runtime: str = "auto") -> Any:
         r"""Build the PyTorch module (``torch.nn.Module``) for this network.
 
         ``zero_init_residual`` zeroes the last batchnorm weight of every residual
@@ -192,7 +192,11 @@ class Net:
         shape matches in order. What was done is logged to ``logging.getLogger("resdsl.weights")``.
 
         ``inference=True`` builds the eval-only inference build (docs/codegen.md):
-        ``weights`` is then an ordinary training checkpoint, folded as it loads.
+        ``weights`` is then an ordinary training checkpoint, folded as it loads, and the
+        parameters are frozen. On a CPU, ``runtime="auto"`` then runs its convolutions as
+        oneDNN primitives with packed weights, their activations and residual adds fused
+        in (docs/codegen.md, "The CPU runtime"); ``runtime="portable"`` runs the generated
+        code's modules as written (what ``resdsl compile --inference -o`` writes).
 
         >>> import resdsl, torch
         >>> net = resdsl.loads("network n:\n    input x: [4]\n    fc: linear 2\n")
@@ -205,7 +209,8 @@ class Net:
 
         return build_module(self, zero_init_residual=zero_init_residual, weights=weights,
                             device=device, dtype=dtype, weights_map=weights_map,
-                            weights_by_order=weights_by_order, inference=inference)
+                            weights_by_order=weights_by_order, inference=inference,
+                            runtime=runtime)
 
     def fold(self, state_dict: Mapping[str, Any]) -> dict[str, Any]:
         """The inference build's state dict from a training build's: checked strictly

@@ -29,6 +29,8 @@ from typing import TYPE_CHECKING, Any, Mapping
 import torch
 from torch import nn
 
+from ..errors import UsageError
+
 if TYPE_CHECKING:  # pragma: no cover
     from .inference import Fold, InferencePlan
 
@@ -102,9 +104,13 @@ def training_state(net: Any, weights: str | os.PathLike | dict | None,
 
 def build_inference(net: Any, *, zero_init_residual: bool = False,
                     weights: str | os.PathLike | dict | None = None, device: Any = None,
-                    dtype: Any = None, weights_map: Any = None, weights_by_order: bool = False) -> nn.Module:
+                    dtype: Any = None, weights_map: Any = None, weights_by_order: bool = False,
+                    runtime: str = "auto") -> nn.Module:
     """The inference build of ``net`` with folded weights (``weights``: a training build's
-    checkpoint; without one, a fresh training build's initial weights, folded)."""
+    checkpoint; without one, a fresh training build's initial weights, folded), its
+    parameters frozen (eval only). ``runtime="auto"`` then runs its convolutions as fused
+    oneDNN primitives where it is on a CPU that has them (resdsl/backends/onednn.py);
+    ``"portable"`` keeps the generated code's modules as they are."""
     from .torch import check_memory
 
     check_memory(net, 0, dtype=dtype, device=device)
@@ -116,4 +122,19 @@ def build_inference(net: Any, *, zero_init_residual: bool = False,
         model.load_state_dict(fold_state_dict(net.inference_plan(), state), strict=True)
     if dtype is not None:
         model.to(dtype=dtype)
-    return model.eval()
+    model.eval().requires_grad_(False)
+    if runtime not in RUNTIMES:
+        raise UsageError(f"runtime={runtime!r}: expected one of {', '.join(map(repr, RUNTIMES))}")
+    if runtime == "auto" and _on_cpu(model):
+        from .onednn import accelerate
+
+        model.resdsl_runtime = accelerate(model, net.inference_plan().graph)
+    return model
+
+
+#: ``build(inference=True, runtime=...)``: "auto" fuses for oneDNN on the CPU, "portable" does not.
+RUNTIMES = ("auto", "portable")
+
+
+def _on_cpu(model: nn.Module) -> bool:
+    return all(p.device.type == "cpu" for p in model.parameters())

@@ -64,14 +64,15 @@ def source_of(net: "Net") -> "Source":
 def build_module(net: "Net", *, zero_init_residual: bool = False,
                  weights: str | os.PathLike | dict | None = None, device: Any = None,
                  dtype: Any = None, weights_map: "str | os.PathLike | Mapping[str, str] | None" = None,
-                 weights_by_order: bool = False, inference: bool = False) -> nn.Module:
+                 weights_by_order: bool = False, inference: bool = False,
+                 runtime: str = "auto") -> nn.Module:
     """Instantiate the generated network class; see :meth:`resdsl.api.Net.build`."""
     if inference:
         from .fold import build_inference
 
         return build_inference(net, zero_init_residual=zero_init_residual, weights=weights,
                                device=device, dtype=dtype, weights_map=weights_map,
-                               weights_by_order=weights_by_order)
+                               weights_by_order=weights_by_order, runtime=runtime)
     check_memory(net, 0, dtype=dtype, device=device)
     network_class = source_of(net).module_class()
     with torch.device(device) if device is not None else nullcontext():

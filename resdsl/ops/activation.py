@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import ANNOTATION, POINTWISE, ArgSpec, OpSpec, register
+from .base import ANNOTATION, POINTWISE, ArgSpec, OneDNNPost, OpSpec, register
 
 _TORCH_CLASSES = {
     "relu": "ReLU",
@@ -39,6 +39,19 @@ _CALLS = {
 }
 
 
+#: oneDNN's post-op for each activation (resdsl/backends/onednn.py fuses it into the conv before).
+_ONEDNN = {
+    "relu": lambda a: OneDNNPost("relu", after_binary=True),  # the one oneDNN fuses after an add
+    "gelu": lambda a: OneDNNPost("gelu", algorithm=a["approximate"]),
+    "silu": lambda a: OneDNNPost("swish"),
+    "sigmoid": lambda a: OneDNNPost("sigmoid"),
+    "tanh": lambda a: OneDNNPost("tanh"),
+    "relu6": lambda a: OneDNNPost("hardtanh", (0.0, 6.0)),
+    "hardswish": lambda a: OneDNNPost("hardswish"),
+    "hardsigmoid": lambda a: OneDNNPost("hardsigmoid"),
+}
+
+
 def _from_call(keywords: tuple[ArgSpec, ...]):
     # F.gelu(x, approximate="tanh"): the keyword arguments as the op has them
     return lambda call: {k.name: call.kwargs.get(k.name, k.default) for k in keywords}
@@ -65,6 +78,7 @@ for _name, _class in _TORCH_CLASSES.items():
         in_place=_name in _IN_PLACE,  # nn.ReLU(inplace=True); the others keep their input
         torch_calls=_CALLS[_name],
         from_call=_from_call(_KEYWORDS.get(_name, ())),
+        onednn_post=_ONEDNN[_name],
     ))
 
 
@@ -80,4 +94,5 @@ register(OpSpec(
     receptive_field=POINTWISE,
     nonlinear=True,
     diagram=ANNOTATION,
+    onednn_post=lambda a: OneDNNPost("leaky_relu", (float(a["slope"]),)),
 ))

@@ -142,6 +142,17 @@ READS = ("float", "ids", "any")
 CATEGORIES = ("weight", "norm", "activation", "pool", "reshape", "regularizer", "merge", "io")
 
 
+@dataclass(frozen=True)
+class OneDNNPost:
+    """An activation as oneDNN's post-op (``OpSpec.onednn_post``): oneDNN's name for it, its
+    scalars and algorithm, and whether oneDNN also fuses it after a binary post-op (an add)."""
+
+    attr: str
+    scalars: tuple[float, ...] = ()
+    algorithm: str | None = None
+    after_binary: bool = False
+
+
 @dataclass(frozen=True, kw_only=True)
 class OpSpec:
     """One op: everything resdsl knows about it (see docs/extending.md to add one).
@@ -268,6 +279,16 @@ class OpSpec:
     # Its kernels run faster on a channels-last tensor (convolutions): a network with such
     # an op on maps of its input's rank runs in that memory format in the inference build.
     fast_channels_last: bool = False
+    # ---- the inference build's CPU runtime (resdsl/backends/onednn.py) ---------------------
+    # Runs as a oneDNN convolution primitive whose weight is packed once, at build time.
+    onednn_conv: bool = False
+    # Runs fused into the oneDNN convolution right before it: ``onednn_post(args)`` gives
+    # its :class:`OneDNNPost`, or None where oneDNN has none.
+    onednn_post: Callable[[dict], OneDNNPost | None] | None = None
+    # A sum of two tensors (``a + b``, either may be the convolution's output) that the oneDNN
+    # convolution feeding it takes as a binary post-op where the shapes are equal: oneDNN's
+    # name for it (``add``).
+    onednn_binary: str | None = None
 
     def build(self, in_shape: Shape, args: dict) -> Any:
         """The torch module for this op (imports torch)."""

@@ -121,6 +121,7 @@ register(OpSpec(
     absorbs_after=lambda s, a: True,
     absorbs_before=_unpadded,
     fast_channels_last=True,
+    onednn_conv=True,
 ))
 
 

@@ -92,7 +92,8 @@ def _merge(name: str, doc: str, infer, label, code: Callable[[MergeCode], str],
            macs=lambda i, o, a: prod(o), in_place: bool = False, fresh: bool = True,
            receptive_field=POINTWISE, diagram: Diagram = MERGE, broadcasts: bool = False,
            expands: bool = False, torch_calls: tuple[str, ...] = (),
-           from_call: Callable[[TorchCall], dict | None] | None = None, eval_args: tuple = ()) -> None:
+           from_call: Callable[[TorchCall], dict | None] | None = None, eval_args: tuple = (),
+           onednn_binary: str | None = None) -> None:
     # Merges are statements, not modules: the code generator writes them inline. A merge's
     # receptive field is the widest of its inputs' (the analysis takes it) and its own.
     register(OpSpec(
@@ -101,7 +102,7 @@ def _merge(name: str, doc: str, infer, label, code: Callable[[MergeCode], str],
         receptive_field=receptive_field, nonlinear=False, diagram=diagram,
         merge_code=code, in_place=in_place, fresh_output=fresh, takes_unbatched=broadcasts,
         takes_single=broadcasts or expands, torch_calls=torch_calls, from_call=from_call,
-        eval_args=eval_args,
+        eval_args=eval_args, onednn_binary=onednn_binary,
     ))
 
 
@@ -159,7 +160,7 @@ _merge("residual_add", "out = scale * drop_path(body) + shortcut", _same_shapes,
 _merge("add", "Element-wise sum with an earlier tensor (long skip); shapes broadcast (numpy's rule).",
        broadcast, lambda a, i, o: "+", _broadcast_code("+"), broadcasts=True,
        torch_calls=("_operator.add", "_operator.iadd", "torch.add", "Tensor.add", "Tensor.add_"),
-       from_call=_binary_call)
+       from_call=_binary_call, onednn_binary="add")
 _merge("mul", "Element-wise product with an earlier tensor (gating); shapes broadcast (numpy's rule, "
        "a [C, 1, 1] gate times [C, H, W]).", broadcast, lambda a, i, o: "x", _broadcast_code("*"),
        broadcasts=True, torch_calls=("_operator.mul", "_operator.imul", "torch.mul", "Tensor.mul", "Tensor.mul_"),

@@ -8,6 +8,7 @@ int/float/bool/str/tuple values reach it (see :mod:`.text`).
 from __future__ import annotations
 
 import linecache
+import re
 import sys
 import types
 from dataclasses import dataclass
@@ -39,7 +40,8 @@ def load_source(source: Source) -> types.ModuleType:
     It is registered with :mod:`linecache` (tracebacks, ``inspect.getsource``,
     TorchScript) and in :data:`sys.modules` (pickling classes within this process).
     """
-    module_name = "resdsl.generated." + source.filename.strip("<>").replace(":", "_")
+    # a dotted name of identifiers: TorchScript refuses to load a traced class named otherwise
+    module_name = "resdsl.generated." + re.sub(r"\W", "_", source.filename.strip("<>"), flags=re.ASCII)
     lines = source.text.splitlines(keepends=True)
     linecache.cache[source.filename] = (len(source.text), None, lines, source.filename)
     cached = sys.modules.get(module_name)
