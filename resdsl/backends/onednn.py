@@ -51,7 +51,8 @@ def available() -> bool:
 @dataclass(frozen=True)
 class Report:
     """What :func:`accelerate` did: convolutions packed, activations and adds fused into
-    them, and the modules whose ``forward`` could not be traced (kept unfused)."""
+    them, and the modules with a conv child whose ``forward`` could not be traced (kept as
+    written: their convs are packed, not fused)."""
 
     packed: int
     activations: int
@@ -185,7 +186,7 @@ def accelerate(model: nn.Module, graph: nx.DiGraph) -> Report:
     convs = {path for path, data in ops.items() if REGISTRY[data.op].onednn_conv}
     counts = {"activations": 0, "adds": 0}
     untraced = []
-    for path, container in [(p, m) for p, m in model.named_modules() if next(m.children(), None) is not None]:
+    for path, container in _containers_of_convs(model, convs):
         try:
             traced = _OneLevel().trace(container)
         except Exception:  # data-dependent control flow: this forward stays as written
@@ -201,6 +202,16 @@ def accelerate(model: nn.Module, graph: nx.DiGraph) -> Report:
             module._weight(single=False)  # packed now for batches over 1 (batch 1: on first use)
             packed += 1
     return Report(packed, counts["activations"], counts["adds"], tuple(untraced))
+
+
+def _containers_of_convs(model: nn.Module, convs: set[str]) -> list[tuple[str, nn.Module]]:
+    """The modules with a conv among their children: the forwards where a fusion can be."""
+    found = []
+    for path, module in model.named_modules():
+        prefix = f"{path}." if path else ""
+        if any(prefix + name in convs for name, _ in module.named_children()):
+            found.append((path, module))
+    return found
 
 
 def _packable(conv: nn.Module) -> bool:
