@@ -33,42 +33,62 @@ else:
 x = torch.randn(8, 3, 224, 224)
 """
 
-#: After a setup: the peak resident-set rise of one forward under ``{context}``.
-PEAK = """
+#: Before a setup: reads the process's memory figures. A setup may set ``base_kib``
+#: (``status_kib("VmRSS")`` before it builds) to have what the model holds measured.
+PRELUDE = """
+import ctypes, gc, json, sys, torch
+
 def status_kib(field):
     for line in open("/proc/self/status"):
         if line.startswith(field + ":"):
             return int(line.split()[1])
 
+def settle():
+    gc.collect()
+    try:  # glibc: hand memory freed while building back, so VmRSS is what is held
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+"""
+
+#: After a setup: the peak resident-set rise of one forward under ``{context}``, and what
+#: the model holds (resident growth from ``base_kib`` to just before the forward).
+PEAK = """
+settle()
 with open("/proc/self/clear_refs", "w") as handle:
     handle.write("5")  # reset VmHWM (the peak RSS) to the current RSS
 before = status_kib("VmRSS")
 with {context}():
     model(x)
-print(json.dumps({{"peak_rise_mib": (status_kib("VmHWM") - before) / 1024}}))
+held = (before - base_kib) / 1024 if "base_kib" in globals() else None
+print(json.dumps({{"peak_rise_mib": (status_kib("VmHWM") - before) / 1024, "held_mib": held}}))
 """
 
 
-def measure(setup: str, which: str, context: str = "torch.no_grad") -> float:
-    """One forward's peak memory rise (MiB) in a fresh process: ``setup`` makes ``model``
-    and ``x`` for ``which`` (its argv[1])."""
-    probe = "import json, sys, torch\n" + setup + PEAK.format(context=context)
+def measure(setup: str, which: str, context: str = "torch.no_grad") -> dict:
+    """One forward's peak memory rise (``peak_rise_mib``) and what the model holds
+    (``held_mib``, where the setup sets ``base_kib``), in MiB, in a fresh process:
+    ``setup`` makes ``model`` and ``x`` for ``which`` (its argv[1])."""
+    probe = PRELUDE + setup + PEAK.format(context=context)
     out = subprocess.run([sys.executable, "-c", probe, which], cwd=ROOT, check=True,
                          capture_output=True, text=True).stdout
-    return json.loads(out.strip().splitlines()[-1])["peak_rise_mib"]
+    return json.loads(out.strip().splitlines()[-1])
 
 
-def medians(setup: str, runs: int, context: str = "torch.no_grad") -> tuple[float, float]:
-    """Median peak rise of ours and torchvision's over ``runs`` alternating processes."""
-    ours, theirs = [], []
+def medians(setup: str, runs: int, context: str = "torch.no_grad",
+            which: tuple[str, ...] = ("resdsl", "torchvision")) -> list[dict]:
+    """Per ``which`` (in order), the median of each figure over ``runs`` rounds of fresh
+    processes, taken in turn."""
+    figures: list[list[dict]] = [[] for _ in which]
     for _ in range(runs):
-        ours.append(measure(setup, "resdsl", context))
-        theirs.append(measure(setup, "torchvision", context))
-    return statistics.median(ours), statistics.median(theirs)
+        for index, name in enumerate(which):
+            figures[index].append(measure(setup, name, context))
+    return [{key: statistics.median(f[key] for f in runs_of) if runs_of[0][key] is not None else None
+             for key in runs_of[0]} for runs_of in figures]
 
 
 def main(runs: int = 3) -> dict:
-    o, t = medians(SETUP, runs)
+    o, t = (m["peak_rise_mib"] for m in medians(SETUP, runs))
     print_table(f"peak memory rise of one no_grad forward, resnet50, batch 8 (median of {runs})",
                 ("model", "MiB", "ratio"), [("resdsl", o, o / t), ("torchvision", t, 1.0)])
     print(f"  ratio = {o / t:.3f} (target <= 1.05)")
