@@ -196,3 +196,16 @@ def test_mobile_and_video_nets(name, overrides):
     x = torch.randn(2, *_input_shape(net))
     with torch.inference_mode():
         assert _close(fast(x), portable(x), 1e-4)
+
+
+def test_fx_traces_the_whole_model_the_portable_way(small):
+    """fx reads the classes' own ``forward`` (not the rewritten one bound to the instance):
+    a fused activation's old place is the identity, a merge's conv adds nothing unasked."""
+    net, fast, portable = small
+    traced = torch.fx.symbolic_trace(fast)
+    assert "mkldnn" not in traced.code
+    x = torch.randn(2, *_input_shape(net))
+    with torch.inference_mode():
+        assert _close(traced(x), portable(x))
+    assert isinstance(fast.a0, onednn.FusedAway) and fast.a0.into == "c0"
+    assert not isinstance(fast.relu_0, onednn.FusedAway)  # after a fused add: it stays

@@ -84,14 +84,16 @@ class _Fused:
         out = self._conv_forward(input, self.weight, self.bias)
         if other is not None:
             out = out + other
-        return self.post(out)
+        if self.binary is None or other is not None:  # a merge's activation follows the merge
+            out = self.post(out)
+        return out
 
     @torch.jit.unused
     def _dispatch(self, input: torch.Tensor, other: Optional[torch.Tensor]) -> torch.Tensor:
         if not self._fast(input, other):
             return self._portable(input, other)
         weight = self._weight(input.shape[0] == 1)
-        post = self.onednn_post
+        post = self.onednn_post if self.binary is None or other is not None else None
         scalars, algorithm = (list(post.scalars), post.algorithm) if post is not None else ([], None)
         if other is None:
             return torch.ops.mkldnn._convolution_pointwise(
@@ -103,7 +105,8 @@ class _Fused:
 
     def _fast(self, input: torch.Tensor, other: Optional[torch.Tensor]) -> bool:
         weight = self.weight
-        if torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export():
+        if torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export() \
+                or isinstance(input, fx.Proxy) or isinstance(other, fx.Proxy):  # fx records the portable way
             return False
         if input.device.type != "cpu" or input.dtype != torch.float32 or input.layout != torch.strided \
                 or weight.device.type != "cpu" or weight.dtype != torch.float32 \
@@ -155,6 +158,19 @@ class FusedConv3d(_Fused, nn.Conv3d):
 
 
 _FUSED = {nn.Conv2d: FusedConv2d, nn.Conv3d: FusedConv3d}
+
+
+class FusedAway(nn.Identity):
+    """Where an activation fused into the conv before it was: the identity, so that the
+    container's own class ``forward`` (which ``torch.fx.symbolic_trace`` of the whole
+    model reads) computes what its rewritten one does."""
+
+    def __init__(self, into: str) -> None:
+        super().__init__()
+        self.into = into
+
+    def extra_repr(self) -> str:
+        return f"fused into {self.into}"
 
 
 class _OneLevel(fx.Tracer):
@@ -255,6 +271,7 @@ def _fuse(container: nn.Module, traced: fx.Graph, path: str, ops: dict, convs: s
         post, attr, tail = _activation(container, node, prefix, ops, calls)
         if attr is not None:
             _swap(conv, post, attr, None, ops[prefix + node.target])
+            container.set_submodule(tail.target, FusedAway(node.target))
             _rewire(traced, node, tail, (node.args[0],), [tail])
             counts["activations"] += 1
             changed = True
