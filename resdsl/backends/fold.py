@@ -102,6 +102,9 @@ def training_state(net: Any, weights: str | os.PathLike | dict | None,
     return model.state_dict()
 
 
+# normal tensors even when built in inference mode: an inference tensor has no version counter,
+# so the CPU runtime could not tell a changed weight (load_state_dict) and would pack every call
+@torch.inference_mode(False)
 def build_inference(net: Any, *, zero_init_residual: bool = False,
                     weights: str | os.PathLike | dict | None = None, device: Any = None,
                     dtype: Any = None, weights_map: Any = None, weights_by_order: bool = False,

@@ -28,6 +28,7 @@ an op's name; oneDNN's post-op names are the catalogue's.
 
 from __future__ import annotations
 
+import copy
 import types
 from dataclasses import dataclass
 from typing import Any, Optional
@@ -35,6 +36,7 @@ from typing import Any, Optional
 import networkx as nx
 import torch
 from torch import fx, nn
+from torch.multiprocessing.reductions import StorageWeakRef
 
 from ..graph import op_nodes
 from ..ops import REGISTRY
@@ -129,24 +131,34 @@ class _Fused:
         """The weight packed for oneDNN for batch 1 (``single``) or more, packed again when
         the parameter has changed."""
         weight = self.weight
-        try:
-            key = (weight.data_ptr(), weight._version)
-        except RuntimeError:  # an inference tensor has no version counter (and cannot change)
-            key = (weight.data_ptr(), None)
+        key = _identity(weight)
         packed = self._packed.get(single)
-        if packed is None or packed[0] != key:
+        if packed is None or key is None or packed[0] != key:
             shape = [1 if single else 2, *self.sample_shape] if self.sample_shape else None
             with torch.no_grad():
                 packed = key, torch.ops.mkldnn._reorder_convolution_weight(
                     weight.detach(), list(self.padding), list(self.stride), list(self.dilation),
                     self.groups, shape)
-            self._packed[single] = packed
+            if key is not None:
+                self._packed[single] = packed
         return packed[1]
 
     def __getstate__(self) -> dict:
         # the packed weight is opaque to pickle and deepcopy: it is made again on first use
         state = super().__getstate__() if hasattr(super(), "__getstate__") else dict(self.__dict__)
         return {**state, "_packed": {}}
+
+
+def _identity(weight: torch.Tensor) -> tuple | None:
+    """What a packed weight was made from: the weight's storage (a weak reference, which
+    keeps the storage's address from being reused while it is held: ``model.half().float()``
+    often gets the old address back), its view and its version (bumped by every in-place
+    change); None for an inference tensor, which has no version counter but can be changed
+    in place in inference mode (it is packed on every call)."""
+    if weight.is_inference():
+        return None
+    return (StorageWeakRef(weight.untyped_storage()), weight.storage_offset(), tuple(weight.shape),
+            weight.stride(), weight._version)
 
 
 class FusedConv2d(_Fused, nn.Conv2d):
@@ -238,7 +250,9 @@ def _packable(conv: nn.Module) -> bool:
 def _swap(conv: nn.Module, post: nn.Module, onednn_post: OneDNNPost | None, binary: str | None,
           data: Any) -> None:
     conv.__class__ = _FUSED[type(conv)]
-    conv._setup(post, onednn_post, binary, tuple(data.in_shapes[0]) if data.in_shapes else None)
+    # a copy of the (stateless) activation: a module held at two paths is found at the first
+    # one only (``named_modules``), and its own path must keep naming it
+    conv._setup(copy.deepcopy(post), onednn_post, binary, tuple(data.in_shapes[0]) if data.in_shapes else None)
 
 
 def _fuse(container: nn.Module, traced: fx.Graph, path: str, ops: dict, convs: set[str],
