@@ -161,12 +161,13 @@ x = torch.randn(8, 3, 224, 224)
 MEMORY_SIDES = ("resdsl", "portable", "torchvision")
 
 
-def memory(runs: int = 3) -> dict[str, dict[str, float]]:
+def memory(runs: int = 3, warmup: int = 0) -> dict[str, dict[str, float]]:
     """Per side (MEMORY_SIDES), resnet50 at batch 8, each in a fresh process: the peak
-    resident-memory rise of one forward and what the built model holds (MiB)."""
+    resident-memory rise of one forward (the first, or the one after ``warmup`` others)
+    and what the built model holds (MiB)."""
     from memory import medians
 
-    return dict(zip(MEMORY_SIDES, medians(SETUP, runs, "torch.inference_mode", MEMORY_SIDES)))
+    return dict(zip(MEMORY_SIDES, medians(SETUP, runs, "torch.inference_mode", MEMORY_SIDES, warmup)))
 
 
 def format_table(table: list[dict[str, Any]]) -> str:
@@ -204,12 +205,12 @@ def main(argv: list[str] | None = None) -> None:
     print(f"machine: {machine()}{gpu}; load average before {os.getloadavg()}")
     table = rows(chosen, args.rounds, args.compile, args.device)
     print(format_table(table))
-    if args.memory:
-        m = memory()
+    for warmup, which in ((0, "first"), (2, "third")) if args.memory else ():
+        m = memory(warmup=warmup)
         theirs = m["torchvision"]
         for side in MEMORY_SIDES:
             f = m[side]
-            print(f"memory, resnet50 batch 8, {side}: forward peak rise {f['peak_rise_mib']:.1f} MiB "
+            print(f"memory, resnet50 batch 8, {side}: {which} forward's peak rise {f['peak_rise_mib']:.1f} MiB "
                   f"({f['peak_rise_mib'] / theirs['peak_rise_mib']:.3f} of torchvision's; target <= 1.0), "
                   f"model held {f['held_mib']:.1f} MiB, the two together "
                   f"{(f['held_mib'] + f['peak_rise_mib']) / (theirs['held_mib'] + theirs['peak_rise_mib']):.3f}"

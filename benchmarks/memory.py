@@ -51,9 +51,13 @@ def settle():
         pass
 """
 
-#: After a setup: the peak resident-set rise of one forward under ``{context}``, and what
-#: the model holds (resident growth from ``base_kib`` to just before the forward).
+#: After a setup: the peak resident-set rise of one forward under ``{context}`` (after
+#: ``{warmup}`` forwards), and what the model holds (resident growth from ``base_kib`` to
+#: just before the forward).
 PEAK = """
+with {context}():
+    for _ in range({warmup}):
+        model(x)
 settle()
 with open("/proc/self/clear_refs", "w") as handle:
     handle.write("5")  # reset VmHWM (the peak RSS) to the current RSS
@@ -65,24 +69,25 @@ print(json.dumps({{"peak_rise_mib": (status_kib("VmHWM") - before) / 1024, "held
 """
 
 
-def measure(setup: str, which: str, context: str = "torch.no_grad") -> dict:
+def measure(setup: str, which: str, context: str = "torch.no_grad", warmup: int = 0) -> dict:
     """One forward's peak memory rise (``peak_rise_mib``) and what the model holds
     (``held_mib``, where the setup sets ``base_kib``), in MiB, in a fresh process:
-    ``setup`` makes ``model`` and ``x`` for ``which`` (its argv[1])."""
-    probe = PRELUDE + setup + PEAK.format(context=context)
+    ``setup`` makes ``model`` and ``x`` for ``which`` (its argv[1]); ``warmup`` forwards
+    run first (the one measured is then a later one: a server's)."""
+    probe = PRELUDE + setup + PEAK.format(context=context, warmup=warmup)
     out = subprocess.run([sys.executable, "-c", probe, which], cwd=ROOT, check=True,
                          capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
 def medians(setup: str, runs: int, context: str = "torch.no_grad",
-            which: tuple[str, ...] = ("resdsl", "torchvision")) -> list[dict]:
+            which: tuple[str, ...] = ("resdsl", "torchvision"), warmup: int = 0) -> list[dict]:
     """Per ``which`` (in order), the median of each figure over ``runs`` rounds of fresh
     processes, taken in turn."""
     figures: list[list[dict]] = [[] for _ in which]
     for _ in range(runs):
         for index, name in enumerate(which):
-            figures[index].append(measure(setup, name, context))
+            figures[index].append(measure(setup, name, context, warmup))
     return [{key: statistics.median(f[key] for f in runs_of) if runs_of[0][key] is not None else None
              for key in runs_of[0]} for runs_of in figures]
 
