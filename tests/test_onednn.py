@@ -209,3 +209,45 @@ def test_fx_traces_the_whole_model_the_portable_way(small):
         assert _close(traced(x), portable(x))
     assert isinstance(fast.a0, onednn.FusedAway) and fast.a0.into == "c0"
     assert not isinstance(fast.relu_0, onednn.FusedAway)  # after a fused add: it stays
+
+
+MLP = """
+network mlp:
+    input x: [5, 12]
+    fc1: linear 32
+    gelu
+    fc2: linear 32, bias=false
+    relu
+    fc3: linear 32
+    tanh
+    add fc3
+    fc4: linear 8
+    silu
+"""
+
+
+def test_linear_layers_and_their_activations(monkeypatch):
+    net = resdsl.loads(MLP)
+    fast, portable = _pair(net, seed=6)
+    report = fast.resdsl_runtime
+    # fc1+gelu, fc2+relu, fc4+silu; fc3's output is also read by the add: not fused
+    assert (report.linears, report.activations, report.packed) == (3, 3, 0)
+    assert isinstance(fast.fc1, onednn.FusedLinear) and not isinstance(fast.fc3, onednn.FusedLinear)
+    x = torch.randn(3, *_input_shape(net))
+    with torch.inference_mode():
+        want = portable(x)
+
+    class NoLinear:
+        def __getattr__(self, name):
+            raise AssertionError("the portable path ran where the fast path applies")
+
+    monkeypatch.setattr(onednn, "F", NoLinear())
+    with torch.inference_mode():
+        got = fast(x)
+    monkeypatch.undo()
+    assert _close(got, want)
+    assert _close(torch.jit.script(fast)(x), want)
+    assert _close(torch.fx.symbolic_trace(fast)(x), want)
+    x.requires_grad_(True)
+    fast(x).sum().backward()  # autograd: the portable way
+    assert x.grad is not None and list(fast.state_dict()) == list(portable.state_dict())

@@ -9,7 +9,9 @@ the whole tensor, and re-lays-out the convolution's weight for oneDNN on every c
 - the activation right after it (``onednn_post``: relu, relu6, silu, gelu, ...) runs
   inside that primitive as a post-op;
 - a merge right after it (``onednn_binary``: ``conv(x) + identity``) is a binary post-op,
-  and a relu after the merge joins it (oneDNN fuses no other activation after an add).
+  and a relu after the merge joins it (oneDNN fuses no other activation after an add);
+- a linear layer (``onednn_linear``) and the activation right after it run as one oneDNN
+  primitive (its weight as it is: oneDNN's linear needs no packing).
 
 Only pairs inside one ``forward`` are fused, where the first member's output feeds
 nothing else. What runs is exactly what the portable code computes (within float
@@ -36,6 +38,7 @@ from typing import Any, Optional
 import networkx as nx
 import torch
 from torch import fx, nn
+from torch.nn import functional as F
 from torch.multiprocessing.reductions import StorageWeakRef
 
 from ..graph import op_nodes
@@ -52,13 +55,15 @@ def available() -> bool:
 
 @dataclass(frozen=True)
 class Report:
-    """What :func:`accelerate` did: convolutions packed, activations and adds fused into
-    them, and the modules with a conv child whose ``forward`` could not be traced (kept as
-    written: their convs are packed, not fused)."""
+    """What :func:`accelerate` did: convolutions packed, activations (after a conv or a
+    linear) and adds fused, linear layers fused with their activation, and the modules with
+    a conv or linear child whose ``forward`` could not be traced (kept as written: their
+    convs are packed, not fused)."""
 
     packed: int
     activations: int
     adds: int
+    linears: int
     untraced: tuple[str, ...]
 
 
@@ -107,20 +112,10 @@ class _Fused:
 
     def _fast(self, input: torch.Tensor, other: Optional[torch.Tensor]) -> bool:
         weight = self.weight
-        if torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export() \
-                or isinstance(input, fx.Proxy) or isinstance(other, fx.Proxy):  # fx records the portable way
+        if not _applies(input, other, weight, self.bias) or input.dim() != weight.dim() or \
+                input.shape[1] != weight.shape[1] * self.groups:
             return False
-        if input.device.type != "cpu" or input.dtype != torch.float32 or input.layout != torch.strided \
-                or weight.device.type != "cpu" or weight.dtype != torch.float32 \
-                or input.dim() != weight.dim() or input.shape[1] != weight.shape[1] * self.groups:
-            return False
-        if torch.is_grad_enabled() and (input.requires_grad or weight.requires_grad or
-                                        (self.bias is not None and self.bias.requires_grad) or
-                                        (other is not None and other.requires_grad)):
-            return False  # oneDNN's fused primitive has no backward
-        return other is None or (other.device.type == "cpu" and other.dtype == torch.float32 and
-                                 other.layout == torch.strided and
-                                 tuple(other.shape) == self._output_shape(input))
+        return other is None or tuple(other.shape) == self._output_shape(input)
 
     def _output_shape(self, input: torch.Tensor) -> tuple[int, ...]:
         sizes = [(size + 2 * p - d * (k - 1) - 1) // s + 1 for size, p, d, k, s in
@@ -149,6 +144,18 @@ class _Fused:
         return {**state, "_packed": {}}
 
 
+def _applies(input: Any, other: Any, weight: torch.Tensor, bias: torch.Tensor | None) -> bool:
+    """Whether oneDNN's fused primitive may run here: float32 strided CPU tensors, no
+    autograd (it has no backward), and no tracer, exporter or compiler recording."""
+    if torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export() \
+            or isinstance(input, fx.Proxy) or isinstance(other, fx.Proxy):  # fx records the portable way
+        return False
+    tensors = [t for t in (input, other, weight, bias) if t is not None]
+    if any(t.device.type != "cpu" or t.dtype != torch.float32 or t.layout != torch.strided for t in tensors):
+        return False
+    return not (torch.is_grad_enabled() and any(t.requires_grad for t in tensors))
+
+
 def _identity(weight: torch.Tensor) -> tuple | None:
     """What a packed weight was made from: the weight's storage (a weak reference, which
     keeps the storage's address from being reused while it is held: ``model.half().float()``
@@ -170,6 +177,31 @@ class FusedConv3d(_Fused, nn.Conv3d):
 
 
 _FUSED = {nn.Conv2d: FusedConv2d, nn.Conv3d: FusedConv3d}
+
+
+class FusedLinear(nn.Linear):
+    """``nn.Linear`` with the activation after it inside one oneDNN primitive on the CPU
+    (its weight is not packed: oneDNN's linear reads it as it is). Elsewhere: ``F.linear``,
+    then the activation module it holds as ``post``."""
+
+    def _setup(self, post: nn.Module, onednn_post: OneDNNPost) -> None:
+        self.post = post
+        self.onednn_post = onednn_post
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        if torch.jit.is_scripting():
+            return self.post(F.linear(input, self.weight, self.bias))
+        else:
+            return self._dispatch(input)
+
+    @torch.jit.unused
+    def _dispatch(self, input: torch.Tensor) -> torch.Tensor:
+        if not _applies(input, None, self.weight, self.bias) or input.dim() == 0 or \
+                input.shape[-1] != self.in_features:
+            return self.post(F.linear(input, self.weight, self.bias))
+        post = self.onednn_post
+        return torch.ops.mkldnn._linear_pointwise(input, self.weight, self.bias, post.attr,
+                                                  list(post.scalars), post.algorithm)
 
 
 class FusedAway(nn.Identity):
@@ -206,21 +238,22 @@ def accelerate(model: nn.Module, graph: nx.DiGraph) -> Report:
     ... ''')
     >>> model = net.build(inference=True, runtime="portable")
     >>> accelerate(model, net.inference_plan().graph)
-    Report(packed=1, activations=1, adds=0, untraced=())
+    Report(packed=1, activations=1, adds=0, linears=0, untraced=())
     """
     if not available():
-        return Report(0, 0, 0, ())
+        return Report(0, 0, 0, 0, ())
     ops = {data.module: data for data in op_nodes(graph) if data.module}
     convs = {path for path, data in ops.items() if REGISTRY[data.op].onednn_conv}
-    counts = {"activations": 0, "adds": 0}
+    linears = {path for path, data in ops.items() if REGISTRY[data.op].onednn_linear}
+    counts = {"activations": 0, "adds": 0, "linears": 0}
     untraced = []
-    for path, container in _containers_of_convs(model, convs):
+    for path, container in _containers_of(model, convs | linears):
         try:
             traced = _OneLevel().trace(container)
         except Exception:  # data-dependent control flow: this forward stays as written
             untraced.append(path or type(container).__name__)
             continue
-        if _fuse(container, traced, path, ops, convs, counts):
+        if _fuse(container, traced, path, ops, convs, linears, counts):
             _install(container, traced)
     packed = 0
     for path, module in list(model.named_modules()):
@@ -229,15 +262,16 @@ def accelerate(model: nn.Module, graph: nx.DiGraph) -> Report:
         if isinstance(module, _Fused):
             module._weight(single=False)  # packed now for batches over 1 (batch 1: on first use)
             packed += 1
-    return Report(packed, counts["activations"], counts["adds"], tuple(untraced))
+    return Report(packed, counts["activations"], counts["adds"], counts["linears"], tuple(untraced))
 
 
-def _containers_of_convs(model: nn.Module, convs: set[str]) -> list[tuple[str, nn.Module]]:
-    """The modules with a conv among their children: the forwards where a fusion can be."""
+def _containers_of(model: nn.Module, layers: set[str]) -> list[tuple[str, nn.Module]]:
+    """The modules with one of ``layers`` among their children: the forwards where a
+    fusion can be."""
     found = []
     for path, module in model.named_modules():
         prefix = f"{path}." if path else ""
-        if any(prefix + name in convs for name, _ in module.named_children()):
+        if any(prefix + name in layers for name, _ in module.named_children()):
             found.append((path, module))
     return found
 
@@ -256,8 +290,9 @@ def _swap(conv: nn.Module, post: nn.Module, onednn_post: OneDNNPost | None, bina
 
 
 def _fuse(container: nn.Module, traced: fx.Graph, path: str, ops: dict, convs: set[str],
-          counts: dict[str, int]) -> bool:
-    """Fuse each conv's activation and add in ``traced`` (the container's one-level graph)."""
+          linears: set[str], counts: dict[str, int]) -> bool:
+    """Fuse each conv's activation and add, and each linear's activation, in ``traced`` (the
+    container's one-level graph)."""
     prefix = f"{path}." if path else ""
     calls: dict[str, int] = {}
     for node in traced.nodes:
@@ -265,6 +300,8 @@ def _fuse(container: nn.Module, traced: fx.Graph, path: str, ops: dict, convs: s
             calls[node.target] = calls.get(node.target, 0) + 1
     changed = False
     for node in list(traced.nodes):
+        if node.op == "call_module" and prefix + node.target in linears and calls[node.target] == 1:
+            changed |= _fuse_linear(container, traced, node, prefix, ops, calls, counts)
         if node.op != "call_module" or prefix + node.target not in convs or calls[node.target] != 1:
             continue
         conv = container.get_submodule(node.target)
@@ -290,6 +327,25 @@ def _fuse(container: nn.Module, traced: fx.Graph, path: str, ops: dict, convs: s
             counts["activations"] += 1
             changed = True
     return changed
+
+
+def _fuse_linear(container: nn.Module, traced: fx.Graph, node: fx.Node, prefix: str, ops: dict,
+                 calls: dict[str, int], counts: dict[str, int]) -> bool:
+    """A linear layer and the activation that is its only reader, as one primitive."""
+    linear = container.get_submodule(node.target)
+    if type(linear) is not nn.Linear or linear.weight.device.type != "cpu" or \
+            linear.weight.dtype != torch.float32 or len(node.users) != 1:
+        return False
+    post, attr, tail = _activation(container, node, prefix, ops, calls)
+    if attr is None:
+        return False
+    linear.__class__ = FusedLinear
+    linear._setup(copy.deepcopy(post), attr)
+    container.set_submodule(tail.target, FusedAway(node.target))
+    _rewire(traced, node, tail, (node.args[0],), [tail])
+    counts["activations"] += 1
+    counts["linears"] += 1
+    return True
 
 
 def _binary_merge(conv: fx.Node) -> tuple[fx.Node, Any, str] | None:

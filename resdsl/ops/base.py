@@ -282,6 +282,8 @@ class OpSpec:
     # ---- the inference build's CPU runtime (resdsl/backends/onednn.py) ---------------------
     # Runs as a oneDNN convolution primitive whose weight is packed once, at build time.
     onednn_conv: bool = False
+    # Runs as a oneDNN linear primitive with the activation after it fused in (linear).
+    onednn_linear: bool = False
     # Runs fused into the oneDNN convolution right before it: ``onednn_post(args)`` gives
     # its :class:`OneDNNPost`, or None where oneDNN has none.
     onednn_post: Callable[[dict], OneDNNPost | None] | None = None

@@ -217,4 +217,5 @@ register(OpSpec(
     # Over a flat input only: on [C, ..., L] a norm's channels are not the features.
     absorbs_after=lambda s, a: len(s) == 1 and not a.get("tie"),
     absorbs_before=lambda s, a: len(s) == 1 and not a.get("tie"),
+    onednn_linear=True,
 ))
