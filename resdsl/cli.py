@@ -403,7 +403,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
     if args.inference:  # load_weights's notes go to the "resdsl.weights" log
         model = net.build(zero_init_residual=args.zero_init_residual, weights=args.weights,
                           weights_map=args.weights_map, weights_by_order=args.weights_by_order,
-                          inference=True)
+                          inference=True, runtime="portable")  # the code -o writes, checked as such
     else:
         model = net.build(zero_init_residual=args.zero_init_residual)
     if args.weights and not args.inference:
