@@ -116,6 +116,8 @@ def build_inference(net: Any, *, zero_init_residual: bool = False,
     ``"portable"`` keeps the generated code's modules as they are."""
     from .torch import check_memory
 
+    if runtime not in RUNTIMES:  # before any work
+        raise UsageError(f"runtime={runtime!r}: expected one of {', '.join(map(repr, RUNTIMES))}")
     check_memory(net, 0, dtype=dtype, device=device)
     network_class = net.source(inference=True).module_class()
     with torch.device(device) if device is not None else nullcontext():
@@ -126,8 +128,6 @@ def build_inference(net: Any, *, zero_init_residual: bool = False,
     if dtype is not None:
         model.to(dtype=dtype)
     model.eval().requires_grad_(False)
-    if runtime not in RUNTIMES:
-        raise UsageError(f"runtime={runtime!r}: expected one of {', '.join(map(repr, RUNTIMES))}")
     if runtime == "auto" and _on_cpu(model):
         from .onednn import accelerate
 

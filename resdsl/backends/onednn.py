@@ -190,15 +190,18 @@ class FusedLinear(nn.Linear):
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         if torch.jit.is_scripting():
-            return self.post(F.linear(input, self.weight, self.bias))
+            return self._portable(input)
         else:
             return self._dispatch(input)
+
+    def _portable(self, input: torch.Tensor) -> torch.Tensor:
+        return self.post(F.linear(input, self.weight, self.bias))
 
     @torch.jit.unused
     def _dispatch(self, input: torch.Tensor) -> torch.Tensor:
         if not _applies(input, None, self.weight, self.bias) or input.dim() == 0 or \
                 input.shape[-1] != self.in_features:
-            return self.post(F.linear(input, self.weight, self.bias))
+            return self._portable(input)
         post = self.onednn_post
         return torch.ops.mkldnn._linear_pointwise(input, self.weight, self.bias, post.attr,
                                                   list(post.scalars), post.algorithm)
@@ -322,8 +325,7 @@ def _fuse(container: nn.Module, traced: fx.Graph, path: str, ops: dict, convs: s
         post, attr, tail = _activation(container, node, prefix, ops, calls)
         if attr is not None:
             _swap(conv, post, attr, None, ops[prefix + node.target])
-            container.set_submodule(tail.target, FusedAway(node.target))
-            _rewire(traced, node, tail, (node.args[0],), [tail])
+            _take_activation(container, traced, node, tail)
             counts["activations"] += 1
             changed = True
     return changed
@@ -340,12 +342,18 @@ def _fuse_linear(container: nn.Module, traced: fx.Graph, node: fx.Node, prefix: 
     if attr is None:
         return False
     linear.__class__ = FusedLinear
-    linear._setup(copy.deepcopy(post), attr)
-    container.set_submodule(tail.target, FusedAway(node.target))
-    _rewire(traced, node, tail, (node.args[0],), [tail])
+    linear._setup(copy.deepcopy(post), attr)  # a copy: as in _swap
+    _take_activation(container, traced, node, tail)
     counts["activations"] += 1
     counts["linears"] += 1
     return True
+
+
+def _take_activation(container: nn.Module, traced: fx.Graph, layer: fx.Node, tail: fx.Node) -> None:
+    """The activation ``tail`` now runs inside ``layer``: the graph skips it, and its place
+    in the container holds a FusedAway (for the class's own ``forward``)."""
+    container.set_submodule(tail.target, FusedAway(layer.target))
+    _rewire(traced, layer, tail, (layer.args[0],), [tail])
 
 
 def _binary_merge(conv: fx.Node) -> tuple[fx.Node, Any, str] | None:
